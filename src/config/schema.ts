@@ -1,0 +1,228 @@
+import { z } from "zod";
+
+/**
+ * The one schema of the config file (CONTRACT.md "Config file"). Every key carries a
+ * description: the README's configuration reference is checked against these by a test.
+ * Unknown keys are errors at every level (strictObject).
+ */
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// A verified domain as Entra accepts it in the authority path (contoso.com, contoso.onmicrosoft.com).
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
+const TENANT_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const httpsUrl = z
+  .url({ protocol: /^https$/, error: "must be an https:// URL" })
+  .transform((u) => u.replace(/\/+$/, ""));
+
+/** RFC 3339 time, from a YAML timestamp (Date) or a string. */
+const timestamp = z.union([
+  z.date(),
+  z.iso.datetime({ offset: true, error: "must be an RFC 3339 time, e.g. 2027-06-30T00:00:00Z" }).transform((s) => new Date(s)),
+]);
+
+const clientId = z.string().regex(GUID, "must be a GUID (the app registration's Application (client) ID)");
+const filePath = z.string().min(1, "must be a file path");
+const envName = z.string().regex(ENV_NAME, "must be an environment variable name");
+
+const secretCredential = z
+  .strictObject({
+    type: z.literal("secret").describe("Client secret credential."),
+    secretFile: filePath.optional().describe("File holding the client secret (e.g. a mounted Kubernetes Secret)."),
+    secretEnv: envName.optional().describe("Name of the environment variable holding the client secret."),
+    secondarySecretFile: filePath
+      .optional()
+      .describe("File with the next client secret; used when Entra rejects the first as invalid or expired (AADSTS7000215/7000222)."),
+    secondarySecretEnv: envName.optional().describe("Environment variable with the next client secret (like secondarySecretFile)."),
+    expiresAt: timestamp.optional().describe("When the secret expires (RFC 3339); exported as a gauge and warned about 30 days ahead."),
+  })
+  .superRefine((c, ctx) => {
+    const given = [c.secretFile, c.secretEnv].filter((v) => v !== undefined).length;
+    if (given !== 1) {
+      ctx.addIssue({ code: "custom", path: ["secretFile"], message: "give exactly one of secretFile or secretEnv (never the secret inline)" });
+    }
+    if (c.secondarySecretFile !== undefined && c.secondarySecretEnv !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["secondarySecretFile"], message: "give at most one of secondarySecretFile or secondarySecretEnv" });
+    }
+  });
+
+const certificateCredential = z.strictObject({
+  type: z.literal("certificate").describe("Certificate credential (a signed client assertion)."),
+  certificateFile: filePath.describe("PEM file holding the certificate and its private key."),
+  sendCertificateChain: z
+    .boolean()
+    .default(false)
+    .describe("Send the x5c chain with each assertion (needed for subject-name/issuer authentication)."),
+  expiresAt: timestamp.optional().describe("When the certificate expires (RFC 3339); exported as a gauge."),
+});
+
+const workloadIdentityCredential = z.strictObject({
+  type: z.literal("workloadIdentity").describe("Federated credential: a Kubernetes service account token exchanged with Entra."),
+  tokenFile: filePath.describe("File holding the federated token, re-read on every token request (AKS mounts it and rotates it)."),
+  expiresAt: timestamp.optional().describe("Optional expiry to export as a gauge (federated credentials normally do not expire)."),
+});
+
+export const credentialSchema = z
+  .discriminatedUnion("type", [secretCredential, certificateCredential, workloadIdentityCredential], {
+    error: "type must be one of secret, certificate, workloadIdentity",
+  })
+  .describe("How the app proves its identity to Entra ID: exactly one type.");
+
+export const appSchema = z
+  .strictObject({
+    clientId: clientId.describe("Application (client) ID of the app registration."),
+    credential: credentialSchema,
+  })
+  .describe("An Entra ID app registration with Mail.Send (application) permission.");
+
+export const limitsSchema = z
+  .strictObject({
+    maxConcurrency: z
+      .int()
+      .min(1)
+      .max(64)
+      .default(4)
+      .describe("Sends in flight to Graph at once for this sender mailbox (Graph allows 4 per app per mailbox)."),
+    recipientsPerDay: z
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(10_000)
+      .describe("Recipients (to+cc+bcc) per rolling 24 h before sends are refused (Exchange Online blocks the mailbox at 10,000)."),
+    maxQueue: z
+      .int()
+      .min(0)
+      .max(100_000)
+      .default(1_000)
+      .describe("Sends that may wait for a free slot for this mailbox; beyond this, 429 rate_limited."),
+  })
+  .describe("Per-tenant limits; the defaults match Exchange Online's own limits.");
+
+export const tenantSchema = z.strictObject({
+  tenantId: z
+    .string()
+    .refine((v) => GUID.test(v) || DOMAIN.test(v), "must be a tenant GUID or a verified domain")
+    .describe("The customer's Entra tenant: GUID or verified domain."),
+  sender: z.email({ error: "invalid email" }).max(254).describe("The ONLY mailbox this tenant sends from."),
+  displayName: z.string().max(256).optional().describe("Human name of the customer, shown by /tenants and the CLI."),
+  saveToSentItems: z.boolean().default(false).describe("Keep a copy in the sender's Sent Items unless the request says otherwise."),
+  app: appSchema.optional().describe("A registration the customer made in its own tenant; overrides the top-level app."),
+  limits: limitsSchema.prefault({}),
+});
+
+export const callerSchema = z.strictObject({
+  keySha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/i, "must be the hex SHA-256 of the API key (64 hex digits)")
+    .transform((s) => s.toLowerCase())
+    .describe("Hex SHA-256 of the caller's API key; the key itself is never stored."),
+  tenants: z.array(z.string().min(1)).min(1).describe('Tenant keys this caller may send for, or ["*"] for all.'),
+  admin: z.boolean().default(false).describe("Admin callers may read GET /tenants."),
+});
+
+export const configSchema = z
+  .strictObject({
+    cloud: z
+      .strictObject({
+        authorityHost: httpsUrl.default("https://login.microsoftonline.com").describe("Entra ID authority host."),
+        graphBaseUrl: httpsUrl.default("https://graph.microsoft.com").describe("Microsoft Graph base URL (without /v1.0)."),
+      })
+      .prefault({})
+      .describe("National cloud or emulator endpoints; defaults are Microsoft's global cloud."),
+    tls: z
+      .strictObject({
+        caFile: filePath.optional().describe("Extra CA (PEM) trusted for the authority and Graph, e.g. the emulator's CA."),
+      })
+      .prefault({})
+      .describe("TLS trust for outgoing connections."),
+    server: z
+      .strictObject({
+        requestDeadlineSeconds: z
+          .number()
+          .positive()
+          .max(300)
+          .default(30)
+          .describe("How long one /send may take, waits and Graph retries included."),
+        drainTimeoutSeconds: z
+          .number()
+          .min(0)
+          .max(600)
+          .default(20)
+          .describe("On SIGTERM, how long in-flight sends may finish before the process exits."),
+        maxBodyBytes: z
+          .int()
+          .min(1024)
+          .max(64 * 1024 * 1024)
+          .default(8 * 1024 * 1024)
+          .describe("Largest /send request body accepted (base64 makes attachments a third larger than Graph's 4 MB)."),
+        credentialFailureHoldSeconds: z
+          .number()
+          .min(0)
+          .max(3600)
+          .default(30)
+          .describe("After Entra rejects a tenant's credential, answer from memory for this long instead of asking Entra again."),
+        watchConfig: z.boolean().default(true).describe("Re-read the config file when it changes (SIGHUP always re-reads)."),
+        publicUrl: httpsUrlOrHttp().optional().describe("The service's external base URL, used for the admin-consent redirect URI."),
+      })
+      .prefault({})
+      .describe("Service behaviour; all optional."),
+    idempotency: z
+      .strictObject({
+        ttlSeconds: z.int().min(60).max(7 * 86_400).default(86_400).describe("How long an Idempotency-Key is remembered per caller."),
+        maxEntries: z.int().min(1).max(10_000_000).default(100_000).describe("Most remembered keys; the oldest are evicted first."),
+        maxBytes: z
+          .int()
+          .min(1024)
+          .max(4 * 1024 * 1024 * 1024)
+          .default(64 * 1024 * 1024)
+          .describe("Most bytes of remembered responses; the oldest are evicted first."),
+      })
+      .prefault({})
+      .describe("The in-memory Idempotency-Key store."),
+    consent: z
+      .strictObject({
+        redirectUri: httpsUrlOrHttp().optional().describe("Redirect URI registered on the app for admin consent (default {server.publicUrl}/consent/callback)."),
+        stateSecretFile: filePath.optional().describe("File with the key that signs the consent `state` parameter."),
+        stateSecretEnv: envName.optional().describe("Environment variable with the key that signs the consent `state` parameter."),
+        stateTtlSeconds: z.int().min(60).max(30 * 86_400).default(7 * 86_400).describe("How long a consent link stays valid."),
+      })
+      .optional()
+      .describe("Admin-consent onboarding (consent-url and /consent/callback)."),
+    app: appSchema.optional().describe("The multi-tenant app registration used for every tenant without its own app."),
+    tenants: z.record(z.string().regex(TENANT_KEY, "tenant keys use letters, digits, . _ -"), tenantSchema).describe("Tenants by the key callers use."),
+    callers: z.record(z.string().regex(TENANT_KEY, "caller names use letters, digits, . _ -"), callerSchema).describe("Calling applications by name."),
+  })
+  .superRefine((cfg, ctx) => {
+    for (const [key, tenant] of Object.entries(cfg.tenants)) {
+      if (!tenant.app && !cfg.app) {
+        ctx.addIssue({ code: "custom", path: ["tenants", key, "app"], message: "no app: set the top-level app or this tenant's app" });
+      }
+    }
+    const seen = new Map<string, string>();
+    for (const [name, caller] of Object.entries(cfg.callers)) {
+      caller.tenants.forEach((t, i) => {
+        if (t !== "*" && !(t in cfg.tenants)) {
+          ctx.addIssue({ code: "custom", path: ["callers", name, "tenants", i], message: `unknown tenant "${t}"` });
+        }
+      });
+      const other = seen.get(caller.keySha256);
+      if (other !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["callers", name, "keySha256"], message: `same key as caller "${other}"` });
+      }
+      seen.set(caller.keySha256, name);
+    }
+  });
+
+function httpsUrlOrHttp() {
+  return z.url({ protocol: /^https?$/, error: "must be an http(s):// URL" }).transform((u) => u.replace(/\/+$/, ""));
+}
+
+/** The parsed config: defaults applied, secrets not yet read. */
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type TenantConfig = z.output<typeof tenantSchema>;
+export type CallerConfig = z.output<typeof callerSchema>;
+export type AppConfig = z.output<typeof appSchema>;
+export type CredentialConfig = z.output<typeof credentialSchema>;
+export type LimitsConfig = z.output<typeof limitsSchema>;

@@ -1,0 +1,90 @@
+/**
+ * The seams of the send use case. The real adapters live in src/auth (Entra tokens)
+ * and src/graph (Graph sendMail); tests and benches may put fakes beside them, but the
+ * component tests use the real ones against the emulator.
+ */
+
+/** Which app registration and tenant a token is for; built once per config load. */
+export interface TokenTarget {
+  /** Tenant key from the config (label for metrics and logs). */
+  readonly tenantKey: string;
+  /** Entra tenant: GUID or verified domain. */
+  readonly tenantId: string;
+  readonly app: import("../config/schema.js").AppConfig;
+}
+
+export interface TokenProvider {
+  /**
+   * A Graph access token for the target. Implementations reuse one credential per
+   * (tenant, app registration) so the SDK cache works and concurrent first calls share
+   * one token request. Throws RelayError `credential_rejected` (with `aadsts`) when Entra
+   * refuses, `upstream_unavailable` when Entra cannot be reached.
+   */
+  getToken(target: TokenTarget, signal?: AbortSignal): Promise<string>;
+}
+
+/** A message in Microsoft Graph's `message` resource shape, ready for sendMail. */
+export interface GraphRecipient {
+  emailAddress: { address: string; name?: string };
+}
+
+export interface GraphFileAttachment {
+  "@odata.type": "#microsoft.graph.fileAttachment";
+  name: string;
+  contentType: string;
+  contentBytes: string;
+  isInline?: boolean;
+  contentId?: string;
+}
+
+export interface GraphMessage {
+  subject: string;
+  body: { contentType: "Text" | "HTML"; content: string };
+  toRecipients: GraphRecipient[];
+  ccRecipients?: GraphRecipient[];
+  bccRecipients?: GraphRecipient[];
+  replyTo?: GraphRecipient[];
+  from?: GraphRecipient;
+  attachments?: GraphFileAttachment[];
+  internetMessageHeaders?: { name: string; value: string }[];
+  importance?: "low" | "normal" | "high";
+  internetMessageId?: string;
+}
+
+export interface GraphSendRequest {
+  readonly target: TokenTarget;
+  /** The tenant's configured sender: the only mailbox ever used in the URL. */
+  readonly sender: string;
+  readonly message: GraphMessage;
+  readonly saveToSentItems: boolean;
+  /** Epoch milliseconds after which no further attempt or wait may start. */
+  readonly deadline: number;
+  /** Sent as `client-request-id` so Graph's logs and ours meet. */
+  readonly requestId: string;
+  readonly signal?: AbortSignal;
+}
+
+export interface GraphSendResult {
+  /** Graph's `request-id` response header of the accepted attempt. */
+  readonly graphRequestId?: string;
+  /** Attempts made (1 when the first was accepted). */
+  readonly attempts: number;
+}
+
+export interface GraphSender {
+  /**
+   * Sends from `sender`. Resolves only when Graph answered 202. Throws RelayError:
+   * policy_denied, permission_missing, mailbox_unavailable, recipient_rejected,
+   * payload_too_large, rate_limited (429 outlasting the deadline, with retryAfterSeconds),
+   * upstream_unavailable, outcome_unknown (504/timeout/reset after the body was sent),
+   * credential_rejected (from the token provider).
+   */
+  send(request: GraphSendRequest): Promise<GraphSendResult>;
+}
+
+/** The clock, injectable so limits and expiry can be tested without waiting. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
