@@ -88,3 +88,26 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { now: () => Date.now() };
+
+/**
+ * What the adapters report while they work; src/metrics implements it on the
+ * contract's metrics. Labels are tenant keys from the config, never addresses.
+ */
+export interface SendObserver {
+  /** One real token request to Entra (cache hits are not requests). outcome: success | credential_rejected | upstream_unavailable. */
+  tokenRequest(tenantKey: string, outcome: "success" | "credential_rejected" | "upstream_unavailable"): void;
+  /** The primary secret was rejected and the secondary one was used instead. */
+  credentialFallback(tenantKey: string): void;
+  /** One HTTP attempt to Graph finished: its status ("error" for reset/timeout) and duration. */
+  graphResponse(tenantKey: string, status: number | "error", seconds: number): void;
+  /** Graph answered 429 for this tenant's sender. */
+  graphThrottled(tenantKey: string): void;
+}
+
+/** An observer that records nothing, for tools that need no metrics (e.g. the CLI). */
+export const silentObserver: SendObserver = {
+  tokenRequest: () => {},
+  credentialFallback: () => {},
+  graphResponse: () => {},
+  graphThrottled: () => {},
+};
