@@ -1,0 +1,319 @@
+import { createHash, type Hash } from "node:crypto";
+import type { FieldError } from "../http/problems.js";
+import { systemClock, type Clock } from "../mail/ports.js";
+
+/**
+ * Idempotency-Key handling for POST /send: a retry with the same key from the same caller
+ * gets the first answer and sends nothing.
+ *
+ * Protocol for the use case (see docs/delivery-integration.md):
+ *   let claim = await store.begin(caller, key, fingerprint);
+ *   if (claim.kind === "in_flight") claim = await claim.wait(deadlineSignal);
+ *   "replay"   → answer claim.response, send nothing;
+ *   "conflict" → 409 idempotency_conflict;
+ *   "new"      → do the work, then exactly one of
+ *                claim.complete(response) — whenever Graph may have been called (202, 504 outcome_unknown, 4xx from Graph …),
+ *                claim.abandon()          — when provably nothing was sent (validation, refusals before Graph, 429),
+ *                so the key stays free and a retry can succeed.
+ * complete/abandon settle once; later calls are no-ops, so `finally { await claim.abandon() }` is a safe net.
+ */
+
+/** The longest Idempotency-Key accepted (characters). */
+export const IDEMPOTENCY_KEY_MAX_LENGTH = 255;
+
+/** A response as it is remembered and replayed. */
+export interface StoredResponse {
+  readonly status: number;
+  /** Only the headers that carry meaning for a replay (content-type, retry-after …), lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The JSON body as first sent. */
+  readonly body: unknown;
+}
+
+/** The caller owns the key and must settle it with complete() or abandon(). */
+export interface IdempotencyNew {
+  readonly kind: "new";
+  /** Remember `response` for the TTL and hand it to every waiting replay. */
+  complete(response: StoredResponse): Promise<void>;
+  /** Forget the key (nothing was sent); the longest-waiting replay, if any, becomes the new owner. */
+  abandon(): Promise<void>;
+}
+
+/** The key was answered before: return this response, send nothing. */
+export interface IdempotencyReplay {
+  readonly kind: "replay";
+  readonly response: StoredResponse;
+}
+
+/** The key is known with a different request body. */
+export interface IdempotencyConflict {
+  readonly kind: "conflict";
+}
+
+/** The first request with this key is still running. */
+export interface IdempotencyInFlight {
+  readonly kind: "in_flight";
+  /**
+   * Resolves with the first request's answer (replay), or with ownership (new) when the first
+   * abandoned and this waiter is next in line — never in_flight. (conflict only in the corner
+   * where the key was abandoned and re-claimed with another body meanwhile.) Rejects with
+   * `signal.reason` when the signal aborts (e.g. the request deadline), leaving the line
+   * without disturbing the others.
+   */
+  wait(signal?: AbortSignal): Promise<IdempotencySettled>;
+}
+
+export type IdempotencyClaim = IdempotencyNew | IdempotencyReplay | IdempotencyConflict | IdempotencyInFlight;
+
+/** A claim that needs no more waiting. */
+export type IdempotencySettled = Exclude<IdempotencyClaim, IdempotencyInFlight>;
+
+/**
+ * Storage of Idempotency-Keys, async so that a shared store (e.g. Redis with SET NX and a
+ * pending marker) can implement the same contract as the in-memory one.
+ */
+export interface IdempotencyStore {
+  /**
+   * Claims `key` for `callerKey` (keys are scoped per caller). `fingerprint` identifies the
+   * request body (see requestFingerprint); a known key with another fingerprint is a conflict,
+   * whether the first request has finished or not.
+   */
+  begin(callerKey: string, key: string, fingerprint: string): Promise<IdempotencyClaim>;
+}
+
+/**
+ * Checks an Idempotency-Key header value: 1–255 printable ASCII characters. Returns the
+ * field error for a validation_failed problem, or undefined when the key is fine.
+ */
+export function checkIdempotencyKey(value: string): FieldError | undefined {
+  if (value.length === 0 || value.length > IDEMPOTENCY_KEY_MAX_LENGTH) {
+    return { path: "Idempotency-Key", message: `must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters` };
+  }
+  // Printable ASCII only: the key goes into logs and a shared store, and headers are Latin-1 anyway.
+  if (!/^[\x20-\x7e]+$/.test(value) || value.trim().length === 0) {
+    return { path: "Idempotency-Key", message: "must be printable ASCII and not blank" };
+  }
+  return undefined;
+}
+
+/**
+ * The request fingerprint: hex SHA-256 of the canonical JSON of the body as the caller sent it
+ * (after JSON.parse, before defaults are applied). Canonical = RFC 8785 (JCS) for values that come
+ * from JSON.parse: object keys sorted by UTF-16 code units, no whitespace, numbers and strings as
+ * JSON.stringify writes them, `undefined` members left out. So key order and whitespace do not
+ * matter, while any change of a value — including adding `"cc": []` — does.
+ */
+export function requestFingerprint(body: unknown): string {
+  const hash = createHash("sha256");
+  writeCanonical(hash, body);
+  return hash.digest("hex");
+}
+
+/** Canonical JSON text of a JSON value (see requestFingerprint). */
+export function canonicalJson(value: unknown): string {
+  const parts: string[] = [];
+  writeCanonical({ update: (s: string) => parts.push(s) }, value);
+  return parts.join("");
+}
+
+function writeCanonical(out: Pick<Hash, "update"> | { update(s: string): unknown }, value: unknown): void {
+  if (value === null || typeof value !== "object") {
+    // JSON.stringify gives JCS's number and string forms; undefined/functions have no JSON form.
+    const text = JSON.stringify(value) as string | undefined;
+    if (text === undefined) throw new TypeError(`not a JSON value: ${typeof value}`);
+    out.update(text);
+    return;
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === "function") {
+    writeCanonical(out, (value as { toJSON(): unknown }).toJSON());
+    return;
+  }
+  if (Array.isArray(value)) {
+    out.update("[");
+    value.forEach((item, i) => {
+      if (i > 0) out.update(",");
+      // As in JSON.stringify, holes and undefined inside arrays are null.
+      writeCanonical(out, item === undefined || typeof item === "function" ? null : item);
+    });
+    out.update("]");
+    return;
+  }
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record)
+    .filter((k) => record[k] !== undefined && typeof record[k] !== "function")
+    .sort();
+  out.update("{");
+  keys.forEach((k, i) => {
+    if (i > 0) out.update(",");
+    out.update(JSON.stringify(k));
+    out.update(":");
+    writeCanonical(out, record[k]);
+  });
+  out.update("}");
+}
+
+/** Limits of the in-memory store; the config's `idempotency` section has the same names. */
+export interface MemoryIdempotencyOptions {
+  /** How long a completed key is remembered, from its completion. Default 24 h. */
+  readonly ttlSeconds?: number;
+  /** Most remembered (completed) keys. Default 100,000. */
+  readonly maxEntries?: number;
+  /** Most bytes of remembered keys and responses (approximate). Default 64 MiB. */
+  readonly maxBytes?: number;
+  readonly clock?: Clock;
+}
+
+interface Waiter {
+  resolve(claim: IdempotencySettled): void;
+  detach(): void;
+}
+
+interface Pending {
+  readonly fingerprint: string;
+  readonly waiters: Waiter[];
+}
+
+interface Done {
+  readonly fingerprint: string;
+  readonly response: StoredResponse;
+  readonly expiresAt: number;
+  readonly bytes: number;
+}
+
+// Map key, fingerprint, timestamps and Map overhead, so tiny responses are not counted as free.
+const ENTRY_OVERHEAD_BYTES = 160;
+
+/**
+ * The default store: one process's memory. Completed keys are bounded by count and bytes and
+ * evicted oldest first; they expire `ttlSeconds` after completion. Keys still running are kept
+ * apart and never evicted (their number is bounded by the requests in progress), so a waiter
+ * can always count on an answer.
+ */
+export class MemoryIdempotencyStore implements IdempotencyStore {
+  readonly #ttlMs: number;
+  readonly #maxEntries: number;
+  readonly #maxBytes: number;
+  readonly #clock: Clock;
+  readonly #pending = new Map<string, Pending>();
+  // Insertion order = completion order = expiry order (one TTL for all), so the oldest is first.
+  readonly #done = new Map<string, Done>();
+  #bytes = 0;
+
+  constructor(options: MemoryIdempotencyOptions = {}) {
+    this.#ttlMs = (options.ttlSeconds ?? 86_400) * 1000;
+    this.#maxEntries = options.maxEntries ?? 100_000;
+    this.#maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  begin(callerKey: string, key: string, fingerprint: string): Promise<IdempotencyClaim> {
+    // JSON of the pair cannot collide the way "a:b"+"c" and "a"+"b:c" would when joined.
+    return Promise.resolve(this.#claim(JSON.stringify([callerKey, key]), fingerprint));
+  }
+
+  /** Remembered keys, their approximate bytes, and keys still running. */
+  stats(): { entries: number; bytes: number; inFlight: number } {
+    this.#expire();
+    return { entries: this.#done.size, bytes: this.#bytes, inFlight: this.#pending.size };
+  }
+
+  #claim(id: string, fingerprint: string): IdempotencyClaim {
+    this.#expire();
+    const done = this.#done.get(id);
+    if (done) {
+      return done.fingerprint === fingerprint ? { kind: "replay", response: done.response } : { kind: "conflict" };
+    }
+    const pending = this.#pending.get(id);
+    if (pending) {
+      if (pending.fingerprint !== fingerprint) return { kind: "conflict" };
+      return { kind: "in_flight", wait: (signal) => this.#wait(id, fingerprint, signal) };
+    }
+    const fresh: Pending = { fingerprint, waiters: [] };
+    this.#pending.set(id, fresh);
+    return this.#owner(id, fresh);
+  }
+
+  #owner(id: string, pending: Pending): IdempotencyNew {
+    let settled = false;
+    return {
+      kind: "new",
+      complete: (given) => {
+        if (settled) return Promise.resolve();
+        settled = true;
+        // A JSON copy: what is replayed cannot be changed later by whoever holds the original.
+        const response = JSON.parse(JSON.stringify(given)) as StoredResponse;
+        this.#pending.delete(id);
+        this.#remember(id, pending.fingerprint, response);
+        const replay: IdempotencyReplay = { kind: "replay", response };
+        // Waiters are answered even when the response was too big to remember.
+        for (const waiter of pending.waiters.splice(0)) {
+          waiter.detach();
+          waiter.resolve(replay);
+        }
+        return Promise.resolve();
+      },
+      abandon: () => {
+        if (settled) return Promise.resolve();
+        settled = true;
+        const next = pending.waiters.shift();
+        if (!next) {
+          this.#pending.delete(id);
+          return Promise.resolve();
+        }
+        // Hand the key to the longest waiter; the rest keep waiting on it, so one send, not many.
+        const successor: Pending = { fingerprint: pending.fingerprint, waiters: pending.waiters.splice(0) };
+        this.#pending.set(id, successor);
+        next.detach();
+        next.resolve(this.#owner(id, successor));
+        return Promise.resolve();
+      },
+    };
+  }
+
+  #wait(id: string, fingerprint: string, signal: AbortSignal | undefined): Promise<IdempotencySettled> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      // Look again by id: the first request may have finished, or abandoned, since begin().
+      const now = this.#claim(id, fingerprint);
+      if (now.kind !== "in_flight") {
+        resolve(now);
+        return;
+      }
+      const onAbort = (): void => {
+        // Look up by id: an abandon() may have moved this waiter to a successor's line.
+        const line = this.#pending.get(id)?.waiters;
+        const i = line ? line.indexOf(waiter) : -1;
+        if (line && i >= 0) line.splice(i, 1);
+        reject(signal?.reason);
+      };
+      const waiter: Waiter = { resolve, detach: () => signal?.removeEventListener("abort", onAbort) };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      (this.#pending.get(id) as Pending).waiters.push(waiter);
+    });
+  }
+
+  #remember(id: string, fingerprint: string, response: StoredResponse): void {
+    const bytes = ENTRY_OVERHEAD_BYTES + 2 * id.length + fingerprint.length + Buffer.byteLength(JSON.stringify(response));
+    // Larger than the whole budget: not remembered (waiters were answered); evicting everything for it would be worse.
+    if (bytes > this.#maxBytes) return;
+    this.#done.set(id, { fingerprint, response, expiresAt: this.#clock.now() + this.#ttlMs, bytes });
+    this.#bytes += bytes;
+    for (const [oldId, old] of this.#done) {
+      if (this.#done.size <= this.#maxEntries && this.#bytes <= this.#maxBytes) break;
+      this.#done.delete(oldId);
+      this.#bytes -= old.bytes;
+    }
+  }
+
+  #expire(): void {
+    const now = this.#clock.now();
+    for (const [id, entry] of this.#done) {
+      if (entry.expiresAt > now) break;
+      this.#done.delete(id);
+      this.#bytes -= entry.bytes;
+    }
+  }
+}
