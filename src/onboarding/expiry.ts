@@ -1,0 +1,136 @@
+import type { Config, CredentialConfig } from "../config/schema.js";
+import type { Clock } from "../mail/ports.js";
+
+/*
+ * Credential expiry: which tenant uses which credential until when, and a daily warning in
+ * the log for those that run out within 30 days. Only `expiresAt` from the config is used;
+ * no secret is read, and none is ever logged.
+ */
+
+/** Warn this many days ahead. */
+export const EXPIRY_WARNING_DAYS = 30;
+const DAY_MS = 86_400_000;
+
+export type ExpiryStatus = "ok" | "expiring" | "expired" | "unknown";
+
+export interface CredentialExpiry {
+  /** Tenant key from the config. */
+  readonly tenantKey: string;
+  readonly credential: CredentialConfig["type"];
+  /** Whether the credential is the tenant's own app or the shared top-level app. */
+  readonly source: "tenant" | "shared";
+  readonly clientId: string;
+  readonly expiresAt?: Date;
+  /** Whole days left, rounded down; negative once expired. Absent without expiresAt. */
+  readonly daysLeft?: number;
+  readonly status: ExpiryStatus;
+}
+
+/** Days left, rounded down (so "0" means it ends within 24 hours). */
+export function daysLeft(expiresAt: Date, now: number): number {
+  return Math.floor((expiresAt.getTime() - now) / DAY_MS);
+}
+
+export function expiryStatus(expiresAt: Date | undefined, now: number, warnDays = EXPIRY_WARNING_DAYS): ExpiryStatus {
+  if (!expiresAt) return "unknown";
+  if (expiresAt.getTime() <= now) return "expired";
+  if (expiresAt.getTime() - now < warnDays * DAY_MS) return "expiring";
+  return "ok";
+}
+
+/** One row per tenant: the credential it uses (its own app, else the top-level app). */
+export function listCredentialExpiry(
+  config: Pick<Config, "app" | "tenants">,
+  now: number,
+  warnDays = EXPIRY_WARNING_DAYS,
+): CredentialExpiry[] {
+  const rows: CredentialExpiry[] = [];
+  for (const [tenantKey, tenant] of Object.entries(config.tenants)) {
+    const app = tenant.app ?? config.app;
+    if (!app) continue; // the schema refuses this; nothing to report
+    const expiresAt = app.credential.expiresAt;
+    rows.push({
+      tenantKey,
+      credential: app.credential.type,
+      source: tenant.app ? "tenant" : "shared",
+      clientId: app.clientId,
+      ...(expiresAt ? { expiresAt, daysLeft: daysLeft(expiresAt, now) } : {}),
+      status: expiryStatus(expiresAt, now, warnDays),
+    });
+  }
+  return rows.sort((a, b) => a.tenantKey.localeCompare(b.tenantKey));
+}
+
+/** The subset of pino's Logger the scheduler writes to. */
+export interface ExpiryLogger {
+  warn(obj: object, msg: string): void;
+}
+
+export interface ExpiryWarningsOptions {
+  /** The current config; a function so a reloaded config is seen by the next check. */
+  readonly config: Pick<Config, "app" | "tenants"> | (() => Pick<Config, "app" | "tenants">);
+  readonly logger: ExpiryLogger;
+  readonly clock: Clock;
+  /** Default 24 h. */
+  readonly intervalMs?: number;
+  /** Default 30. */
+  readonly warnDays?: number;
+}
+
+export interface ExpiryWarnings {
+  /** Runs one check now and returns what it warned about. */
+  check(): CredentialExpiry[];
+  stop(): void;
+}
+
+/**
+ * Logs one warning line per credential that expires within `warnDays` or has expired: at
+ * start (synchronously, before this returns) and then every `intervalMs`. A credential
+ * shared by several tenants gives one line listing them. The timer is unref()ed so it never
+ * keeps the process alive.
+ */
+export function startExpiryWarnings(options: ExpiryWarningsOptions): ExpiryWarnings {
+  const warnDays = options.warnDays ?? EXPIRY_WARNING_DAYS;
+  const current = typeof options.config === "function" ? options.config : () => options.config as Pick<Config, "app" | "tenants">;
+
+  const check = (): CredentialExpiry[] => {
+    const rows = listCredentialExpiry(current(), options.clock.now(), warnDays).filter((r) => r.status === "expiring" || r.status === "expired");
+    const groups = new Map<string, CredentialExpiry[]>();
+    for (const row of rows) {
+      const k = `${row.clientId}|${row.credential}|${row.expiresAt?.toISOString()}`;
+      groups.set(k, [...(groups.get(k) ?? []), row]);
+    }
+    for (const group of groups.values()) {
+      const first = group[0]!;
+      const tenants = group.map((r) => r.tenantKey);
+      options.logger.warn(
+        {
+          event: "credential_expiry",
+          tenant: tenants.length === 1 ? tenants[0] : undefined,
+          tenants,
+          credential: first.credential,
+          clientId: first.clientId,
+          expiresAt: first.expiresAt?.toISOString(),
+          daysLeft: first.daysLeft,
+          status: first.status,
+        },
+        first.status === "expired"
+          ? `credential of app ${first.clientId} (${first.credential}) EXPIRED ${-(first.daysLeft ?? 0)} day(s) ago: tenants ${tenants.join(", ")} cannot send until it is renewed`
+          : `credential of app ${first.clientId} (${first.credential}) expires in ${first.daysLeft} day(s): renew it and update expiresAt (tenants ${tenants.join(", ")})`,
+      );
+    }
+    return rows;
+  };
+
+  check();
+  const timer = setInterval(() => {
+    try {
+      check();
+    } catch (err) {
+      // A broken check must not take the server down; the next day tries again.
+      options.logger.warn({ event: "credential_expiry", err }, "credential expiry check failed");
+    }
+  }, options.intervalMs ?? DAY_MS);
+  timer.unref();
+  return { check, stop: () => clearInterval(timer) };
+}
