@@ -1,10 +1,12 @@
 import { createHash, generateKeyPairSync, randomBytes, webcrypto, X509Certificate } from "node:crypto";
+
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
 import { isIP } from "node:net";
 import "./reflect-metadata-shim.js";
 import * as x509 from "@peculiar/x509";
 
 // @peculiar/x509 needs a WebCrypto implementation; Node's is native and fast (no node-forge).
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const ecdsa = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const rsa = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 } as const;
