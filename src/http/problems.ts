@@ -20,7 +20,17 @@ export const PROBLEM_CODES = [
   "outcome_unknown",
 ] as const;
 
-export type ProblemCode = (typeof PROBLEM_CODES)[number];
+/**
+ * Codes for refusals at the HTTP edge that are not about sending (no such route, wrong
+ * method, a bug). Kept apart from PROBLEM_CODES so the contract's list stays exactly the
+ * contract's; both share one shape and one mapper.
+ */
+export const EDGE_PROBLEM_CODES = ["not_found", "method_not_allowed", "internal_error"] as const;
+
+export type ProblemCode = (typeof PROBLEM_CODES)[number] | (typeof EDGE_PROBLEM_CODES)[number];
+
+/** Base of every problem's `type` URI: `https://noreply-relay.dev/problems/<code>`. Stable; documents may live there. */
+export const PROBLEM_TYPE_BASE = "https://noreply-relay.dev/problems/";
 
 interface ProblemSpec {
   readonly status: number;
@@ -45,6 +55,9 @@ export const PROBLEMS: Readonly<Record<ProblemCode, ProblemSpec>> = Object.freez
   credential_rejected: { status: 502, title: "Microsoft Entra ID rejected the app credential", retryable: false },
   upstream_unavailable: { status: 503, title: "Microsoft Entra ID or Graph is unavailable", retryable: true },
   outcome_unknown: { status: 504, title: "Microsoft Graph may have accepted the message but did not confirm it", retryable: false },
+  not_found: { status: 404, title: "No such resource", retryable: false },
+  method_not_allowed: { status: 405, title: "Method not allowed for this resource", retryable: false },
+  internal_error: { status: 500, title: "Internal error", retryable: false },
 });
 
 /** One field-level complaint inside a `validation_failed` problem. */

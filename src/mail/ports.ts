@@ -4,13 +4,15 @@
  * component tests use the real ones against the emulator.
  */
 
+import type { AppConfig } from "../config/schema.js";
+
 /** Which app registration and tenant a token is for; built once per config load. */
 export interface TokenTarget {
   /** Tenant key from the config (label for metrics and logs). */
   readonly tenantKey: string;
   /** Entra tenant: GUID or verified domain. */
   readonly tenantId: string;
-  readonly app: import("../config/schema.js").AppConfig;
+  readonly app: AppConfig;
 }
 
 export interface TokenProvider {
@@ -57,6 +59,12 @@ export interface GraphSendRequest {
   readonly sender: string;
   readonly message: GraphMessage;
   readonly saveToSentItems: boolean;
+  /**
+   * Optional: `JSON.stringify({ message, saveToSentItems })`, already made by the send use
+   * case to check Graph's 4 MB limit. When present, adapters send these exact bytes as the
+   * sendMail body instead of serialising `message` a second time (it can be megabytes).
+   */
+  readonly body?: string;
   /** Epoch milliseconds after which no further attempt or wait may start. */
   readonly deadline: number;
   /** Sent as `client-request-id` so Graph's logs and ours meet. */

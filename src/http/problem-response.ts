@@ -1,0 +1,93 @@
+import { isRelayError, PROBLEM_TYPE_BASE, PROBLEMS, RelayError, type FieldError } from "./problems.js";
+
+/** The RFC 9457 body of every refusal the service gives. */
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  retryable: boolean;
+  requestId: string;
+  errors?: readonly FieldError[];
+  aadsts?: string;
+  retryAfterSeconds?: number;
+  graphCode?: string;
+  graphRequestId?: string;
+}
+
+export interface ProblemResponse {
+  readonly status: number;
+  /** Seconds for the `Retry-After` header, when the code asks the caller to come back. */
+  readonly retryAfterSeconds?: number;
+  readonly body: ProblemBody;
+}
+
+export const PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8";
+
+/*
+ * 429 and 503 always carry Retry-After (CONTRACT.md), even when the cause (a local limit,
+ * an unreachable Entra) gave no hint: callers and proxies need a number to back off by.
+ */
+const DEFAULT_RETRY_AFTER: Partial<Record<string, number>> = { rate_limited: 1, upstream_unavailable: 5 };
+
+/** The one mapping from a RelayError to the problem+json answer. */
+export function toProblemResponse(err: RelayError, requestId: string): ProblemResponse {
+  const spec = PROBLEMS[err.code];
+  const body: ProblemBody = {
+    type: PROBLEM_TYPE_BASE + err.code,
+    title: spec.title,
+    status: spec.status,
+    detail: err.message,
+    code: err.code,
+    retryable: spec.retryable,
+    requestId,
+  };
+  const { errors, aadsts, graphCode, graphRequestId } = err.extras;
+  if (errors !== undefined) body.errors = errors;
+  if (aadsts !== undefined) body.aadsts = aadsts;
+  if (graphCode !== undefined) body.graphCode = graphCode;
+  if (graphRequestId !== undefined) body.graphRequestId = graphRequestId;
+  let retryAfterSeconds: number | undefined;
+  const hinted = err.extras.retryAfterSeconds ?? DEFAULT_RETRY_AFTER[err.code];
+  if (hinted !== undefined && (spec.status === 429 || spec.status === 503)) {
+    // Retry-After takes whole seconds; rounding down could tell the caller to come back too early.
+    retryAfterSeconds = Math.max(1, Math.ceil(hinted));
+    body.retryAfterSeconds = retryAfterSeconds;
+  }
+  return retryAfterSeconds === undefined ? { status: spec.status, body } : { status: spec.status, retryAfterSeconds, body };
+}
+
+interface FastifyLikeError {
+  code?: string;
+  statusCode?: number;
+  message?: string;
+}
+
+/**
+ * Any error reaching the edge as a RelayError: ours pass through; Fastify's own refusals
+ * (body too large, bad JSON, wrong content type, bad URL) become the matching contract
+ * code; anything else is a bug and becomes `internal_error`.
+ */
+export function asRelayError(err: unknown): RelayError {
+  if (isRelayError(err)) return err;
+  const e = (err ?? {}) as FastifyLikeError;
+  const status = typeof e.statusCode === "number" ? e.statusCode : 500;
+  if (status === 413) return new RelayError("payload_too_large", "the request body is larger than this service accepts (server.maxBodyBytes)");
+  if (e.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+    return new RelayError("validation_failed", "the body must be JSON (Content-Type: application/json)", {
+      errors: [{ path: "(body)", message: "Content-Type must be application/json" }],
+    });
+  }
+  if (status >= 400 && status < 500) {
+    let message: string;
+    if (e.code === "FST_ERR_CTP_EMPTY_JSON_BODY") message = "the body is empty";
+    else if (e.code === "FST_ERR_CTP_INVALID_JSON_BODY" || err instanceof SyntaxError) {
+      // The parser's own message quotes the body; only its position is passed on.
+      const at = /position (\d+)/.exec(e.message ?? "");
+      message = at ? `the body is not valid JSON (at position ${at[1]})` : "the body is not valid JSON";
+    } else message = e.message ?? "bad request";
+    return new RelayError("validation_failed", message, { errors: [{ path: "(body)", message }] });
+  }
+  return new RelayError("internal_error", "an unexpected error occurred; it has been logged");
+}
