@@ -1,0 +1,107 @@
+import type { AppConfig, Config, LimitsConfig, TenantConfig } from "../config/schema.js";
+import type { Clock, TokenTarget } from "../mail/ports.js";
+import type { CredentialExpiry } from "../metrics/relay-metrics.js";
+import { RecipientQuota } from "./recipient-quota.js";
+import { SendGate } from "./send-gate.js";
+
+/** One configured tenant, resolved once per config load; the send path only reads it. */
+export interface Tenant {
+  /** The key callers use (`contoso`); also the metrics/log label. */
+  readonly key: string;
+  readonly tenantId: string;
+  readonly displayName?: string;
+  /** The ONLY mailbox this tenant sends from, as configured. */
+  readonly sender: string;
+  /** Lower-cased sender, for the case-insensitive `from` check. */
+  readonly senderLower: string;
+  /** Domain part of the sender: the right-hand side of generated Message-IDs. */
+  readonly senderDomain: string;
+  readonly saveToSentItems: boolean;
+  /** What the token provider and Graph sender key their caches on; same object while the tenant is unchanged. */
+  readonly target: TokenTarget;
+  readonly limits: LimitsConfig;
+  readonly gate: SendGate;
+  readonly quota: RecipientQuota;
+  readonly credentialExpiries: readonly CredentialExpiry[];
+  /** Whether the tenant uses its own app registration rather than the top-level one. */
+  readonly ownApp: boolean;
+  /** Equal fingerprints = equal resolved config; used to keep objects across reloads. */
+  readonly fingerprint: string;
+}
+
+/** The tenants of one config load. Immutable; a reload builds a new one. */
+export class TenantDirectory {
+  private readonly byKey: ReadonlyMap<string, Tenant>;
+
+  constructor(tenants: Iterable<Tenant>) {
+    this.byKey = new Map([...tenants].map((t) => [t.key, t]));
+  }
+
+  get(key: string): Tenant | undefined {
+    return this.byKey.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.byKey.has(key);
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  /** In config order (for /tenants and the CLI). */
+  list(): Tenant[] {
+    return [...this.byKey.values()];
+  }
+
+  /** Every credential expiry of every tenant, for the expiry gauge. */
+  credentialExpiries(): CredentialExpiry[] {
+    return this.list().flatMap((t) => t.credentialExpiries);
+  }
+}
+
+/**
+ * Resolves each tenant of `config`. With `previous` (a reload), a tenant whose resolved
+ * config did not change keeps its object — and with it its token target (so the token
+ * cache survives), its concurrency gate and its recipient count.
+ */
+export function buildTenantDirectory(config: Config, clock: Clock, previous?: TenantDirectory): TenantDirectory {
+  const tenants: Tenant[] = [];
+  for (const [key, tc] of Object.entries(config.tenants)) {
+    const app = tc.app ?? config.app;
+    // The config schema refuses a tenant without an app; this only guards the types.
+    if (app === undefined) throw new Error(`tenant ${key} has no app registration`);
+    const fingerprint = JSON.stringify([tc, app, config.cloud, config.tls]);
+    const old = previous?.get(key);
+    tenants.push(old !== undefined && old.fingerprint === fingerprint ? old : resolveTenant(key, tc, app, fingerprint, clock));
+  }
+  return new TenantDirectory(tenants);
+}
+
+function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprint: string, clock: Clock): Tenant {
+  const sender = tc.sender;
+  const at = sender.lastIndexOf("@");
+  return Object.freeze({
+    key,
+    tenantId: tc.tenantId,
+    ...(tc.displayName !== undefined ? { displayName: tc.displayName } : {}),
+    sender,
+    senderLower: sender.toLowerCase(),
+    senderDomain: sender.slice(at + 1).toLowerCase(),
+    saveToSentItems: tc.saveToSentItems,
+    target: Object.freeze({ tenantKey: key, tenantId: tc.tenantId, app }),
+    limits: tc.limits,
+    gate: new SendGate(tc.limits.maxConcurrency, tc.limits.maxQueue, clock),
+    quota: new RecipientQuota(tc.limits.recipientsPerDay, clock),
+    credentialExpiries: credentialExpiries(key, app),
+    ownApp: tc.app !== undefined,
+    fingerprint,
+  });
+}
+
+function credentialExpiries(tenant: string, app: AppConfig): CredentialExpiry[] {
+  const c = app.credential;
+  if (c.expiresAt === undefined) return [];
+  const credential = c.type === "secret" ? "primary" : c.type;
+  return [{ tenant, credential, expiresAt: c.expiresAt }];
+}
