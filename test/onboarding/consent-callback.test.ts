@@ -1,0 +1,177 @@
+import Fastify, { type FastifyInstance } from "fastify";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { ConsentRouteConfig } from "../../src/http/consent-routes.js";
+import { escapeHtml, registerConsentRoutes } from "../../src/http/consent-routes.js";
+import { createConsentState } from "../../src/onboarding/consent.js";
+import { APP_ID, CONTOSO_TID, FABRIKAM_TID, STATE_KEY } from "./fixtures.js";
+
+const key = Buffer.from(STATE_KEY);
+let now = Date.parse("2026-03-01T12:00:00Z");
+const clock = { now: () => now };
+
+const config: ConsentRouteConfig = {
+  consent: { stateSecretEnv: "NRR_TEST_STATE_KEY", stateTtlSeconds: 3600 },
+  tenants: {
+    contoso: { tenantId: CONTOSO_TID, sender: "noreply@contoso.com", saveToSentItems: false, limits: { maxConcurrency: 4, recipientsPerDay: 10_000, maxQueue: 1000 } },
+  },
+};
+
+let app: FastifyInstance;
+let base: string;
+const registry = new Registry();
+const logLines: Record<string, unknown>[] = [];
+
+beforeAll(async () => {
+  app = Fastify();
+  const logger = pino({ level: "info" }, { write: (s: string) => logLines.push(JSON.parse(s)) });
+  registerConsentRoutes(app, { config: () => config, registry, logger, clock, env: { NRR_TEST_STATE_KEY: STATE_KEY } });
+  base = await app.listen({ port: 0, host: "127.0.0.1" });
+});
+afterAll(() => app.close());
+beforeEach(() => {
+  now = Date.parse("2026-03-01T12:00:00Z");
+  logLines.length = 0;
+});
+
+function state(tenant: string, tenantKey?: string, ttlSeconds = 3600): string {
+  return createConsentState({ tenant, ...(tenantKey ? { tenantKey } : {}), clientId: APP_ID, key, now, ttlSeconds });
+}
+
+async function callback(params: Record<string, string>): Promise<{ status: number; html: string; headers: Headers }> {
+  const res = await fetch(`${base}/consent/callback?${new URLSearchParams(params)}`);
+  return { status: res.status, html: await res.text(), headers: res.headers };
+}
+
+async function count(outcome: string): Promise<number> {
+  const metric = await registry.getSingleMetric("noreply_relay_consent_callbacks_total")!.get();
+  return metric.values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+}
+
+describe("GET /consent/callback", () => {
+  it("when Microsoft redirects with admin_consent=True and a valid state, then the page says granted with the tenant id, and it is logged and counted", async () => {
+    const before = await count("granted");
+    const r = await callback({ admin_consent: "True", tenant: FABRIKAM_TID, state: state("fabrikam.com") });
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    expect(r.html).toContain("Consent granted");
+    expect(r.html).toContain(FABRIKAM_TID);
+    expect(r.html).toContain(`tenantId: ${FABRIKAM_TID}`);
+    expect(r.html).toContain("sender: noreply@fabrikam.com");
+    expect(await count("granted")).toBe(before + 1);
+    expect(logLines).toContainEqual(expect.objectContaining({ event: "consent_callback", outcome: "granted", tenantId: FABRIKAM_TID, intendedTenant: "fabrikam.com", clientId: APP_ID }));
+  });
+
+  it("when the page is served, then it has no script, a strict CSP, and is not cached or referred", async () => {
+    const r = await callback({ admin_consent: "True", tenant: FABRIKAM_TID, state: state("fabrikam.com") });
+    expect(r.html).not.toMatch(/<script/i);
+    expect(r.html).not.toMatch(/\son\w+=/i);
+    expect(r.headers.get("content-security-policy")).toMatch(/^default-src 'none'; style-src 'sha256-[A-Za-z0-9+/=]+'; /);
+    expect(r.headers.get("cache-control")).toBe("no-store");
+    expect(r.headers.get("referrer-policy")).toBe("no-referrer");
+  });
+
+  it("when a configured tenant consents, then no new-tenant snippet is offered", async () => {
+    const r = await callback({ admin_consent: "True", tenant: CONTOSO_TID, state: state(CONTOSO_TID, "contoso") });
+    expect(r.status).toBe(200);
+    expect(r.html).not.toContain("<pre>");
+    expect(r.html).toContain("contoso");
+  });
+
+  it("when consent comes back from another tenant than the link was made for, then the page says so", async () => {
+    const r = await callback({ admin_consent: "True", tenant: FABRIKAM_TID, state: state(CONTOSO_TID, "contoso") });
+    expect(r.status).toBe(200);
+    expect(r.html).toContain(`this link was made for tenant ${CONTOSO_TID}, but consent was granted in tenant ${FABRIKAM_TID}`);
+    expect(r.html).toContain(`tenantId: ${FABRIKAM_TID}   # was ${CONTOSO_TID}`);
+  });
+
+  it("when the state is forged, then a 400 page refuses it, nothing is granted, and invalid_state is counted", async () => {
+    const before = await count("invalid_state");
+    const granted = await count("granted");
+    const genuine = state(CONTOSO_TID);
+    const [body] = genuine.split(".");
+    const forged = `${body}.${Buffer.alloc(32, 1).toString("base64url")}`;
+    for (const s of [forged, "garbage", ""]) {
+      const r = await callback({ admin_consent: "True", tenant: FABRIKAM_TID, state: s });
+      expect(r.status).toBe(400);
+      expect(r.html).toContain("This consent link is not valid");
+      expect(r.html).not.toContain("Consent granted");
+    }
+    const r = await callback({ admin_consent: "True", tenant: FABRIKAM_TID });
+    expect(r.status).toBe(400);
+    expect(await count("invalid_state")).toBe(before + 4);
+    expect(await count("granted")).toBe(granted);
+    expect(logLines).toContainEqual(expect.objectContaining({ outcome: "invalid_state", reason: "bad_signature", level: 40 }));
+  });
+
+  it("when the state has expired, then a 400 page says the link expired", async () => {
+    const s = state(CONTOSO_TID, "contoso", 600);
+    now += 601_000;
+    const r = await callback({ admin_consent: "True", tenant: CONTOSO_TID, state: s });
+    expect(r.status).toBe(400);
+    expect(r.html).toContain("expired");
+    expect(logLines).toContainEqual(expect.objectContaining({ outcome: "invalid_state", reason: "expired" }));
+  });
+
+  it("when the admin declined, then the page says consent was not granted and denied is counted", async () => {
+    const before = await count("denied");
+    const r = await callback({
+      error: "access_denied",
+      error_description: "AADSTS65004: User declined to consent to access the app.",
+      state: state(CONTOSO_TID),
+    });
+    expect(r.status).toBe(200);
+    expect(r.html).toContain("Consent was not granted");
+    expect(await count("denied")).toBe(before + 1);
+  });
+
+  it("when Entra reports another error with hostile text, then it is shown escaped and counted as error", async () => {
+    const before = await count("error");
+    const evil = `<script>alert(1)</script><img src=x onerror=alert(2)> "quoted" 'single' \`tick\``;
+    const r = await callback({ error: "invalid_request", error_description: `AADSTS90002: ${evil}`, state: state(CONTOSO_TID) });
+    expect(r.status).toBe(200);
+    expect(r.html).not.toContain("<script>alert");
+    expect(r.html).not.toContain("<img");
+    expect(r.html).toContain(escapeHtml(evil));
+    expect(await count("error")).toBe(before + 1);
+    expect(logLines).toContainEqual(expect.objectContaining({ outcome: "error", aadsts: "90002", error: "invalid_request" }));
+  });
+
+  it("when the redirect says neither granted nor error, or the tenant is not a GUID, then it is a 400 error", async () => {
+    expect((await callback({ state: state(CONTOSO_TID) })).status).toBe(400);
+    const r = await callback({ admin_consent: "True", tenant: "<b>x</b>", state: state(CONTOSO_TID) });
+    expect(r.status).toBe(400);
+    expect(r.html).not.toContain("<b>x</b>");
+  });
+
+  it("when a parameter is repeated, then it is not trusted", async () => {
+    const s = state(CONTOSO_TID);
+    const res = await fetch(`${base}/consent/callback?admin_consent=True&tenant=${CONTOSO_TID}&tenant=${FABRIKAM_TID}&state=${s}`);
+    expect(res.status).toBe(400);
+  });
+
+  it("when the state key is not available, then every callback is refused and the log says why", async () => {
+    const other = Fastify();
+    const logs: Record<string, unknown>[] = [];
+    registerConsentRoutes(other, {
+      config: { ...config, consent: { stateSecretEnv: "UNSET_VAR", stateTtlSeconds: 60 } },
+      registry, // same registry: the counter is reused, not registered twice
+      logger: pino({}, { write: (s: string) => logs.push(JSON.parse(s)) }),
+      clock,
+      env: {},
+    });
+    const r = await other.inject({ method: "GET", url: `/consent/callback?admin_consent=True&tenant=${CONTOSO_TID}&state=${state(CONTOSO_TID)}` });
+    expect(r.statusCode).toBe(400);
+    expect(logs).toContainEqual(expect.objectContaining({ reason: "no_state_key" }));
+    expect(String(logs[0]?.msg)).toContain("consent.stateSecretEnv: environment variable UNSET_VAR is not set");
+    await other.close();
+  });
+
+  it("when the metric is exported, then all four outcomes exist from the start", async () => {
+    const text = await registry.metrics();
+    for (const outcome of ["granted", "denied", "invalid_state", "error"]) {
+      expect(text).toMatch(new RegExp(`noreply_relay_consent_callbacks_total\\{outcome="${outcome}"\\} \\d+`));
+    }
+  });
+});
