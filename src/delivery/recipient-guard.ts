@@ -116,6 +116,13 @@ export class RecipientGuard {
     return out;
   }
 
+  /** Keys and buckets held, to check the memory bound. */
+  stats(): { keys: number; buckets: number } {
+    let buckets = 0;
+    for (const tally of this.#tallies.values()) buckets += tally.buckets.length;
+    return { keys: this.#tallies.size, buckets };
+  }
+
   #expiry(bucket: Bucket): number {
     return bucket.start + this.#bucketMs + this.#windowMs;
   }
