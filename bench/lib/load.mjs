@@ -1,0 +1,132 @@
+// Load generation: autocannon for closed-loop throughput (fixed connections), and a small
+// open-loop paced generator for latency at a fixed rate.
+//
+// Why not autocannon's overallRate for the latency run: it gives each connection a quota per
+// second that the connection spends back-to-back at the start of every second, so 200 req/s
+// arrives as bursts, and its histogram has 1 ms resolution. The paced generator sends one
+// request every 1000/rate ms and records each latency as a float from process.hrtime.
+import autocannon from "autocannon";
+import http from "node:http";
+import { setTimeout } from "node:timers";
+import { setTimeout as sleep } from "node:timers/promises";
+
+/** Closed-loop throughput with autocannon. Returns rps (2xx only), latency and status counts. */
+export function throughput({ url, connections, durationS, rotation, headers, timeoutS = 30 }) {
+  return new Promise((resolve, reject) => {
+    const statuses = {};
+    const latencies = [];
+    const instance = autocannon(
+      {
+        url,
+        connections,
+        duration: durationS,
+        timeout: timeoutS,
+        requests: rotation.map((r) => ({ method: "POST", path: "/send", headers, body: r.body })),
+      },
+      (err, result) => {
+        if (err) return reject(err);
+        const ok = result["2xx"];
+        resolve({
+          connections,
+          durationS: result.duration,
+          requests: result.requests.total,
+          ok,
+          rps: ok / result.duration,
+          errors: result.errors,
+          timeouts: result.timeouts,
+          non2xx: result.non2xx,
+          statuses,
+          latency: summarise(latencies),
+        });
+      },
+    );
+    instance.on("response", (_client, statusCode, _bytes, responseTime) => {
+      statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;
+      if (statusCode >= 200 && statusCode < 300) latencies.push(responseTime);
+    });
+  });
+}
+
+/**
+ * Open-loop fixed rate: request n is due at start + n * 1000/rate ms, whatever happened to the
+ * previous ones. Samples sent in the first `warmupS` seconds are discarded.
+ */
+export async function paced({ url, rate, durationS, warmupS = 1, rotation, headers, maxSockets = 128, timeoutMs = 30_000 }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets });
+  const target = new URL("/send", url);
+  const bodies = rotation.map((r) => Buffer.from(r.body));
+  const latencies = [];
+  const statuses = {};
+  let errors = 0;
+  let lateMsMax = 0;
+  let inflight = 0;
+  const t0 = process.hrtime.bigint();
+  const elapsedMs = () => Number(process.hrtime.bigint() - t0) / 1e6;
+  const total = Math.round(rate * durationS);
+  const warmupCount = Math.round(rate * warmupS);
+  let sent = 0;
+
+  const fire = (n) => {
+    const body = bodies[n % bodies.length];
+    const start = process.hrtime.bigint();
+    inflight++;
+    const req = http.request(
+      target,
+      { method: "POST", agent, timeout: timeoutMs, headers: { ...headers, "content-length": body.length } },
+      (res) => {
+        res.resume();
+        res.once("end", () => {
+          inflight--;
+          const ms = Number(process.hrtime.bigint() - start) / 1e6;
+          if (n < warmupCount) return;
+          statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
+          if (res.statusCode >= 200 && res.statusCode < 300) latencies.push(ms);
+        });
+      },
+    );
+    req.once("timeout", () => req.destroy(new Error("timeout")));
+    req.once("error", () => {
+      inflight--;
+      if (n >= warmupCount) errors++;
+    });
+    req.end(body);
+  };
+
+  await new Promise((resolve) => {
+    const tick = () => {
+      const now = elapsedMs();
+      const due = Math.min(total, Math.floor((now * rate) / 1000) + 1);
+      while (sent < due) {
+        lateMsMax = Math.max(lateMsMax, now - (sent * 1000) / rate);
+        fire(sent++);
+      }
+      if (sent >= total) return resolve();
+      const nextAt = (sent * 1000) / rate;
+      setTimeout(tick, Math.max(0, nextAt - elapsedMs()));
+    };
+    tick();
+  });
+  // Bounded wait for the stragglers.
+  for (let i = 0; i < timeoutMs / 10 && inflight > 0; i++) await sleep(10);
+  agent.destroy();
+  return {
+    rate,
+    durationS,
+    measured: total - warmupCount,
+    ok: latencies.length,
+    errors,
+    statuses,
+    lateMsMax,
+    latency: summarise(latencies),
+  };
+}
+
+/** Percentiles of a list of latencies in ms (nearest-rank). */
+export function summarise(values) {
+  if (values.length === 0) return { count: 0, mean: NaN, p50: NaN, p90: NaN, p99: NaN, max: NaN };
+  const v = Float64Array.from(values).sort();
+  const at = (q) => v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))];
+  let sum = 0;
+  for (const x of v) sum += x;
+  return { count: v.length, mean: sum / v.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: v[v.length - 1] };
+}
