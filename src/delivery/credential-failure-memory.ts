@@ -1,0 +1,105 @@
+import { isRelayError, RelayError } from "../http/problems.js";
+import { systemClock, type Clock, type TokenProvider, type TokenTarget } from "../mail/ports.js";
+
+/**
+ * After Entra rejects a tenant's credential (a wrong or expired secret, an app not in the
+ * tenant), asking again a millisecond later gets the same answer, and a busy sender would
+ * turn into a flood of failed sign-ins in the customer's Entra logs. So the rejection is
+ * remembered for a short time and repeated from memory. Only credential_rejected is
+ * remembered: an unreachable Entra (upstream_unavailable) may be back at the next call.
+ */
+
+export interface RememberingTokenProviderOptions {
+  /** How long a rejection is answered from memory (`server.credentialFailureHoldSeconds` × 1000). 0 turns it off. */
+  readonly holdMs: number;
+  readonly clock?: Clock;
+}
+
+/** A rejection being answered from memory. */
+export interface RememberedRejection {
+  readonly error: RelayError;
+  /** Epoch ms when Entra said no. */
+  readonly since: number;
+  /** Epoch ms when Entra will be asked again. */
+  readonly until: number;
+}
+
+/** A TokenProvider that repeats Entra's credential_rejected from memory for a while. */
+export interface RememberingTokenProvider extends TokenProvider {
+  /** Forgets rejections for a tenant key (a reload brought a new credential), or all without an argument. */
+  forget(tenantKey?: string): void;
+  /** The rejection answered from memory for this tenant key now, if any (for GET /tenants). */
+  rejection(tenantKey: string): RememberedRejection | undefined;
+}
+
+interface Entry extends RememberedRejection {
+  readonly tenantKey: string;
+}
+
+/**
+ * Wraps `inner`. Rejections are remembered per token target — tenant key, tenant id and the app
+ * registration with its credential settings — so a reload that changes any of these asks Entra
+ * at once even without forget(), while an unchanged tenant keeps its memory across the reload.
+ */
+export function createRememberingTokenProvider(inner: TokenProvider, options: RememberingTokenProviderOptions): RememberingTokenProvider {
+  const clock = options.clock ?? systemClock;
+  const entries = new Map<string, Entry>();
+
+  const live = (id: string, now: number): Entry | undefined => {
+    const entry = entries.get(id);
+    if (entry && entry.until <= now) {
+      entries.delete(id);
+      return undefined;
+    }
+    return entry;
+  };
+
+  return {
+    async getToken(target: TokenTarget, signal?: AbortSignal): Promise<string> {
+      const id = targetId(target);
+      const remembered = live(id, clock.now());
+      if (remembered) throw fromMemory(remembered);
+      try {
+        return await inner.getToken(target, signal);
+      } catch (err) {
+        if (options.holdMs > 0 && isRelayError(err) && err.code === "credential_rejected") {
+          const since = clock.now();
+          entries.set(id, { error: err, since, until: since + options.holdMs, tenantKey: target.tenantKey });
+        }
+        throw err;
+      }
+    },
+
+    forget(tenantKey?: string): void {
+      if (tenantKey === undefined) {
+        entries.clear();
+        return;
+      }
+      for (const [id, entry] of entries) if (entry.tenantKey === tenantKey) entries.delete(id);
+    },
+
+    rejection(tenantKey: string): RememberedRejection | undefined {
+      const now = clock.now();
+      let found: Entry | undefined;
+      for (const id of [...entries.keys()]) {
+        const entry = live(id, now);
+        if (entry?.tenantKey === tenantKey && (!found || entry.since > found.since)) found = entry;
+      }
+      return found ? { error: found.error, since: found.since, until: found.until } : undefined;
+    },
+  };
+}
+
+function fromMemory(entry: Entry): RelayError {
+  const again = new Date(entry.until).toISOString();
+  return new RelayError(
+    "credential_rejected",
+    `${entry.error.message} (remembered from ${new Date(entry.since).toISOString()}; Entra ID is asked again after ${again})`,
+    { ...entry.error.extras },
+  );
+}
+
+/** Stable identity of a target; configs hold file paths and env names, never secret values. */
+function targetId(target: TokenTarget): string {
+  return JSON.stringify([target.tenantKey, target.tenantId.toLowerCase(), target.app]);
+}
