@@ -1,0 +1,115 @@
+import { describe, expect, it } from "vitest";
+import { RelayError } from "../http/problems.js";
+import { createRememberingTokenProvider } from "./credential-failure-memory.js";
+import { MailboxLimiter } from "./mailbox-limiter.js";
+import { RecipientGuard } from "./recipient-guard.js";
+import { TenantStatusBook, describeTenants, type DescribableTenant } from "./tenant-status.js";
+
+function manualClock(start = Date.UTC(2026, 0, 1, 8)) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => void (now += ms) };
+}
+
+const contoso: DescribableTenant = {
+  key: "contoso",
+  tenantId: "72f988bf-86f1-41af-91ab-2d7cd011db47",
+  displayName: "Contoso",
+  sender: "NoReply@contoso.com",
+  mailboxKey: "noreply@contoso.com",
+  target: {
+    tenantKey: "contoso",
+    tenantId: "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    app: {
+      clientId: "11111111-2222-3333-4444-555555555555",
+      credential: { type: "secret", secretFile: "/run/secrets/contoso-secret", secondarySecretEnv: "CONTOSO_NEXT", expiresAt: new Date("2027-06-30T00:00:00Z") },
+    },
+  },
+  limits: { maxConcurrency: 4, recipientsPerDay: 10_000, maxQueue: 1000 },
+  ownApp: true,
+};
+
+const fabrikam: DescribableTenant = {
+  ...contoso,
+  key: "fabrikam",
+  sender: "noreply@fabrikam.com",
+  mailboxKey: "noreply@fabrikam.com",
+  target: { ...contoso.target, tenantKey: "fabrikam", app: { clientId: contoso.target.app.clientId, credential: { type: "workloadIdentity", tokenFile: "/var/run/token" } } },
+  ownApp: false,
+};
+
+describe("TenantStatusBook", () => {
+  it("when a send fails and a later one succeeds, then the last outcome is sent and the last problem is kept with its time", () => {
+    const clock = manualClock();
+    const book = new TenantStatusBook({ clock });
+    book.record("contoso", "credential_rejected", { aadsts: "7000215" });
+    const failedAt = clock.now();
+    clock.advance(60_000);
+    book.record("contoso", "sent");
+    expect(book.get("contoso")).toEqual({
+      lastOutcome: "sent",
+      lastOutcomeAt: failedAt + 60_000,
+      lastProblem: { code: "credential_rejected", at: failedAt, aadsts: "7000215" },
+    });
+  });
+
+  it("when a replay is answered, then the recorded outcome does not change", () => {
+    const book = new TenantStatusBook({ clock: manualClock() });
+    book.record("contoso", "policy_denied");
+    book.record("contoso", "duplicate");
+    expect(book.get("contoso")?.lastOutcome).toBe("policy_denied");
+  });
+
+  it("when a reload removes a tenant, then retain drops its record", () => {
+    const book = new TenantStatusBook({ clock: manualClock() });
+    book.record("contoso", "sent");
+    book.record("gone", "sent");
+    book.retain(["contoso"]);
+    expect(book.get("gone")).toBeUndefined();
+    expect(book.get("contoso")).toBeDefined();
+  });
+});
+
+describe("describeTenants", () => {
+  it("when live counters exist, then each row joins config, last outcome, recipients, slots, throttle and remembered rejection", async () => {
+    const clock = manualClock();
+    const book = new TenantStatusBook({ clock });
+    const guard = new RecipientGuard({ clock });
+    const limiter = new MailboxLimiter({ clock });
+    const tokens = createRememberingTokenProvider(
+      { getToken: () => Promise.reject(new RelayError("credential_rejected", "bad secret", { aadsts: "7000215" })) },
+      { holdMs: 30_000, clock },
+    );
+    book.record("contoso", "rate_limited", { graphCode: "ApplicationThrottled" });
+    guard.reserve("noreply@contoso.com", 42, 10_000);
+    limiter.noteThrottled("noreply@contoso.com", clock.now() + 5000);
+    await tokens.getToken(contoso.target).catch(() => {});
+    const permit = await limiter.acquire("noreply@fabrikam.com", { deadline: clock.now() + 1000 });
+
+    const rows = describeTenants([contoso, fabrikam], { activity: book, recipients: guard, limiter, credentials: tokens });
+    permit.release();
+
+    expect(rows[0]).toEqual({
+      tenant: "contoso",
+      displayName: "Contoso",
+      tenantId: "72f988bf-86f1-41af-91ab-2d7cd011db47",
+      sender: "NoReply@contoso.com",
+      app: { clientId: "11111111-2222-3333-4444-555555555555", own: true, credentialType: "secret", credentialExpiresAt: "2027-06-30T00:00:00.000Z" },
+      limits: { maxConcurrency: 4, recipientsPerDay: 10_000, maxQueue: 1000 },
+      lastOutcome: "rate_limited",
+      lastOutcomeAt: "2026-01-01T08:00:00.000Z",
+      lastProblem: { code: "rate_limited", at: "2026-01-01T08:00:00.000Z", graphCode: "ApplicationThrottled" },
+      recipientsUsed: 42,
+      inFlight: 0,
+      waiting: 0,
+      throttledUntil: "2026-01-01T08:00:05.000Z",
+      credentialRejectedUntil: "2026-01-01T08:00:30.000Z",
+    });
+    expect(rows[1]).toMatchObject({ tenant: "fabrikam", app: { own: false, credentialType: "workloadIdentity" }, recipientsUsed: 0, inFlight: 1 });
+    expect(rows[1]).not.toHaveProperty("lastOutcome");
+  });
+
+  it("when rendered to JSON, then no secret file path or environment variable name appears", () => {
+    const json = JSON.stringify(describeTenants([contoso, fabrikam], { activity: new TenantStatusBook() }));
+    for (const leak of ["/run/secrets", "CONTOSO_NEXT", "/var/run/token", "secretFile", "tokenFile"]) expect(json).not.toContain(leak);
+  });
+});

@@ -1,0 +1,154 @@
+import type { LimitsConfig } from "../config/schema.js";
+import type { ProblemCode } from "../http/problems.js";
+import { systemClock, type Clock, type TokenTarget } from "../mail/ports.js";
+import type { RememberedRejection } from "./credential-failure-memory.js";
+import type { MailboxSnapshot } from "./mailbox-limiter.js";
+
+/**
+ * What an operator needs to see per tenant on GET /tenants: is it sending, and if not, why and
+ * since when. The send use case records each outcome; describeTenants joins that with the
+ * config and the live counters. Nothing here can hold a secret: credentials appear only as type
+ * and expiry.
+ */
+
+/** The `outcome` label of noreply_relay_send_total. */
+export type SendOutcome = "sent" | "dry_run" | "duplicate" | ProblemCode;
+
+/** Problem details worth showing next to the code. */
+export interface ProblemNote {
+  /** Entra error code of a credential_rejected. */
+  readonly aadsts?: string;
+  /** Graph's error.code. */
+  readonly graphCode?: string;
+}
+
+/** The last things that happened to one tenant (epoch ms). */
+export interface TenantActivity {
+  readonly lastOutcome: SendOutcome;
+  readonly lastOutcomeAt: number;
+  readonly lastProblem?: { readonly code: ProblemCode; readonly at: number } & ProblemNote;
+}
+
+/** Last outcome and last problem per tenant key, in memory. */
+export class TenantStatusBook {
+  readonly #clock: Clock;
+  readonly #byTenant = new Map<string, TenantActivity>();
+
+  constructor(options: { clock?: Clock } = {}) {
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /**
+   * Records one send's outcome. A `duplicate` is not recorded: a replay says nothing new about
+   * the tenant and would hide the outcome of the last real send. The last problem stays until
+   * the next problem, so a success does not erase why it failed before.
+   */
+  record(tenantKey: string, outcome: SendOutcome, note: ProblemNote = {}): void {
+    if (outcome === "duplicate") return;
+    const at = this.#clock.now();
+    const before = this.#byTenant.get(tenantKey);
+    const problem = outcome === "sent" || outcome === "dry_run" ? before?.lastProblem : { code: outcome, at, ...pickNote(note) };
+    this.#byTenant.set(tenantKey, {
+      lastOutcome: outcome,
+      lastOutcomeAt: at,
+      ...(problem !== undefined ? { lastProblem: problem } : {}),
+    });
+  }
+
+  get(tenantKey: string): TenantActivity | undefined {
+    return this.#byTenant.get(tenantKey);
+  }
+
+  /** Drops tenants no longer configured (after a reload). */
+  retain(tenantKeys: Iterable<string>): void {
+    const keep = new Set(tenantKeys);
+    for (const key of [...this.#byTenant.keys()]) if (!keep.has(key)) this.#byTenant.delete(key);
+  }
+}
+
+function pickNote(note: ProblemNote): ProblemNote {
+  return {
+    ...(note.aadsts !== undefined ? { aadsts: note.aadsts } : {}),
+    ...(note.graphCode !== undefined ? { graphCode: note.graphCode } : {}),
+  };
+}
+
+/** The part of a resolved tenant (src/tenants Tenant) that describeTenants reads. */
+export interface DescribableTenant {
+  readonly key: string;
+  readonly tenantId: string;
+  readonly displayName?: string;
+  readonly sender: string;
+  readonly mailboxKey: string;
+  readonly target: TokenTarget;
+  readonly limits: LimitsConfig;
+  readonly ownApp: boolean;
+}
+
+/** Where the live numbers come from; each is optional so /tenants works while parts are not wired. */
+export interface TenantStatusSources {
+  readonly activity: Pick<TenantStatusBook, "get">;
+  readonly recipients?: { used(mailboxKey: string): number };
+  readonly limiter?: { snapshot(mailboxKey: string): MailboxSnapshot | undefined };
+  readonly credentials?: { rejection(tenantKey: string): RememberedRejection | undefined };
+}
+
+/** One row of GET /tenants. Times are RFC 3339; never a secret, a file path or an env name. */
+export interface TenantView {
+  readonly tenant: string;
+  readonly displayName?: string;
+  readonly tenantId: string;
+  readonly sender: string;
+  readonly app: {
+    readonly clientId: string;
+    /** Whether the tenant has its own registration rather than the shared one. */
+    readonly own: boolean;
+    readonly credentialType: "secret" | "certificate" | "workloadIdentity";
+    readonly credentialExpiresAt?: string;
+  };
+  readonly limits: LimitsConfig;
+  readonly lastOutcome?: SendOutcome;
+  readonly lastOutcomeAt?: string;
+  readonly lastProblem?: { readonly code: ProblemCode; readonly at: string } & ProblemNote;
+  /** Recipients counted in the rolling 24 h window for the sender mailbox. */
+  readonly recipientsUsed: number;
+  readonly inFlight: number;
+  readonly waiting: number;
+  /** Until when Graph asked us to hold back this mailbox, if still ahead. */
+  readonly throttledUntil?: string;
+  /** Until when Entra's credential_rejected is answered from memory, if still ahead. */
+  readonly credentialRejectedUntil?: string;
+}
+
+/** The GET /tenants rows, in the order given (config order from TenantDirectory.list()). */
+export function describeTenants(tenants: Iterable<DescribableTenant>, sources: TenantStatusSources): TenantView[] {
+  const iso = (ms: number): string => new Date(ms).toISOString();
+  const rows: TenantView[] = [];
+  for (const t of tenants) {
+    const credential = t.target.app.credential;
+    const activity = sources.activity.get(t.key);
+    const mailbox = sources.limiter?.snapshot(t.mailboxKey);
+    const rejection = sources.credentials?.rejection(t.key);
+    rows.push({
+      tenant: t.key,
+      ...(t.displayName !== undefined ? { displayName: t.displayName } : {}),
+      tenantId: t.tenantId,
+      sender: t.sender,
+      app: {
+        clientId: t.target.app.clientId,
+        own: t.ownApp,
+        credentialType: credential.type,
+        ...(credential.expiresAt !== undefined ? { credentialExpiresAt: credential.expiresAt.toISOString() } : {}),
+      },
+      limits: { maxConcurrency: t.limits.maxConcurrency, recipientsPerDay: t.limits.recipientsPerDay, maxQueue: t.limits.maxQueue },
+      ...(activity ? { lastOutcome: activity.lastOutcome, lastOutcomeAt: iso(activity.lastOutcomeAt) } : {}),
+      ...(activity?.lastProblem ? { lastProblem: { ...activity.lastProblem, at: iso(activity.lastProblem.at) } } : {}),
+      recipientsUsed: sources.recipients?.used(t.mailboxKey) ?? 0,
+      inFlight: mailbox?.inFlight ?? 0,
+      waiting: mailbox?.waiting ?? 0,
+      ...(mailbox?.throttledUntil !== undefined ? { throttledUntil: iso(mailbox.throttledUntil) } : {}),
+      ...(rejection ? { credentialRejectedUntil: iso(rejection.until) } : {}),
+    });
+  }
+  return rows;
+}
