@@ -31,6 +31,11 @@ export function daysLeft(expiresAt: Date, now: number): number {
   return Math.floor((expiresAt.getTime() - now) / DAY_MS);
 }
 
+/** Whole days since an expiry that has passed (0 on the first day). */
+export function daysAgo(expiresAt: Date, now: number): number {
+  return Math.max(0, Math.floor((now - expiresAt.getTime()) / DAY_MS));
+}
+
 export function expiryStatus(expiresAt: Date | undefined, now: number, warnDays = EXPIRY_WARNING_DAYS): ExpiryStatus {
   if (!expiresAt) return "unknown";
   if (expiresAt.getTime() <= now) return "expired";
@@ -94,7 +99,8 @@ export function startExpiryWarnings(options: ExpiryWarningsOptions): ExpiryWarni
   const current = typeof options.config === "function" ? options.config : () => options.config as Pick<Config, "app" | "tenants">;
 
   const check = (): CredentialExpiry[] => {
-    const rows = listCredentialExpiry(current(), options.clock.now(), warnDays).filter((r) => r.status === "expiring" || r.status === "expired");
+    const now = options.clock.now();
+    const rows = listCredentialExpiry(current(), now, warnDays).filter((r) => r.status === "expiring" || r.status === "expired");
     const groups = new Map<string, CredentialExpiry[]>();
     for (const row of rows) {
       const k = `${row.clientId}|${row.credential}|${row.expiresAt?.toISOString()}`;
@@ -115,7 +121,7 @@ export function startExpiryWarnings(options: ExpiryWarningsOptions): ExpiryWarni
           status: first.status,
         },
         first.status === "expired"
-          ? `credential of app ${first.clientId} (${first.credential}) EXPIRED ${-(first.daysLeft ?? 0)} day(s) ago: tenants ${tenants.join(", ")} cannot send until it is renewed`
+          ? `credential of app ${first.clientId} (${first.credential}) EXPIRED ${first.expiresAt ? daysAgo(first.expiresAt, now) : 0} day(s) ago: tenants ${tenants.join(", ")} cannot send until it is renewed`
           : `credential of app ${first.clientId} (${first.credential}) expires in ${first.daysLeft} day(s): renew it and update expiresAt (tenants ${tenants.join(", ")})`,
       );
     }

@@ -60,7 +60,7 @@ describe("listCredentialExpiry", () => {
 describe("startExpiryWarnings", () => {
   it("when started, then it warns at once about expiring and expired credentials, one line per credential, with no secret", () => {
     const { lines, logger } = recorder();
-    const w = startExpiryWarnings({ config: config(now + 5 * day, now - 1 * day), logger, clock: { now: () => now } });
+    const w = startExpiryWarnings({ config: config(now + 5 * day, now - 1 * day - 5000), logger, clock: { now: () => now } });
     w.stop();
     expect(lines).toHaveLength(2);
     const shared = lines.find((l) => l.obj.clientId === APP_ID)!;
