@@ -1,0 +1,197 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import {
+  ClientAssertionCredential,
+  ClientCertificateCredential,
+  ClientSecretCredential,
+  type ClientSecretCredentialOptions,
+  type TokenCredential,
+} from "@azure/identity";
+import type { CredentialConfig } from "../config/schema.js";
+import { RelayError } from "../http/problems.js";
+import type { TokenTarget } from "../mail/ports.js";
+
+type SecretCredentialConfig = Extract<CredentialConfig, { type: "secret" }>;
+type HttpClient = NonNullable<ClientSecretCredentialOptions["httpClient"]>;
+
+/** Which of a secret credential's two secrets a credential object was built with. */
+export type SecretSlot = "primary" | "secondary";
+
+// Hosts whose instance metadata MSAL has built in; for them instance discovery costs nothing
+// and keeps MSAL's authority validation, so it stays on. Any other host (the emulator, a
+// private cloud) is trusted as configured.
+const MICROSOFT_AUTHORITY_HOSTS = new Set([
+  "login.microsoftonline.com",
+  "login.microsoft.com",
+  "login.windows.net",
+  "login.microsoftonline.us",
+  "login.usgovcloudapi.net",
+  "login.partner.microsoftonline.cn",
+  "login.chinacloudapi.cn",
+  "login.microsoftonline.de",
+  "login.sovcloud-identity.fr",
+  "login.sovcloud-identity.de",
+  "login.sovcloud-identity.sg",
+]);
+
+// Microsoft Graph in the global and national clouds; each issues tokens for its own audience.
+const MICROSOFT_GRAPH_HOSTS = new Set([
+  "graph.microsoft.com",
+  "graph.microsoft.us",
+  "dod-graph.microsoft.us",
+  "microsoftgraph.chinacloudapi.cn",
+  "graph.microsoft.de",
+]);
+
+/**
+ * The scope of the Graph token: `{graphBaseUrl}/.default` for Microsoft's Graph hosts. Any
+ * other graphBaseUrl (an egress proxy, the emulator) stands in for global Graph, whose
+ * audience the token must still carry.
+ */
+export function graphScope(graphBaseUrl: string): string {
+  const url = new URL(graphBaseUrl);
+  return MICROSOFT_GRAPH_HOSTS.has(url.host.toLowerCase()) ? `${url.origin}/.default` : "https://graph.microsoft.com/.default";
+}
+
+/** Whether `authorityHost` is one of Microsoft's own Entra ID hosts. */
+export function isMicrosoftAuthorityHost(authorityHost: string): boolean {
+  return MICROSOFT_AUTHORITY_HOSTS.has(new URL(authorityHost).host.toLowerCase());
+}
+
+/**
+ * A stable key for (authority, tenant, app, credential config). A config reload that leaves
+ * these unchanged yields the same key, so the credential and its token cache survive it.
+ * `expiresAt` is left out: it only feeds a gauge.
+ */
+export function credentialFingerprint(target: TokenTarget, authorityHost: string): string {
+  const { expiresAt: _expiresAt, ...credential } = target.app.credential;
+  const canonical = JSON.stringify([
+    authorityHost.toLowerCase(),
+    target.tenantKey,
+    target.tenantId.toLowerCase(),
+    target.app.clientId.toLowerCase(),
+    Object.entries(credential).sort(([a], [b]) => a.localeCompare(b)),
+  ]);
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+export interface CredentialBuildContext {
+  readonly authorityHost: string;
+  readonly httpClient: HttpClient;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** A credential object plus what it was built from (never the secret itself). */
+export interface BuiltCredential {
+  readonly credential: TokenCredential;
+  readonly slot: SecretSlot;
+  /** SHA-256 of the secret used, to notice a rotated secret file without keeping a copy. */
+  readonly secretHash?: string;
+}
+
+/**
+ * Builds the @azure/identity credential for a target. Secrets and certificates are read
+ * now; a workload-identity token file is read on every token request (the platform rotates it).
+ * Throws RelayError `credential_rejected` when a referenced file or variable cannot be read.
+ */
+export function buildCredential(target: TokenTarget, slot: SecretSlot, ctx: CredentialBuildContext): BuiltCredential {
+  const { tenantId, app } = target;
+  const options: ClientSecretCredentialOptions = {
+    authorityHost: ctx.authorityHost,
+    // Instance discovery calls a Microsoft endpoint to validate the authority; a host that is
+    // not Microsoft's (the emulator, a private cloud) must skip it. Microsoft hosts keep it.
+    disableInstanceDiscovery: !isMicrosoftAuthorityHost(ctx.authorityHost),
+    httpClient: ctx.httpClient,
+    // Token requests are idempotent, so one quick retry of a reset or 5xx is safe; the caller's
+    // deadline bounds the wait anyway.
+    retryOptions: { maxRetries: 1, retryDelayInMs: 300, maxRetryDelayInMs: 2_000 },
+  };
+  const credential = app.credential;
+  switch (credential.type) {
+    case "secret": {
+      const secret = readSecret(target, credential, slot, ctx.env);
+      return {
+        credential: new ClientSecretCredential(tenantId, app.clientId, secret, options),
+        slot,
+        secretHash: hashSecret(secret),
+      };
+    }
+    case "certificate": {
+      const pem = readLocal(target, "certificateFile", () => readFileSync(credential.certificateFile, "utf8"));
+      return {
+        credential: new ClientCertificateCredential(
+          tenantId,
+          app.clientId,
+          { certificate: pem },
+          { ...options, sendCertificateChain: credential.sendCertificateChain },
+        ),
+        slot: "primary",
+      };
+    }
+    case "workloadIdentity": {
+      const tokenFile = credential.tokenFile;
+      const getAssertion = async (): Promise<string> => (await readFile(tokenFile, "utf8")).trim();
+      return { credential: new ClientAssertionCredential(tenantId, app.clientId, getAssertion, options), slot: "primary" };
+    }
+  }
+}
+
+/** Whether a secret credential has a secondary secret to fall back to. */
+export function hasSecondarySecret(credential: CredentialConfig): boolean {
+  return credential.type === "secret" && (credential.secondarySecretFile !== undefined || credential.secondarySecretEnv !== undefined);
+}
+
+/** SHA-256 of the primary secret as it is now, or undefined when it cannot be read. */
+export function currentPrimarySecretHash(target: TokenTarget, env: NodeJS.ProcessEnv): string | undefined {
+  const credential = target.app.credential;
+  if (credential.type !== "secret") return undefined;
+  try {
+    return hashSecret(readSecret(target, credential, "primary", env));
+  } catch {
+    return undefined;
+  }
+}
+
+function readSecret(target: TokenTarget, credential: SecretCredentialConfig, slot: SecretSlot, env: NodeJS.ProcessEnv): string {
+  const file = slot === "primary" ? credential.secretFile : credential.secondarySecretFile;
+  const variable = slot === "primary" ? credential.secretEnv : credential.secondarySecretEnv;
+  const fileKey = slot === "primary" ? "secretFile" : "secondarySecretFile";
+  const envKey = slot === "primary" ? "secretEnv" : "secondarySecretEnv";
+  let secret: string | undefined;
+  if (file !== undefined) {
+    secret = readLocal(target, fileKey, () => readFileSync(file, "utf8"));
+  } else if (variable !== undefined) {
+    secret = env[variable];
+    if (secret === undefined || secret.trim() === "") {
+      throw new RelayError(
+        "credential_rejected",
+        `The client secret of app ${target.app.clientId} for tenant ${target.tenantKey} is missing: environment variable ${variable} (${envKey}) is not set.`,
+      );
+    }
+  }
+  secret = secret?.trim();
+  if (!secret) {
+    throw new RelayError(
+      "credential_rejected",
+      `The client secret of app ${target.app.clientId} for tenant ${target.tenantKey} is empty: check ${file !== undefined ? fileKey : envKey}.`,
+    );
+  }
+  return secret;
+}
+
+function readLocal(target: TokenTarget, key: string, read: () => string): string {
+  try {
+    return read();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw new RelayError(
+      "credential_rejected",
+      `The credential of app ${target.app.clientId} for tenant ${target.tenantKey} cannot be used: ${key} cannot be read (${code}).`,
+    );
+  }
+}
+
+function hashSecret(secret: string): string {
+  return createHash("sha256").update(secret).digest("hex");
+}

@@ -1,0 +1,333 @@
+import type { AccessToken } from "@azure/identity";
+import type { Logger } from "pino";
+import { request, type Dispatcher } from "undici";
+import type { Config } from "../config/schema.js";
+import { createHttpsAgent } from "../graph/http-dispatcher.js";
+import { RelayError, isRelayError } from "../http/problems.js";
+import { systemClock, type Clock, type SendObserver, type TokenProvider, type TokenTarget } from "../mail/ports.js";
+import { describeAadsts, parseAadsts } from "./aadsts.js";
+import {
+  buildCredential,
+  credentialFingerprint,
+  currentPrimarySecretHash,
+  graphScope,
+  hasSecondarySecret,
+  type BuiltCredential,
+  type CredentialBuildContext,
+} from "./credential-factory.js";
+import { IdentityHttpClient, aadstsFromBody, transportCode } from "./identity-http-client.js";
+
+/** Seconds a caller is told to wait when Entra ID cannot be reached. */
+const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+/** MSAL treats a token as expired this long before `expiresOn`; asking it earlier only hits its cache. */
+const MSAL_RENEWAL_OFFSET_MS = 300_000;
+/** A token is never handed out for a Graph call when it expires sooner than this. */
+const MIN_REMAINING_LIFETIME_MS = 60_000;
+/** AADSTS codes after which a secret credential may try its other secret. */
+const SECRET_REJECTED = new Set(["7000215", "7000222"]);
+
+export interface EntraTokenProviderOptions {
+  readonly config: Pick<Config, "cloud" | "tls"> & { readonly server?: Pick<Config["server"], "credentialFailureHoldSeconds"> };
+  readonly observer: SendObserver;
+  readonly logger: Logger;
+  /** A shared keep-alive agent (e.g. the Graph sender's); when absent one is made and closed by close(). */
+  readonly dispatcher?: Dispatcher;
+  /** Where secretEnv names are looked up; default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Limit for one HTTP request to Entra ID (ms); default 10 s. */
+  readonly requestTimeoutMs?: number;
+  readonly clock?: Clock;
+}
+
+/** The Entra ID adapter: the port plus the lifecycle operations the app and config reload need. */
+export interface EntraTokenProvider extends TokenProvider {
+  /** Forgets the cached token of a target (Graph refused it); the next getToken asks Entra again. */
+  invalidate(target: TokenTarget): void;
+  /** Keeps the credentials of these targets and drops every other one; returns how many were dropped. */
+  retain(targets: Iterable<TokenTarget>): number;
+  /** Credentials currently held (one per tenant × app × credential config). */
+  readonly size: number;
+  /** Drops every credential and destroys the HTTP agent if this provider created it. */
+  close(): Promise<void>;
+}
+
+interface CredentialEntry {
+  readonly target: TokenTarget;
+  readonly http: IdentityHttpClient;
+  built: BuiltCredential;
+  token?: AccessToken;
+  /** When to ask MSAL again (before this, the cached token is used without asking). */
+  refreshAt: number;
+  inflight?: Promise<AccessToken>;
+  /** A recent credential_rejected, answered from memory until `until`. */
+  held?: { readonly error: RelayError; readonly until: number };
+}
+
+/**
+ * Creates the TokenProvider on @azure/identity. One credential per (authority, tenant key,
+ * tenant, app, credential config), built on first use and kept; the access token is kept in
+ * front of MSAL's cache and refreshed in the background before it runs out, and concurrent
+ * callers share one in-flight request (MSAL does not coalesce concurrent cache misses).
+ */
+export function createEntraTokenProvider(options: EntraTokenProviderOptions): EntraTokenProvider {
+  return new EntraTokenProviderImpl(options);
+}
+
+class EntraTokenProviderImpl implements EntraTokenProvider {
+  private readonly entries = new Map<string, CredentialEntry>();
+  private readonly authorityHost: string;
+  private readonly scope: string;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly holdMs: number;
+  private readonly timeoutMs: number;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly clock: Clock;
+  private readonly observer: SendObserver;
+  private readonly logger: Logger;
+
+  constructor(options: EntraTokenProviderOptions) {
+    this.authorityHost = options.config.cloud.authorityHost;
+    this.scope = graphScope(options.config.cloud.graphBaseUrl);
+    this.ownsDispatcher = options.dispatcher === undefined;
+    this.dispatcher = options.dispatcher ?? createHttpsAgent(options.config.tls, { connections: 16 });
+    this.holdMs = (options.config.server?.credentialFailureHoldSeconds ?? 0) * 1000;
+    this.timeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.env = options.env ?? process.env;
+    this.clock = options.clock ?? systemClock;
+    this.observer = options.observer;
+    this.logger = options.logger;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  async getToken(target: TokenTarget, signal?: AbortSignal): Promise<string> {
+    const entry = this.entryFor(target);
+    const now = this.clock.now();
+    const token = entry.token;
+    if (token !== undefined && now < entry.refreshAt) return token.token;
+    if (token !== undefined && now < token.expiresOnTimestamp - MIN_REMAINING_LIFETIME_MS) {
+      // Still good for a while: hand it out and renew behind the caller's back.
+      this.refresh(entry).catch((err: unknown) => this.logger.warn({ tenant: target.tenantKey, code: codeOf(err) }, "background token refresh failed"));
+      return token.token;
+    }
+    if (entry.held !== undefined && now < entry.held.until) throw entry.held.error;
+    return (await raceSignal(this.refresh(entry), signal, target)).token;
+  }
+
+  invalidate(target: TokenTarget): void {
+    const entry = this.entries.get(credentialFingerprint(target, this.authorityHost));
+    if (entry === undefined) return;
+    entry.token = undefined;
+    entry.refreshAt = 0;
+    // MSAL would hand back the same refused token from its cache: start from a fresh credential.
+    entry.built = this.build(entry.target, entry.built.slot, entry.http);
+  }
+
+  retain(targets: Iterable<TokenTarget>): number {
+    const keep = new Set<string>();
+    for (const t of targets) keep.add(credentialFingerprint(t, this.authorityHost));
+    let dropped = 0;
+    for (const key of [...this.entries.keys()]) {
+      if (!keep.has(key)) {
+        this.entries.delete(key);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
+  async close(): Promise<void> {
+    this.entries.clear();
+    // Destroy, not close: a token request still waiting on Entra serves nobody once we stop.
+    if (this.ownsDispatcher) await this.dispatcher.destroy();
+  }
+
+  private entryFor(target: TokenTarget): CredentialEntry {
+    const key = credentialFingerprint(target, this.authorityHost);
+    let entry = this.entries.get(key);
+    if (entry === undefined) {
+      const tenantKey = target.tenantKey;
+      const http = new IdentityHttpClient(this.dispatcher, (ex) => this.observer.tokenRequest(tenantKey, ex.outcome), this.timeoutMs);
+      // Reading an unreadable secret throws here, before the entry exists: the next call retries.
+      entry = { target, http, built: this.build(target, "primary", http), refreshAt: 0 };
+      this.entries.set(key, entry);
+    }
+    return entry;
+  }
+
+  private build(target: TokenTarget, slot: BuiltCredential["slot"], http: IdentityHttpClient): BuiltCredential {
+    const ctx: CredentialBuildContext = { authorityHost: this.authorityHost, httpClient: http, env: this.env };
+    return buildCredential(target, slot, ctx);
+  }
+
+  /** One acquisition per entry at a time; every caller that arrives meanwhile shares it. */
+  private refresh(entry: CredentialEntry): Promise<AccessToken> {
+    entry.inflight ??= this.acquire(entry).finally(() => {
+      entry.inflight = undefined;
+    });
+    return entry.inflight;
+  }
+
+  private async acquire(entry: CredentialEntry): Promise<AccessToken> {
+    let problem: RelayError;
+    try {
+      return this.store(entry, await this.requestToken(entry));
+    } catch (err) {
+      problem = await this.classify(entry, err);
+    }
+    if (problem.extras.aadsts !== undefined && SECRET_REJECTED.has(problem.extras.aadsts) && this.switchSecret(entry)) {
+      try {
+        return this.store(entry, await this.requestToken(entry));
+      } catch (err) {
+        problem = await this.classify(entry, err);
+      }
+    }
+    if (problem.code === "credential_rejected") {
+      if (this.holdMs > 0) entry.held = { error: problem, until: this.clock.now() + this.holdMs };
+      this.logger.warn(
+        { tenant: entry.target.tenantKey, clientId: entry.target.app.clientId, aadsts: problem.extras.aadsts },
+        "Entra ID rejected the app credential",
+      );
+    } else {
+      this.logger.warn({ tenant: entry.target.tenantKey, code: problem.code }, "Entra ID token request failed");
+    }
+    throw problem;
+  }
+
+  private async requestToken(entry: CredentialEntry): Promise<AccessToken> {
+    entry.http.lastExchange = undefined;
+    const token = await entry.built.credential.getToken(this.scope);
+    if (token === null) throw new Error("the credential returned no token");
+    return token;
+  }
+
+  private store(entry: CredentialEntry, token: AccessToken): AccessToken {
+    const now = this.clock.now();
+    const lifetime = token.expiresOnTimestamp - now;
+    // Renew at MSAL's own renewal point, or half-way for short-lived tokens.
+    const renewAt = token.expiresOnTimestamp - Math.min(MSAL_RENEWAL_OFFSET_MS, lifetime / 2);
+    entry.token = token;
+    entry.refreshAt = Math.min(renewAt, token.refreshAfterTimestamp ?? Number.POSITIVE_INFINITY);
+    entry.held = undefined;
+    return token;
+  }
+
+  /**
+   * After Entra refused the secret as invalid or expired: use the primary secret again if its
+   * file or variable changed since (rotated in place), else the secondary one if configured.
+   */
+  private switchSecret(entry: CredentialEntry): boolean {
+    const { target } = entry;
+    if (target.app.credential.type !== "secret" || entry.built.slot !== "primary") return false;
+    const fresh = currentPrimarySecretHash(target, this.env);
+    try {
+      if (fresh !== undefined && fresh !== entry.built.secretHash) {
+        entry.built = this.build(target, "primary", entry.http);
+        this.logger.info({ tenant: target.tenantKey, clientId: target.app.clientId }, "client secret changed since it was read; retrying with the new one");
+        return true;
+      }
+      if (!hasSecondarySecret(target.app.credential)) return false;
+      entry.built = this.build(target, "secondary", entry.http);
+    } catch (err) {
+      this.logger.warn({ tenant: target.tenantKey, code: codeOf(err) }, "the other client secret cannot be read");
+      return false;
+    }
+    this.logger.warn(
+      { tenant: target.tenantKey, clientId: target.app.clientId },
+      "Entra ID rejected the primary client secret; using the secondary secret from now on",
+    );
+    this.observer.credentialFallback(target.tenantKey);
+    return true;
+  }
+
+  /** Turns what @azure/identity threw into the problem the caller gets. */
+  private async classify(entry: CredentialEntry, err: unknown): Promise<RelayError> {
+    if (isRelayError(err)) return err;
+    const { target } = entry;
+    const message = err instanceof Error ? err.message : String(err);
+    const exchange = entry.http.lastExchange;
+    const aadsts = parseAadsts(message) ?? exchange?.aadsts;
+    if (aadsts !== undefined) return rejected(target, aadsts);
+    if (exchange?.outcome === "credential_rejected") {
+      return new RelayError(
+        "credential_rejected",
+        `Entra ID refused the token request of app ${target.app.clientId} in tenant ${target.tenantId} (HTTP ${exchange.status ?? "?"}) without an AADSTS code.`,
+      );
+    }
+    if (exchange === undefined && /endpoints_resolution_error|openid_config_error/.test(message)) {
+      // MSAL could not read the tenant's OpenID configuration and hides Entra's answer; ask ourselves.
+      return this.probeTenant(target);
+    }
+    if (exchange === undefined) {
+      // No token request was made and no reason is known: an SDK or configuration problem.
+      this.logger.error({ tenant: target.tenantKey, err: message }, "token acquisition failed before any token request");
+    }
+    const why = exchange?.transportError ?? (exchange?.status !== undefined ? `HTTP ${exchange.status}` : "no token request could be made");
+    return unavailable(`Entra ID (${new URL(this.authorityHost).host}) did not issue a token for tenant ${target.tenantId}: ${why}. Retry later.`);
+  }
+
+  private async probeTenant(target: TokenTarget): Promise<RelayError> {
+    const url = `${this.authorityHost}/${encodeURIComponent(target.tenantId)}/v2.0/.well-known/openid-configuration`;
+    const host = new URL(this.authorityHost).host;
+    try {
+      const res = await request(url, { dispatcher: this.dispatcher, signal: AbortSignal.timeout(this.timeoutMs) });
+      const text = await res.body.text();
+      if (res.statusCode >= 400 && res.statusCode < 500) {
+        const code = aadstsFromBody(text);
+        if (code !== undefined) return rejected(target, code);
+        return new RelayError(
+          "credential_rejected",
+          `Entra ID has no OpenID configuration for tenant ${target.tenantId} (HTTP ${res.statusCode}): check tenantId.`,
+        );
+      }
+      if (res.statusCode < 300) {
+        this.logger.error({ tenant: target.tenantKey }, "MSAL could not resolve the authority although its OpenID configuration is served");
+      }
+      return unavailable(`Entra ID (${host}) did not serve the OpenID configuration of tenant ${target.tenantId}: HTTP ${res.statusCode}. Retry later.`);
+    } catch (err) {
+      return unavailable(`Entra ID (${host}) cannot be reached: ${transportCode(err)}. Retry later.`);
+    }
+  }
+}
+
+function rejected(target: TokenTarget, aadsts: string): RelayError {
+  return new RelayError("credential_rejected", describeAadsts(aadsts, { clientId: target.app.clientId, tenantId: target.tenantId }), { aadsts });
+}
+
+function unavailable(detail: string): RelayError {
+  return new RelayError("upstream_unavailable", detail, { retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS });
+}
+
+function codeOf(err: unknown): string {
+  return isRelayError(err) ? err.code : err instanceof Error ? err.name : "error";
+}
+
+/**
+ * MSAL takes no abort signal, so the caller stops waiting when its signal fires while the
+ * shared request goes on for the others (and fills the cache).
+ */
+function raceSignal<T>(work: Promise<T>, signal: AbortSignal | undefined, target: TokenTarget): Promise<T> {
+  if (signal === undefined) return work;
+  const abortProblem = (): Error =>
+    isRelayError(signal.reason)
+      ? signal.reason
+      : unavailable(`Entra ID did not issue a token for tenant ${target.tenantId} before the request's deadline. Retry later.`);
+  if (signal.aborted) return Promise.reject(abortProblem());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortProblem());
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}

@@ -1,0 +1,151 @@
+import type { ClientSecretCredentialOptions } from "@azure/identity";
+import { request, type Dispatcher } from "undici";
+import { parseAadsts } from "./aadsts.js";
+
+/*
+ * The core-rest-pipeline types, taken from @azure/identity's own option types so this file
+ * does not import @azure/core-rest-pipeline (a transitive dependency) by name.
+ */
+type HttpClient = NonNullable<ClientSecretCredentialOptions["httpClient"]>;
+type PipelineRequest = Parameters<HttpClient["sendRequest"]>[0];
+type PipelineResponse = Awaited<ReturnType<HttpClient["sendRequest"]>>;
+type HttpHeaders = PipelineResponse["headers"];
+
+export type TokenRequestOutcome = "success" | "credential_rejected" | "upstream_unavailable";
+
+/** What the last token request (POST …/oauth2/v2.0/token) of one credential ended with. */
+export interface TokenExchange {
+  readonly outcome: TokenRequestOutcome;
+  readonly status?: number;
+  /** Entra's error code from the response body (`error_codes[0]` or AADSTS… in the description). */
+  readonly aadsts?: string;
+  /** Transport error code (ECONNREFUSED, ETIMEDOUT, …) when no response came back. */
+  readonly transportError?: string;
+}
+
+/**
+ * The HTTP client @azure/identity (through MSAL) uses for discovery and token requests:
+ * undici on the shared keep-alive Agent, so `tls.caFile` is trusted and connections are reused.
+ * One instance per credential, because it is also where real token requests are seen and
+ * counted (MSAL cache hits never reach it).
+ */
+export class IdentityHttpClient implements HttpClient {
+  /** The last token request's result; reset by the token provider before each acquisition. */
+  lastExchange: TokenExchange | undefined;
+
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    private readonly onTokenRequest: (exchange: TokenExchange) => void,
+    private readonly timeoutMs: number,
+  ) {}
+
+  async sendRequest(req: PipelineRequest): Promise<PipelineResponse> {
+    const isTokenRequest = req.method === "POST" && new URL(req.url).pathname.endsWith("/oauth2/v2.0/token");
+    if (req.body !== undefined && req.body !== null && typeof req.body !== "string") {
+      throw new Error("IdentityHttpClient: only string request bodies are supported");
+    }
+    const signals = [AbortSignal.timeout(req.timeout > 0 ? Math.min(req.timeout, this.timeoutMs) : this.timeoutMs)];
+    if (req.abortSignal) signals.push(req.abortSignal as AbortSignal);
+
+    let status: number;
+    let headers: Record<string, string | string[] | undefined>;
+    let text: string;
+    try {
+      const res = await request(req.url, {
+        dispatcher: this.dispatcher,
+        method: req.method,
+        headers: req.headers.toJSON(),
+        body: req.body ?? undefined,
+        signal: AbortSignal.any(signals),
+      });
+      status = res.statusCode;
+      headers = res.headers;
+      text = await res.body.text();
+    } catch (err) {
+      const code = transportCode(err);
+      if (isTokenRequest) this.record({ outcome: "upstream_unavailable", transportError: code });
+      // core-rest-pipeline retries errors named RestError whose code is a system error code.
+      const wrapped = new Error(`request to ${new URL(req.url).host} failed: ${code}`, { cause: err });
+      wrapped.name = "RestError";
+      Object.assign(wrapped, { code, request: req });
+      throw wrapped;
+    }
+
+    if (isTokenRequest) {
+      const outcome: TokenRequestOutcome =
+        status >= 200 && status < 300 ? "success" : status === 408 || status === 429 || status >= 500 ? "upstream_unavailable" : "credential_rejected";
+      this.record({ outcome, status, aadsts: outcome === "success" ? undefined : aadstsFromBody(text) });
+    }
+    return { request: req, status, headers: new PlainHttpHeaders(headers), bodyAsText: text };
+  }
+
+  private record(exchange: TokenExchange): void {
+    this.lastExchange = exchange;
+    this.onTokenRequest(exchange);
+  }
+}
+
+/** Entra error bodies carry `error_codes: [7000215]` and "AADSTS7000215: …" in `error_description`. */
+export function aadstsFromBody(text: string): string | undefined {
+  try {
+    const body = JSON.parse(text) as { error_codes?: unknown; error_description?: unknown };
+    if (Array.isArray(body.error_codes) && body.error_codes.length > 0) return String(body.error_codes[0]);
+    if (typeof body.error_description === "string") return parseAadsts(body.error_description);
+  } catch {
+    // Not JSON (an HTML error page from a proxy, say): no Entra code.
+  }
+  return parseAadsts(text);
+}
+
+/** A short, secret-free code for a transport failure. */
+export function transportCode(err: unknown): string {
+  if (err instanceof Error) {
+    if (err.name === "TimeoutError") return "ETIMEDOUT";
+    if (err.name === "AbortError") return "ABORTED";
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === "string") {
+      // undici's connect timeout maps to the code core-rest-pipeline knows as retryable.
+      if (code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_HEADERS_TIMEOUT") return "ETIMEDOUT";
+      if (code === "UND_ERR_SOCKET") return "ECONNRESET";
+      return code;
+    }
+    const cause = (err as { cause?: unknown }).cause;
+    if (cause !== undefined) return transportCode(cause);
+  }
+  return "ERROR";
+}
+
+/** core-rest-pipeline's HttpHeaders over undici's lower-cased response headers. */
+class PlainHttpHeaders implements HttpHeaders {
+  private readonly map = new Map<string, string>();
+
+  constructor(raw: Record<string, string | string[] | undefined>) {
+    for (const [name, value] of Object.entries(raw)) {
+      if (value !== undefined) this.map.set(name.toLowerCase(), Array.isArray(value) ? value.join(", ") : value);
+    }
+  }
+
+  get(name: string): string | undefined {
+    return this.map.get(name.toLowerCase());
+  }
+
+  has(name: string): boolean {
+    return this.map.has(name.toLowerCase());
+  }
+
+  set(name: string, value: string | number | boolean): void {
+    this.map.set(name.toLowerCase(), String(value));
+  }
+
+  delete(name: string): void {
+    this.map.delete(name.toLowerCase());
+  }
+
+  toJSON(): Record<string, string> {
+    return Object.fromEntries(this.map);
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.map.entries();
+  }
+}

@@ -1,0 +1,38 @@
+import { readFileSync } from "node:fs";
+import { createSecureContext, rootCertificates } from "node:tls";
+import { Agent } from "undici";
+import type { Config } from "../config/schema.js";
+
+/** How the outgoing HTTPS connections to Entra ID and Graph are pooled. */
+export interface HttpsAgentOptions {
+  /** Connections per origin; sends beyond this wait in undici's queue. */
+  readonly connections?: number;
+  /** How long an idle keep-alive connection is kept (ms). */
+  readonly keepAliveTimeoutMs?: number;
+  /** TCP + TLS handshake limit (ms). */
+  readonly connectTimeoutMs?: number;
+}
+
+/**
+ * An undici Agent with keep-alive that trusts the public roots plus `tls.caFile`.
+ *
+ * The CA is read here, once, and baked into one SecureContext: passing `ca` per connection
+ * would make Node parse ~150 root certificates on every TLS handshake. NODE_EXTRA_CA_CERTS is
+ * deliberately not used so that trust is part of the config, not of the process environment.
+ */
+export function createHttpsAgent(tls: Config["tls"], options: HttpsAgentOptions = {}): Agent {
+  const connect: Record<string, unknown> = { timeout: options.connectTimeoutMs ?? 10_000 };
+  if (tls.caFile !== undefined) {
+    const extra = readFileSync(tls.caFile, "utf8");
+    connect.secureContext = createSecureContext({ ca: [...rootCertificates, extra] });
+  }
+  return new Agent({
+    connections: options.connections ?? 256,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
+    keepAliveMaxTimeout: 120_000,
+    // One request per connection at a time: pipelining a POST that is not idempotent would
+    // make a reset on one connection ambiguous for every request queued behind it.
+    pipelining: 1,
+    connect,
+  });
+}
