@@ -1,0 +1,129 @@
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml, stringify } from "yaml";
+import { only, prepareHelm, render } from "./chart.js";
+
+/**
+ * The chart's PrometheusRule, checked by promtool (Debian package `prometheus`; .ci/run installs
+ * it): `check rules` parses every expression, `test rules` runs the unit tests in
+ * fixtures/alert-rules.test.yaml against the rendered rules.
+ */
+
+const fixture = new URL("./fixtures/alert-rules.test.yaml", import.meta.url);
+const RUNBOOK = "https://runbooks.example.com/noreply-relay";
+
+interface Rule {
+  alert?: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+interface RuleGroups {
+  groups: Array<{ name: string; rules: Rule[] }>;
+}
+
+let dir = "";
+let groups: RuleGroups;
+
+function promtool(args: string[]): { status: number; output: string } {
+  const r = spawnSync("promtool", args, { cwd: dir, encoding: "utf8" });
+  if (r.error) throw new Error(`promtool is not installed (apt-get install prometheus): ${r.error.message}`);
+  return { status: r.status ?? -1, output: `${r.stdout}${r.stderr}` };
+}
+
+function alerts(): Rule[] {
+  return groups.groups.flatMap((g) => g.rules).filter((r) => r.alert !== undefined);
+}
+
+beforeAll(() => {
+  prepareHelm();
+  const objects = render({ values: { prometheusRule: { enabled: true, runbookBaseUrl: RUNBOOK } } });
+  groups = (only(objects, "PrometheusRule") as unknown as { spec: RuleGroups }).spec;
+  dir = mkdtempSync(join(tmpdir(), "noreply-relay-rules-"));
+  writeFileSync(join(dir, "rules.yaml"), stringify(groups));
+  copyFileSync(fixture, join(dir, "alert-rules.test.yaml"));
+});
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("PrometheusRule alerts", () => {
+  it("when promtool checks the rendered rules, then every expression parses", () => {
+    const r = promtool(["check", "rules", "rules.yaml"]);
+    expect(r.output).toContain(`SUCCESS: ${groups.groups.flatMap((g) => g.rules).length} rules found`);
+    expect(r.status).toBe(0);
+  });
+
+  it("when an expression is broken, then promtool check rules fails (the check is real)", () => {
+    const broken = structuredClone(groups);
+    (broken.groups[0]?.rules[0] as Rule).expr = "sum by (tenant) (rate(noreply_relay_send_total[5m])";
+    writeFileSync(join(dir, "broken.yaml"), stringify(broken));
+    expect(promtool(["check", "rules", "broken.yaml"]).status).not.toBe(0);
+  });
+
+  it("when promtool runs the alert unit tests, then each alert fires on its input series and stays quiet otherwise", () => {
+    const r = promtool(["test", "rules", "alert-rules.test.yaml"]);
+    expect(r.output).toContain("SUCCESS");
+    expect(r.status).toBe(0);
+  });
+
+  it("when a series only appears at its first event, then the event alerts still fire (a plain increase() would miss it)", () => {
+    const plain = structuredClone(groups);
+    let rewritten = 0;
+    for (const rule of plain.groups.flatMap((g) => g.rules)) {
+      const expr = rule.expr.replace(/\((\w+\{[^}]*\}) unless \1 offset \w+\)\s*or\s*/g, "");
+      if (expr !== rule.expr) rewritten++;
+      rule.expr = expr;
+    }
+    expect(rewritten).toBeGreaterThanOrEqual(3);
+    writeFileSync(join(dir, "rules.yaml"), stringify(plain));
+    try {
+      const r = promtool(["test", "rules", "alert-rules.test.yaml"]);
+      expect(r.status).not.toBe(0);
+      expect(r.output).toContain("NoreplyRelayPolicyDenied");
+    } finally {
+      writeFileSync(join(dir, "rules.yaml"), stringify(groups));
+    }
+  });
+
+  it("when the chart has an alert, then the unit tests cover it", () => {
+    const tests = parseYaml(readFileSync(fixture, "utf8")) as { tests: Array<{ alert_rule_test?: Array<{ alertname: string; exp_alerts: unknown[] }> }> };
+    const firing = new Set(tests.tests.flatMap((t) => (t.alert_rule_test ?? []).filter((a) => a.exp_alerts.length > 0).map((a) => a.alertname)));
+    for (const a of alerts()) expect(firing).toContain(a.alert);
+  });
+
+  it("when the alerts are listed, then the ones SREs asked for exist with a severity, summary, description and runbook", () => {
+    const names = alerts().map((a) => a.alert);
+    expect(names).toEqual(
+      expect.arrayContaining([
+        "NoreplyRelayPolicyDenied",
+        "NoreplyRelayCredentialExpiresSoon",
+        "NoreplyRelayCredentialRejected",
+        "NoreplyRelayHighErrorRatio",
+        "NoreplyRelayGraphThrottled",
+        "NoreplyRelayOutcomeUnknown",
+      ]),
+    );
+    for (const a of alerts()) {
+      expect(["warning", "critical"]).toContain(a.labels?.["severity"]);
+      expect(a.annotations?.["summary"]).toBeTruthy();
+      expect(a.annotations?.["description"]).toBeTruthy();
+      expect(a.annotations?.["runbook_url"]).toBe(`${RUNBOOK}#${a.alert?.toLowerCase()}`);
+    }
+    const expiry = alerts().find((a) => a.alert === "NoreplyRelayCredentialExpiresSoon");
+    expect(expiry?.expr).toContain("< 30 * 86400");
+  });
+
+  it("when the rules are rendered, then every expression is scoped to this release's job and namespace", () => {
+    for (const a of alerts()) {
+      const selectors = a.expr.match(/\w+\{[^}]*\}/g) ?? [];
+      expect(selectors.length).toBeGreaterThan(0);
+      for (const s of selectors) expect(s).toContain('job="noreply-relay", namespace="mail"');
+    }
+  });
+});
