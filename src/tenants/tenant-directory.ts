@@ -1,8 +1,7 @@
 import type { AppConfig, Config, LimitsConfig, TenantConfig } from "../config/schema.js";
-import type { Clock, TokenTarget } from "../mail/ports.js";
+import { mailboxKey } from "../delivery/mailbox-limiter.js";
+import type { TokenTarget } from "../mail/ports.js";
 import type { CredentialExpiry } from "../metrics/relay-metrics.js";
-import { RecipientQuota } from "./recipient-quota.js";
-import { SendGate } from "./send-gate.js";
 
 /** One configured tenant, resolved once per config load; the send path only reads it. */
 export interface Tenant {
@@ -20,8 +19,8 @@ export interface Tenant {
   /** What the token provider and Graph sender key their caches on; same object while the tenant is unchanged. */
   readonly target: TokenTarget;
   readonly limits: LimitsConfig;
-  readonly gate: SendGate;
-  readonly quota: RecipientQuota;
+  /** Key of the sender mailbox in the mailbox limiter and recipient guard (src/delivery). */
+  readonly mailboxKey: string;
   readonly credentialExpiries: readonly CredentialExpiry[];
   /** Whether the tenant uses its own app registration rather than the top-level one. */
   readonly ownApp: boolean;
@@ -62,10 +61,10 @@ export class TenantDirectory {
 
 /**
  * Resolves each tenant of `config`. With `previous` (a reload), a tenant whose resolved
- * config did not change keeps its object — and with it its token target (so the token
- * cache survives), its concurrency gate and its recipient count.
+ * config did not change keeps its object, and with it its token target (so the token
+ * cache survives). Concurrency and recipient counts live in src/delivery, keyed by mailbox.
  */
-export function buildTenantDirectory(config: Config, clock: Clock, previous?: TenantDirectory): TenantDirectory {
+export function buildTenantDirectory(config: Config, previous?: TenantDirectory): TenantDirectory {
   const tenants: Tenant[] = [];
   for (const [key, tc] of Object.entries(config.tenants)) {
     const app = tc.app ?? config.app;
@@ -73,12 +72,12 @@ export function buildTenantDirectory(config: Config, clock: Clock, previous?: Te
     if (app === undefined) throw new Error(`tenant ${key} has no app registration`);
     const fingerprint = JSON.stringify([tc, app, config.cloud, config.tls]);
     const old = previous?.get(key);
-    tenants.push(old !== undefined && old.fingerprint === fingerprint ? old : resolveTenant(key, tc, app, fingerprint, clock));
+    tenants.push(old !== undefined && old.fingerprint === fingerprint ? old : resolveTenant(key, tc, app, fingerprint));
   }
   return new TenantDirectory(tenants);
 }
 
-function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprint: string, clock: Clock): Tenant {
+function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprint: string): Tenant {
   const sender = tc.sender;
   const at = sender.lastIndexOf("@");
   return Object.freeze({
@@ -91,8 +90,7 @@ function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprin
     saveToSentItems: tc.saveToSentItems,
     target: Object.freeze({ tenantKey: key, tenantId: tc.tenantId, app }),
     limits: tc.limits,
-    gate: new SendGate(tc.limits.maxConcurrency, tc.limits.maxQueue, clock),
-    quota: new RecipientQuota(tc.limits.recipientsPerDay, clock),
+    mailboxKey: mailboxKey(sender),
     credentialExpiries: credentialExpiries(key, app),
     ownApp: tc.app !== undefined,
     fingerprint,

@@ -1,0 +1,166 @@
+import { randomUUID } from "node:crypto";
+import type { MailboxLimiter } from "../delivery/mailbox-limiter.js";
+import type { RecipientGuard } from "../delivery/recipient-guard.js";
+import { isRelayError, RelayError } from "../http/problems.js";
+import { callerMayUse, type Caller } from "../tenants/caller-directory.js";
+import type { Tenant, TenantDirectory } from "../tenants/tenant-directory.js";
+import { buildGraphMessage, GRAPH_MAX_REQUEST_BYTES, internetMessageIdFor, serializeSendMail } from "./graph-message.js";
+import { recipientCount, type MailDraft } from "./mail-draft.js";
+import type { Clock, GraphSender, TokenProvider } from "./ports.js";
+
+/** Time a Graph attempt needs after a slot is granted; the graph adapter's retry policy uses the same second. */
+const SLOT_HEADROOM_MS = 1_000;
+
+export interface SendCommand {
+  readonly caller: Caller;
+  readonly draft: MailDraft;
+  /** The HTTP request's id; Graph gets it as `client-request-id`. */
+  readonly requestId: string;
+  /** When the request arrived (epoch ms); the deadline counts from here. */
+  readonly receivedAt: number;
+}
+
+export interface SendReceipt {
+  readonly status: "sent" | "dry_run";
+  /** Our id for the message (a UUID); also the left side of its Message-ID. */
+  readonly id: string;
+  readonly internetMessageId: string;
+  readonly tenant: Tenant;
+  readonly acceptedAt: Date;
+  readonly graphRequestId?: string;
+  readonly attempts: number;
+}
+
+/** Counts work that a graceful shutdown must wait for. */
+export interface WorkTracker {
+  enter(): void;
+  leave(): void;
+}
+
+export interface SendMailDeps {
+  /** The current tenants (replaced on config reload). */
+  readonly tenants: () => TenantDirectory;
+  readonly tokenProvider: TokenProvider;
+  readonly graphSender: GraphSender;
+  /** Slots per sender mailbox (Graph allows 4 concurrent sends per app and mailbox). */
+  readonly limiter: MailboxLimiter;
+  /** Recipients per sender mailbox and rolling 24 h. */
+  readonly recipients: RecipientGuard;
+  readonly clock: Clock;
+  /** `server.requestDeadlineSeconds` of the current config. */
+  readonly deadlineSeconds: () => number;
+  /** The inflight_sends gauge. */
+  readonly inflight: { inc(): void; dec(): void };
+  readonly work?: WorkTracker;
+  readonly newId?: () => string;
+}
+
+/**
+ * The send use case: who may send for which tenant, from which mailbox, how big, and then
+ * one Graph sendMail from the tenant's configured sender. Every refusal is a RelayError.
+ */
+export class SendMail {
+  private readonly newId: () => string;
+
+  constructor(private readonly deps: SendMailDeps) {
+    this.newId = deps.newId ?? randomUUID;
+  }
+
+  async send(cmd: SendCommand): Promise<SendReceipt> {
+    const { draft } = cmd;
+    const tenant = this.assertTenantAllowed(cmd.caller, draft.tenant);
+    assertSenderAllowed(draft.from, tenant);
+
+    const id = this.newId();
+    const internetMessageId = internetMessageIdFor(id, tenant.senderDomain);
+    const saveToSentItems = draft.saveToSentItems ?? tenant.saveToSentItems;
+    const message = buildGraphMessage(draft, internetMessageId);
+    const body = serializeSendMail(message, saveToSentItems);
+    assertGraphSize(body);
+    const deadline = cmd.receivedAt + this.deps.deadlineSeconds() * 1000;
+
+    if (draft.dryRun) {
+      // "Resolves everything": a dry run proves the credential works (normally a cache hit).
+      await this.deps.tokenProvider.getToken(tenant.target);
+      return { status: "dry_run", id, internetMessageId, tenant, acceptedAt: new Date(this.deps.clock.now()), attempts: 0 };
+    }
+
+    const { inflight, work, limiter, clock } = this.deps;
+    const reservation = this.deps.recipients.reserve(tenant.mailboxKey, recipientCount(draft), tenant.limits.recipientsPerDay);
+    inflight.inc();
+    work?.enter();
+    try {
+      // A slot granted too close to the deadline could only end in a timeout, i.e. outcome_unknown.
+      const permit = await limiter.acquire(tenant.mailboxKey, { deadline: Math.max(clock.now(), deadline - SLOT_HEADROOM_MS) });
+      try {
+        const result = await this.deps.graphSender.send({
+          target: tenant.target,
+          sender: tenant.sender,
+          message,
+          saveToSentItems,
+          body,
+          deadline,
+          requestId: cmd.requestId,
+        });
+        return {
+          status: "sent",
+          id,
+          internetMessageId,
+          tenant,
+          acceptedAt: new Date(clock.now()),
+          ...(result.graphRequestId !== undefined ? { graphRequestId: result.graphRequestId } : {}),
+          attempts: result.attempts,
+        };
+      } catch (err) {
+        // Graph's throttling outlasted the deadline: hold the mailbox's line until Graph's Retry-After.
+        if (isRelayError(err) && err.code === "rate_limited" && err.extras.retryAfterSeconds !== undefined) {
+          limiter.noteThrottled(tenant.mailboxKey, clock.now() + err.extras.retryAfterSeconds * 1000);
+        }
+        throw err;
+      } finally {
+        permit.release();
+      }
+    } catch (err) {
+      // Recipients of a message that may have gone out still count against the daily limit.
+      if (!(isRelayError(err) && err.code === "outcome_unknown")) reservation.release();
+      throw err;
+    } finally {
+      inflight.dec();
+      work?.leave();
+    }
+  }
+
+  /**
+   * The caller's allow-list is checked before the tenant's existence, so a caller limited
+   * to some tenants learns nothing about others (403 either way); only callers allowed
+   * everything ("*") can get 404 unknown_tenant. Unauthenticated callers never get here.
+   */
+  private assertTenantAllowed(caller: Caller, key: string): Tenant {
+    if (!callerMayUse(caller, key)) throw new RelayError("tenant_forbidden", `caller "${caller.name}" may not send for tenant "${key}"`);
+    const tenant = this.deps.tenants().get(key);
+    if (tenant === undefined) throw new RelayError("unknown_tenant", `no tenant "${key}" is configured`);
+    return tenant;
+  }
+}
+
+function assertSenderAllowed(from: string | undefined, tenant: Tenant): void {
+  if (from !== undefined && from.toLowerCase() !== tenant.senderLower) {
+    throw new RelayError("sender_not_allowed", `tenant "${tenant.key}" sends only from ${tenant.sender}`);
+  }
+}
+
+function assertGraphSize(body: string): void {
+  // Cheap bound first: UTF-8 needs at most 3 bytes per UTF-16 unit.
+  if (body.length * 3 <= GRAPH_MAX_REQUEST_BYTES) return;
+  const bytes = Buffer.byteLength(body, "utf8");
+  if (bytes > GRAPH_MAX_REQUEST_BYTES) {
+    throw new RelayError(
+      "payload_too_large",
+      `the message is ${mib(bytes)} MB as Graph would receive it (attachments count a third more in base64); Graph accepts at most 4 MB`,
+    );
+  }
+}
+
+function mib(bytes: number): string {
+  return (bytes / (1024 * 1024)).toFixed(2);
+}
