@@ -1,0 +1,215 @@
+import { randomUUID } from "node:crypto";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { Config } from "./config/schema.js";
+import { MailboxLimiter } from "./delivery/mailbox-limiter.js";
+import { RecipientGuard } from "./delivery/recipient-guard.js";
+import { Lifecycle } from "./http/lifecycle.js";
+import { registerProbeRoutes } from "./http/probe-routes.js";
+import { asRelayError, PROBLEM_CONTENT_TYPE, toProblemResponse } from "./http/problem-response.js";
+import { RelayError } from "./http/problems.js";
+import { RequestContext } from "./http/request-context.js";
+import type { RouteContext, RouteRegistrar } from "./http/route-registrar.js";
+import { registerSendRoute } from "./http/send-route.js";
+import { systemClock, type Clock, type GraphSender, type TokenProvider } from "./mail/ports.js";
+import { SendMail } from "./mail/send-mail.js";
+import { getRelayMetrics, NO_TENANT, type RelayMetrics } from "./metrics/relay-metrics.js";
+import { CallerDirectory } from "./tenants/caller-directory.js";
+import type { ConfigSource } from "./tenants/config-source.js";
+import { buildTenantDirectory, type TenantDirectory } from "./tenants/tenant-directory.js";
+
+/** Everything the app needs from outside; server.ts wires the real ones, tests their own. */
+export interface AppDeps {
+  /** The loaded config (and, later, its reloads). */
+  readonly configSource: ConfigSource;
+  readonly tokenProvider: TokenProvider;
+  readonly graphSender: GraphSender;
+  /** Metrics go here, never to prom-client's global registry. */
+  readonly registry: Registry;
+  /** The one pino instance; the app writes one line per request to it. */
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Route modules of other capabilities (docs, consent, /tenants); see src/http/optional-routes.ts. */
+  readonly routes?: readonly RouteRegistrar[];
+}
+
+/** The built app: Fastify plus the handles server.ts needs for probes and shutdown. */
+export interface RelayApp {
+  readonly fastify: FastifyInstance;
+  readonly lifecycle: Lifecycle;
+  readonly metrics: RelayMetrics;
+  tenants(): TenantDirectory;
+  /**
+   * Graceful stop: /readyz turns 503, new sends get 503 `upstream_unavailable` (with
+   * Retry-After and Connection: close), sends in flight finish (up to `timeoutMs`), then
+   * the listener closes. Resolves `drained: false` when the timeout cut sends short.
+   */
+  shutdown(timeoutMs: number): Promise<{ drained: boolean }>;
+}
+
+const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
+
+/** Builds the service without listening. */
+export async function createApp(deps: AppDeps): Promise<RelayApp> {
+  const { configSource, logger, registry } = deps;
+  const clock = deps.clock ?? systemClock;
+  const metrics = getRelayMetrics(registry);
+  const lifecycle = new Lifecycle();
+
+  let config: Config = configSource.current();
+  let tenants = buildTenantDirectory(config);
+  let callers = new CallerDirectory(config);
+  const limiter = new MailboxLimiter({ clock });
+  const recipients = new RecipientGuard({ clock });
+  const publishTenants = (): void => {
+    limiter.sync(new Map(tenants.list().map((t) => [t.mailboxKey, t.limits])));
+    for (const t of tenants.list()) metrics.touchTenant(t.key);
+    metrics.setCredentialExpiries(tenants.credentialExpiries());
+  };
+  publishTenants();
+  configSource.subscribe((next) => {
+    config = next;
+    tenants = buildTenantDirectory(next, tenants);
+    callers = new CallerDirectory(next);
+    publishTenants();
+  });
+
+  const sendMail = new SendMail({
+    tenants: () => tenants,
+    tokenProvider: deps.tokenProvider,
+    graphSender: deps.graphSender,
+    limiter,
+    recipients,
+    clock,
+    deadlineSeconds: () => config.server.requestDeadlineSeconds,
+    inflight: metrics.inflightSends,
+    work: lifecycle,
+  });
+
+  const app = Fastify({
+    logger: false, // one line per request is written below, to deps.logger
+    bodyLimit: config.server.maxBodyBytes,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false, // our ids are UUIDs (Graph wants a GUID client-request-id), never a caller's string
+    return503OnClosing: false, // draining is answered by the send route with a problem+json
+    forceCloseConnections: "idle",
+    frameworkErrors: (error, request, reply) => {
+      request.relay ??= new RequestContext(clock.now());
+      sendProblem(request, reply, asRelayError(error));
+    },
+  });
+
+  // Bodies are JSON only: a text/plain body would otherwise reach validation as a string.
+  app.removeContentTypeParser("text/plain");
+
+  // Static paths and their methods, to tell 405 from 404.
+  const methodsByPath = new Map<string, Set<string>>();
+  app.addHook("onRoute", (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    let set = methodsByPath.get(route.url);
+    if (set === undefined) methodsByPath.set(route.url, (set = new Set()));
+    for (const m of methods) set.add(m);
+  });
+
+  app.decorateRequest("relay", null as unknown as RequestContext);
+  app.addHook("onRequest", (request, reply, done) => {
+    request.relay = new RequestContext(clock.now());
+    reply.header("x-request-id", request.id);
+    done();
+  });
+
+  app.addHook("onResponse", (request, reply, done) => {
+    const ctx = request.relay;
+    const route = request.is404 ? "unmatched" : request.routeOptions.url ?? "unmatched";
+    const status = reply.statusCode;
+    const seconds = reply.elapsedTime / 1000;
+    metrics.httpRequest(request.method, route, status, seconds);
+    if (route === "/send") metrics.sendOutcome(ctx.tenant ?? NO_TENANT, ctx.outcome ?? String(status));
+    logRequest(logger, request, ctx, route, status, seconds);
+    done();
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    request.relay ??= new RequestContext(clock.now());
+    sendProblem(request, reply, asRelayError(error), error);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split("?", 1)[0]!;
+    const allowed = methodsByPath.get(path);
+    if (allowed !== undefined && allowed.size > 0) {
+      reply.header("allow", [...allowed].join(", "));
+      sendProblem(request, reply, new RelayError("method_not_allowed", `${request.method} is not allowed on ${path}`));
+      return;
+    }
+    sendProblem(request, reply, new RelayError("not_found", `no resource at ${path}`));
+  });
+
+  registerProbeRoutes(app, { lifecycle, registry });
+  registerSendRoute(app, { sendMail, callers: () => callers, tenants: () => tenants, lifecycle });
+
+  const routeContext: RouteContext = {
+    configSource,
+    logger,
+    registry,
+    clock,
+    tokenProvider: deps.tokenProvider,
+    tenants: () => tenants,
+    callers: () => callers,
+  };
+  for (const register of deps.routes ?? []) await register(app, routeContext);
+
+  return {
+    fastify: app,
+    lifecycle,
+    metrics,
+    tenants: () => tenants,
+    async shutdown(timeoutMs) {
+      lifecycle.beginDrain();
+      const drained = await lifecycle.waitIdle(timeoutMs);
+      await app.close();
+      return { drained };
+    },
+  };
+}
+
+function sendProblem(request: FastifyRequest, reply: FastifyReply, err: RelayError, cause?: unknown): void {
+  const ctx = request.relay;
+  ctx.outcome = err.code;
+  if (err.status >= 500) ctx.detail = err.message;
+  if (err.code === "internal_error") ctx.bug = cause;
+  if (err.extras.aadsts !== undefined) ctx.aadsts = err.extras.aadsts;
+  if (err.extras.graphCode !== undefined) ctx.graphCode = err.extras.graphCode;
+  if (err.extras.graphRequestId !== undefined) ctx.graphRequestId = err.extras.graphRequestId;
+  const problem = toProblemResponse(err, request.id);
+  if (problem.retryAfterSeconds !== undefined) reply.header("retry-after", String(problem.retryAfterSeconds));
+  reply.code(problem.status).header("content-type", PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem.body));
+}
+
+/*
+ * One line per request. Only names, codes and ids: never the Authorization header, the
+ * body, a token or a secret. Probes and scrapes log at debug so they do not drown sends.
+ */
+function logRequest(logger: Logger, request: FastifyRequest, ctx: RequestContext, route: string, status: number, seconds: number): void {
+  const level = status >= 500 ? "error" : QUIET_ROUTES.has(route) ? "debug" : "info";
+  if (!logger.isLevelEnabled(level)) return;
+  const line: Record<string, unknown> = {
+    requestId: request.id,
+    method: request.method,
+    route,
+    status,
+    durationMs: Math.round(seconds * 1000 * 10) / 10,
+  };
+  if (ctx.caller !== undefined) line.caller = ctx.caller.name;
+  if (ctx.tenant !== undefined) line.tenant = ctx.tenant;
+  if (ctx.outcome !== undefined) line.outcome = ctx.outcome;
+  if (ctx.messageId !== undefined) line.messageId = ctx.messageId;
+  if (ctx.graphRequestId !== undefined) line.graphRequestId = ctx.graphRequestId;
+  if (ctx.attempts !== undefined) line.attempts = ctx.attempts;
+  if (ctx.aadsts !== undefined) line.aadsts = ctx.aadsts;
+  if (ctx.graphCode !== undefined) line.graphCode = ctx.graphCode;
+  if (ctx.detail !== undefined) line.detail = ctx.detail;
+  if (ctx.bug !== undefined) line.err = ctx.bug;
+  logger[level](line, "request");
+}
