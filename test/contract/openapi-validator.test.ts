@@ -1,0 +1,117 @@
+import Fastify from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { registerDocsRoutes } from "../../src/http/docs-routes.js";
+import { loadOpenApiValidator } from "../support/openapi-validator.js";
+
+/* The helper must catch drift, or the contract tests built on it prove nothing. */
+
+const validator = loadOpenApiValidator();
+const PROBLEM = "application/problem+json; charset=utf-8";
+const accepted = {
+  id: "0b8f2d6e-3c1a-4e59-8f7d-2a6b9c4e1f03",
+  internetMessageId: "<0b8f2d6e@contoso.com>",
+  tenant: "contoso",
+  sender: "noreply@contoso.com",
+  acceptedAt: "2025-01-15T09:30:00.000Z",
+};
+function problem(code: string, status: number, extra: Record<string, unknown> = {}) {
+  return { type: `https://noreply-relay.dev/problems/${code}`, title: "t", status, detail: "d", code, retryable: false, requestId: "r-1", ...extra };
+}
+
+describe("openapi validator", () => {
+  it("when a 202 has the documented body, then there are no errors", () => {
+    expect(validator.validateResponse({ method: "POST", path: "/send", status: 202, headers: { "content-type": "application/json" }, body: accepted })).toEqual([]);
+  });
+
+  it("when the body is raw JSON text, then it is parsed before validation", () => {
+    expect(validator.validateResponse({ method: "post", path: "/send", status: 202, headers: { "content-type": "application/json; charset=utf-8" }, body: JSON.stringify(accepted) })).toEqual([]);
+  });
+
+  it("when a 202 lacks a field or has a malformed one, then each is reported", () => {
+    const { acceptedAt: _, ...rest } = accepted;
+    const errors = validator.validateResponse({ method: "POST", path: "/send", status: 202, headers: { "content-type": "application/json" }, body: { ...rest, id: "42" } });
+    expect(errors).toEqual([
+      "POST /send → 202: body must have required property 'acceptedAt'",
+      'POST /send → 202: body/id must match format "uuid"',
+    ]);
+  });
+
+  it("when the status is not documented for the operation, then that is the error", () => {
+    expect(validator.validateResponse({ method: "POST", path: "/send", status: 418 })).toEqual([
+      expect.stringMatching(/^POST \/send → 418: status 418 is not documented/),
+    ]);
+  });
+
+  it("when the path or method is not described, then that is the error", () => {
+    expect(validator.validateResponse({ method: "GET", path: "/nowhere", status: 200 })).toEqual(["GET /nowhere → 200: /nowhere is not a path of the description"]);
+    expect(validator.validateResponse({ method: "DELETE", path: "/send", status: 200 })).toEqual([
+      "DELETE /send → 200: DELETE /send is not described (methods: POST)",
+    ]);
+  });
+
+  it("when a 429 has no Retry-After, then it is reported; when the header is there, then it is checked as an integer", () => {
+    const body = problem("rate_limited", 429, { retryable: true });
+    expect(validator.validateResponse({ method: "POST", path: "/send", status: 429, headers: { "content-type": PROBLEM }, body })).toEqual([
+      "POST /send → 429: header Retry-After is required but missing",
+    ]);
+    expect(validator.validateResponse({ method: "POST", path: "/send", status: 429, headers: { "content-type": PROBLEM, "retry-after": "30" }, body })).toEqual([]);
+    expect(validator.validateResponse({ method: "POST", path: "/send", status: 429, headers: { "content-type": PROBLEM, "retry-after": "soon" }, body })).toEqual([
+      "POST /send → 429: header Retry-After must be integer",
+    ]);
+  });
+
+  it("when a problem's code belongs to another status, then it is reported", () => {
+    const errors = validator.validateResponse({ method: "POST", path: "/send", status: 403, headers: { "content-type": PROBLEM }, body: problem("unknown_tenant", 403) });
+    expect(errors).toEqual([expect.stringContaining("POST /send → 403: body/code must be equal to one of the allowed values")]);
+  });
+
+  it("when validation_failed has no errors[] or credential_rejected no aadsts, then it is reported", () => {
+    expect(validator.validateResponse({ method: "POST", path: "/send", status: 400, headers: { "content-type": PROBLEM }, body: problem("validation_failed", 400) })).toEqual([
+      "POST /send → 400: body must have required property 'errors'",
+    ]);
+    expect(validator.validateResponse({ method: "POST", path: "/send", status: 502, headers: { "content-type": PROBLEM }, body: problem("credential_rejected", 502) })).toEqual([
+      "POST /send → 502: body must have required property 'aadsts'",
+    ]);
+  });
+
+  it("when an error answers application/json instead of problem+json, then the content type is reported", () => {
+    expect(validator.validateResponse({ method: "POST", path: "/send", status: 401, headers: { "content-type": "application/json" }, body: problem("unauthorized", 401) })).toEqual([
+      "POST /send → 401: content-type application/json is not documented (documented: application/problem+json)",
+    ]);
+  });
+
+  it("when a request has an overlong Idempotency-Key or an unknown field, then both are reported", () => {
+    const errors = validator.validateRequest({
+      method: "POST",
+      path: "/send",
+      headers: { "content-type": "application/json", "idempotency-key": "k".repeat(256) },
+      body: { tenant: "contoso", to: ["a@example.com"], subject: "s", text: "t", bodyText: "x" },
+    });
+    expect(errors).toEqual([
+      "POST /send: header parameter Idempotency-Key must NOT have more than 255 characters",
+      "POST /send request: body must NOT have additional properties (bodyText)",
+    ]);
+  });
+
+  it("when the path carries a query string, then the operation is still found", () => {
+    expect(validator.findOperation("GET", "/tenants?verbose=1")?.operation.operationId).toBe("listTenants");
+  });
+});
+
+describe("openapi validator over real HTTP", () => {
+  const app = Fastify();
+  let base = "";
+  beforeAll(async () => {
+    await registerDocsRoutes(app, {});
+    base = await app.listen({ port: 0, host: "127.0.0.1" });
+  });
+  afterAll(() => app.close());
+
+  it("when the served /openapi.yaml and /docs are validated, then they conform and stay readable", async () => {
+    for (const path of ["/openapi.yaml", "/docs"]) {
+      const res = await fetch(`${base}${path}`);
+      await validator.assertFetchResponse("GET", res);
+      expect((await res.text()).length).toBeGreaterThan(0);
+    }
+  });
+});
