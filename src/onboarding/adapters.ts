@@ -1,0 +1,39 @@
+import { pino } from "pino";
+import { fetch } from "undici";
+import { AADSTS_ADVICE } from "../auth/aadsts.js";
+import { createEntraTokenProvider } from "../auth/entra-token-provider.js";
+import type { Config } from "../config/schema.js";
+import { createHttpsAgent } from "../graph/http-dispatcher.js";
+import { silentObserver } from "../mail/ports.js";
+import type { CliOutput, VerifyAdapters } from "./cli.js";
+
+/**
+ * The real adapters behind `verify`: the service's own Entra token provider and Graph
+ * sender (same code path as a send), one HTTPS agent trusting `tls.caFile`, and the AADSTS
+ * advice table of src/auth. Logs go to stderr at LOG_LEVEL (default error: the report already says what went wrong), never a token.
+ */
+export async function createVerifyAdapters(config: Config, io: { env: NodeJS.ProcessEnv; stderr: CliOutput }): Promise<VerifyAdapters> {
+  const dispatcher = createHttpsAgent(config.tls, { connections: 4 });
+  const logger = pino({ level: io.env.LOG_LEVEL ?? "error", base: { tool: "noreply-relay" } }, { write: (s: string) => io.stderr.write(s) });
+  const tokenProvider = createEntraTokenProvider({ config, observer: silentObserver, logger, dispatcher, env: io.env });
+  const fetchJson = async (url: string): Promise<unknown> => {
+    const res = await fetch(url, { dispatcher, signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
+    return res.json();
+  };
+  return {
+    deps: {
+      tokenProvider,
+      fetchJson,
+      clock: { now: () => Date.now() },
+      aadstsAdvice: (code) => {
+        const advice = AADSTS_ADVICE[code];
+        return advice ? `${advice.summary}: ${advice.action}` : `see https://login.microsoftonline.com/error?code=${code}`;
+      },
+    },
+    close: async () => {
+      await tokenProvider.close();
+      await dispatcher.close();
+    },
+  };
+}
