@@ -10,6 +10,7 @@ import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { clearTimeout, setTimeout } from "node:timers";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   APP_SECRET,
@@ -138,7 +139,8 @@ async function startEmulator(name, tenants) {
   }
   const scenarioFile = writeJson(tmp, `${name}.scenario.json`, buildScenario(tenants, { latencyMs: opts.latencyMs }));
   const caOut = join(tmp, `${name}.ca.pem`);
-  const proc = spawnNode(name, [DIST_EMULATOR_CLI, "--port", "0", "--host", "127.0.0.1", "--ca-out", caOut, "--scenario", scenarioFile], {
+  const args = ["--port", "0", "--host", "127.0.0.1", "--ca-out", caOut, "--scenario", scenarioFile, "--no-throttling", "--latency-ms", String(opts.latencyMs), "--no-raw"];
+  const proc = spawnNode(name, [DIST_EMULATOR_CLI, ...args], {
     logDir: tmp,
     nice: opts.nice,
     stdoutPipe: true,
@@ -151,14 +153,20 @@ async function startEmulator(name, tenants) {
 }
 
 function httpsGetJson(url, ca) {
+  return httpsJson("GET", url, ca);
+}
+
+function httpsJson(method, url, ca, body) {
   return new Promise((resolvePromise, reject) => {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers = payload ? { "content-type": "application/json", "content-length": payload.length } : {};
     https
-      .get(url, { ca, agent: false }, (res) => {
+      .request(url, { method, ca, agent: false, headers }, (res) => {
         const chunks = [];
         res.on("data", (c) => chunks.push(c));
         res.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8");
-          if (res.statusCode !== 200) return reject(new HarnessError(`GET ${url}: ${res.statusCode} ${text.slice(0, 200)}`));
+          if (res.statusCode !== 200) return reject(new HarnessError(`${method} ${url}: ${res.statusCode} ${text.slice(0, 300)}`));
           try {
             resolvePromise(JSON.parse(text));
           } catch (err) {
@@ -166,15 +174,45 @@ function httpsGetJson(url, ca) {
           }
         });
       })
-      .on("error", reject);
+      .on("error", reject)
+      .end(payload);
   });
 }
 
-/** Token requests in the emulator's request log. */
-async function emulatorTokenRequests(emu) {
-  const log = await httpsGetJson(`${emu.url}/_emulator/requests`, emu.ca);
-  const entries = Array.isArray(log) ? log : (log.requests ?? log.items ?? []);
-  return entries.filter((e) => e.kind === "token").length;
+/**
+ * Collects the emulator's token requests. Its request log is a ring of the last 10,000
+ * requests, so a long run would push early token requests out: poll it every second and keep
+ * every token entry by id.
+ */
+function watchTokens(emu) {
+  const seen = new Map();
+  let timer;
+  let stopped = false;
+  const poll = async () => {
+    const log = await httpsGetJson(`${emu.url}/_emulator/requests?kind=token`, emu.ca);
+    const entries = Array.isArray(log) ? log : (log.value ?? []);
+    for (const e of entries) if (e.kind === "token" && !seen.has(e.id)) seen.set(e.id, e);
+  };
+  const loop = async () => {
+    try {
+      await poll();
+    } catch (err) {
+      warnings.push(`token watcher: ${err.message}`);
+    }
+    if (!stopped) timer = setTimeout(loop, 1000);
+  };
+  void loop();
+  return {
+    /** Polls once more and returns the token entries seen so far, oldest first. */
+    async entries() {
+      await poll();
+      return [...seen.values()];
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,7 +228,7 @@ async function startBaseline(configFile) {
   });
   procs.push(proc);
   const info = await firstJsonLine(proc, 10_000);
-  return { name: "baseline", proc, url: info.url };
+  return { name: "baseline", proc, url: info.url, sent: 0 };
 }
 
 async function startService(name, configFile, { cpuProfDir } = {}) {
@@ -211,7 +249,7 @@ async function startService(name, configFile, { cpuProfDir } = {}) {
   procs.push(proc);
   const url = `http://127.0.0.1:${port}`;
   const readyMs = await waitFor200(proc, `${url}/readyz`, { startNs, timeoutMs: 30_000 });
-  return { name: "service", proc, url, readyMs };
+  return { name: "service", proc, url, readyMs, sent: 0 };
 }
 
 function postSend(url, bodyText) {
@@ -242,6 +280,7 @@ async function sanity(target, tenants) {
   const jobs = [];
   for (const t of tenants) jobs.push([t, smallTextBody(t, 0)], [t, htmlAttachmentBody(t, 0)]);
   const width = 8;
+  target.sent += jobs.length;
   for (let i = 0; i < jobs.length; i += width) {
     const batch = jobs.slice(i, i + width);
     const results = await Promise.all(batch.map(([, body]) => postSend(target.url, JSON.stringify(body))));
@@ -294,10 +333,14 @@ function cpuDelta(before, after, requests) {
 
 async function throughputPhase(target, emu, rotation, warmupS) {
   say(`${target.name}: warm-up ${warmupS} s`);
-  if (warmupS > 0) await throughput({ url: target.url, connections: opts.connections, durationS: warmupS, rotation, headers: SEND_HEADERS });
+  if (warmupS > 0) {
+    const w = await throughput({ url: target.url, connections: opts.connections, durationS: warmupS, rotation, headers: SEND_HEADERS });
+    target.sent += w.requests;
+  }
   say(`${target.name}: throughput ${opts.connections} connections × ${opts.durationS} s`);
   const before = snapshot(target, emu);
   const r = await throughput({ url: target.url, connections: opts.connections, durationS: opts.durationS, rotation, headers: SEND_HEADERS });
+  target.sent += r.requests;
   r.cpu = cpuDelta(before, snapshot(target, emu), r.requests);
   if (r.non2xx > 0 || r.errors > 0 || r.timeouts > 0) {
     warnings.push(`${target.name} throughput: ${r.non2xx} non-2xx (${JSON.stringify(r.statuses)}), ${r.errors} errors, ${r.timeouts} timeouts`);
@@ -312,6 +355,7 @@ async function pacedPhase(target, emu, rotation) {
   say(`${target.name}: fixed rate ${opts.rate} req/s × ${opts.rateDurationS} s`);
   const before = snapshot(target, emu);
   const r = await paced({ url: target.url, rate: opts.rate, durationS: opts.rateDurationS, warmupS: 1, rotation, headers: SEND_HEADERS });
+  target.sent += Math.round(opts.rate * opts.rateDurationS);
   r.cpu = cpuDelta(before, snapshot(target, emu), Math.round(opts.rate * opts.rateDurationS));
   const bad = Object.entries(r.statuses).filter(([s]) => Number(s) >= 300);
   if (bad.length > 0 || r.errors > 0) warnings.push(`${target.name} fixed rate: statuses ${JSON.stringify(r.statuses)}, ${r.errors} errors`);
@@ -358,15 +402,17 @@ async function bareNodeStartMs() {
   }
 }
 
-async function startupPhase() {
+async function startupPhase(emu) {
   const n = opts.startupTenants;
   say(`start-up: ${n} tenants (${opts.startupRuns} run(s))`);
   const tenants = benchTenants(n);
-  const emu = await startEmulator("emulator-startup", tenants);
+  // Reuse the running emulator: replace its scenario with the big directory (PUT, not PATCH,
+  // since PATCH merges tenant lists pairwise).
+  await httpsJson("PUT", `${emu.url}/_emulator/scenario`, emu.ca, buildScenario(tenants, { latencyMs: opts.latencyMs }));
   const secretFile = join(tmp, "client-secret");
   const configFile = writeJson(tmp, "config-startup.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile, raiseLimits: false }));
   const bare = [];
-  for (let i = 0; i < 3; i++) bare.push(await bareNodeStartMs());
+  for (let i = 0; i < (opts.quick ? 1 : 3); i++) bare.push(await bareNodeStartMs());
   const runsMs = [];
   let rssIdleMb = NaN;
   let rssMb = NaN;
@@ -390,7 +436,6 @@ async function startupPhase() {
     }
     await stop(svc.proc, 25_000);
   }
-  await stop(emu.proc);
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   return { tenants: n, runsMs, startupMs: median(runsMs), bareNodeMs: median(bare), rssIdleMb, rssMb, touched, configBytes: readFileSync(configFile).length };
 }
@@ -411,9 +456,11 @@ async function main() {
   const emu = await startEmulator("emulator", tenants);
   const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile: join(tmp, "client-secret"), raiseLimits: true }));
 
+  const tokens = watchTokens(emu);
   const baseline = await startBaseline(configFile);
   await sanity(baseline, tenants);
-  const baselineTokensAfterSanity = await emulatorTokenRequests(emu);
+  // The baseline fetches its tokens in its sanity pass; every later token request is the service's.
+  const baselineTokenIds = new Set((await tokens.entries()).map((e) => e.id));
 
   let service;
   let serviceError;
@@ -447,24 +494,30 @@ async function main() {
     if (service) r.servicePaced = await pacedPhase(service, emu, rotation);
   }
 
-  const tokensTotal = await emulatorTokenRequests(emu);
+  const serviceTokens = (await tokens.entries()).filter((e) => !baselineTokenIds.has(e.id));
+  tokens.stop();
   if (service) {
     const mem = memory(service.proc.pid);
     d.service.rssMb = mem.rssMb;
     d.service.hwmMb = mem.hwmMb;
     d.service.readyMs = service.readyMs;
+    const perTenant = new Map();
+    for (const e of serviceTokens) perTenant.set(e.tenant, (perTenant.get(e.tenant) ?? 0) + 1);
+    d.service.tokenRequestsPerTenant = Object.fromEntries(perTenant);
+    d.service.tokenRequestStatuses = serviceTokens.reduce((a, e) => ({ ...a, [e.status]: (a[e.status] ?? 0) + 1 }), {});
+    if ([...perTenant.values()].some((n) => n !== 1) || perTenant.size !== opts.tenants) {
+      warnings.push(`token requests per tenant: ${JSON.stringify(d.service.tokenRequestsPerTenant)}`);
+    }
   }
-  // The baseline fetched its tokens during its sanity pass; everything after is the service's.
-  const tokenRequests = service ? tokensTotal - baselineTokensAfterSanity : null;
+  const tokenRequests = service ? serviceTokens.length : null;
 
   await stop(baseline.proc);
   if (service) {
     const exit = await stop(service.proc, 25_000);
-    if (cpuProfDir) d.profile = profileReport(cpuProfDir, exit);
+    if (cpuProfDir) d.profile = profileReport(cpuProfDir, exit, service.sent);
   }
+  if (service && !argv["skip-startup"]) d.startup = await startupPhase(emu);
   await stop(emu.proc);
-
-  if (service && !argv["skip-startup"]) d.startup = await startupPhase();
 
   const med = (xs) => {
     const v = xs.filter((x) => typeof x === "number" && !Number.isNaN(x)).sort((a, b) => a - b);
@@ -504,19 +557,25 @@ async function main() {
     if (serviceError) console.log(`\nservice half not measured: ${serviceError.message}`);
   }
   if (argv.out) writeFileSync(resolve(argv.out), `${JSON.stringify({ ...d, targets: TARGETS.map((t) => ({ key: t.key, want: t.want })) }, null, 2)}\n`);
+  if (keepTmp() && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
   console.log(JSON.stringify(d.result));
   return serviceError && !argv["baseline-only"] ? 2 : 0;
 }
 
-function profileReport(dir, exit) {
+function profileReport(dir, exit, requests) {
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")) : [];
   if (files.length === 0) {
     warnings.push(`--cpu-prof: no .cpuprofile in ${dir} (service exit ${JSON.stringify(exit)}; the profile is written only when the process exits by itself on SIGTERM)`);
     return undefined;
   }
   const file = join(dir, files.sort().at(-1));
-  const summary = summariseProfile(JSON.parse(readFileSync(file, "utf8")), { top: 30 });
+  const summary = summariseProfile(JSON.parse(readFileSync(file, "utf8")), { top: 30, requests });
   return { file, summary, text: `CPU profile of the service: ${file}\n${formatProfileSummary(summary)}` };
+}
+
+/** A profile in the temp dir is the point of --cpu-prof: keep it. */
+function keepTmp() {
+  return argv.keep || (argv["cpu-prof"] && argv["cpu-prof-dir"] === undefined);
 }
 
 let code = 1;
@@ -527,9 +586,8 @@ try {
   code = 1;
 } finally {
   await Promise.all(procs.map((p) => stop(p, 3000).catch(() => undefined)));
-  if (argv.keep || code !== 0) {
-    if (!jsonOnly) console.error(`temp dir kept: ${tmp}`);
-  } else {
+  if (code !== 0 && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
+  if (!keepTmp() && code === 0) {
     rmSync(tmp, { recursive: true, force: true });
   }
 }

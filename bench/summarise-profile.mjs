@@ -1,7 +1,8 @@
 // Summarises a V8 .cpuprofile (node --cpu-prof): top functions by self time, by inclusive
 // time, and self time per package / area, as percentages of busy (non-idle) time.
 //
-//   node bench/summarise-profile.mjs <file.cpuprofile | dir> [--top 30] [--json]
+//   node bench/summarise-profile.mjs <file.cpuprofile | dir> [--top 30] [--json] [--requests N]
+// With --requests (requests the process served while profiled) every line also shows µs/request.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,7 +28,7 @@ export function area(callFrame) {
   const name = callFrame.functionName;
   if (SPECIAL.has(name)) return name;
   const u = shortUrl(callFrame.url);
-  if (u === "") return "(native / V8 builtins)";
+  if (u === "") return name.startsWith("RegExp:") ? "(regexp)" : "(native / V8 builtins)";
   const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u);
   if (nm) return nm[1];
   if (u.startsWith("node:")) {
@@ -41,7 +42,7 @@ export function area(callFrame) {
 /**
  * @param {{nodes: any[], samples: number[], timeDeltas: number[], startTime: number, endTime: number}} profile
  */
-export function summariseProfile(profile, { top = 30 } = {}) {
+export function summariseProfile(profile, { top = 30, requests } = {}) {
   const byId = new Map();
   const parent = new Map();
   for (const n of profile.nodes) {
@@ -103,13 +104,15 @@ export function summariseProfile(profile, { top = 30 } = {}) {
     [...m.entries()]
       .filter(([k]) => k !== "(idle)")
       .sort((a, b) => b[1] - a[1])
-      .map(([name, us]) => ({ name, ms: us / 1000, pctBusy: (us / busyUs) * 100 }));
+      .map(([name, us]) => ({ name, ms: us / 1000, pctBusy: (us / busyUs) * 100, ...(requests ? { usPerReq: us / requests } : {}) }));
   return {
     wallMs: (profile.endTime - profile.startTime) / 1000,
     sampledMs: totalUs / 1000,
     idleMs: idleUs / 1000,
     busyMs: busyUs / 1000,
     samples: samples.length,
+    requests,
+    busyUsPerReq: requests ? busyUs / requests : undefined,
     selfByFunction: rank(selfByFn).slice(0, top),
     inclusiveByFunction: rank(inclByFn).slice(0, top),
     selfByArea: rank(selfByArea).slice(0, top),
@@ -118,10 +121,14 @@ export function summariseProfile(profile, { top = 30 } = {}) {
 
 export function formatProfileSummary(s) {
   const lines = [];
-  lines.push(`profile: ${s.wallMs.toFixed(0)} ms wall, ${s.busyMs.toFixed(0)} ms busy, ${s.idleMs.toFixed(0)} ms idle, ${s.samples} samples; % of busy time`);
+  const perReq = s.requests ? `; ${s.requests} requests, ${s.busyUsPerReq.toFixed(0)} µs busy per request` : "";
+  lines.push(`profile: ${s.wallMs.toFixed(0)} ms wall, ${s.busyMs.toFixed(0)} ms busy, ${s.idleMs.toFixed(0)} ms idle, ${s.samples} samples${perReq}; % of busy time`);
   const block = (title, rows) => {
     lines.push("", title);
-    for (const r of rows) lines.push(`  ${r.pctBusy.toFixed(1).padStart(5)}%  ${r.ms.toFixed(0).padStart(7)} ms  ${r.name}`);
+    for (const r of rows) {
+      const us = r.usPerReq !== undefined ? `  ${r.usPerReq.toFixed(1).padStart(6)} µs/req` : "";
+      lines.push(`  ${r.pctBusy.toFixed(1).padStart(5)}%  ${r.ms.toFixed(0).padStart(7)} ms${us}  ${r.name}`);
+    }
   };
   block("self time by package / area:", s.selfByArea);
   block("top functions by self time:", s.selfByFunction);
@@ -141,12 +148,16 @@ function latestProfile(path) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: "string", default: "30" }, json: { type: "boolean", default: false } } });
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { top: { type: "string", default: "30" }, json: { type: "boolean", default: false }, requests: { type: "string" } },
+  });
   if (positionals.length !== 1) {
-    console.error("usage: node bench/summarise-profile.mjs <file.cpuprofile | dir> [--top N] [--json]");
+    console.error("usage: node bench/summarise-profile.mjs <file.cpuprofile | dir> [--top N] [--json] [--requests N]");
     process.exit(1);
   }
   const file = latestProfile(positionals[0]);
-  const summary = summariseProfile(JSON.parse(readFileSync(file, "utf8")), { top: Number(values.top) });
+  const requests = values.requests === undefined ? undefined : Number(values.requests);
+  const summary = summariseProfile(JSON.parse(readFileSync(file, "utf8")), { top: Number(values.top), requests });
   console.log(values.json ? JSON.stringify(summary, null, 2) : `${file}\n${formatProfileSummary(summary)}`);
 }
