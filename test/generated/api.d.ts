@@ -1,0 +1,907 @@
+/*
+ * Generated from openapi.yaml by scripts/generate-api-types.ts (openapi-typescript); do not edit.
+ * Regenerate with `npx tsx scripts/generate-api-types.ts`; a test fails while this file is stale.
+ */
+
+export interface paths {
+    "/send": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send one email
+         * @description Sends one message from the tenant's configured sender mailbox through Microsoft Graph.
+         *
+         *     The relay answers `202 Accepted` only after Microsoft Graph accepted the message; delivery
+         *     to the recipients then happens asynchronously in Exchange Online (bounces go to the
+         *     sender mailbox, not to you). With `"dryRun": true` the request is checked and resolved in
+         *     the same way, nothing is sent, and the answer is `200 OK` with the same body.
+         *
+         *     Requirements: at least one recipient in `to`, `cc` or `bcc`; a non-empty `subject`; and
+         *     `text` or `html`. Microsoft Graph sends one body: when both are given, `html` is sent.
+         */
+        post: operations["sendMail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tenants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Show the state of every tenant
+         * @description For operators: each configured tenant with its sender, app registration and credential
+         *     type and expiry, the outcome of its last send and its last error with their times,
+         *     recipients sent to in the last 24 hours, sends in flight and waiting, and any throttling
+         *     in force. Needs an API key of an admin caller. Contains no secrets, tokens, file paths or
+         *     message contents.
+         */
+        get: operations["listTenants"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/consent/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Admin-consent redirect target
+         * @description Not called by apps. Microsoft Entra ID redirects a tenant administrator's browser here
+         *     after they answered the admin-consent prompt of a consent link made by the relay's
+         *     onboarding CLI. The page tells the administrator whether the relay's app now has its
+         *     permission in their tenant and what to do next. The signed `state` ties the answer to
+         *     the consent link; an expired or altered `state` is refused.
+         */
+        get: operations["consentCallback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/healthz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Liveness probe
+         * @description Answers 200 while the process serves requests. Use it as the liveness probe.
+         */
+        get: operations["getHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/readyz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness probe
+         * @description Answers 200 once the configuration is loaded and the relay is not shutting down, 503
+         *     otherwise. Use it as the readiness probe so that a draining instance receives no new sends.
+         */
+        get: operations["getReadiness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prometheus metrics
+         * @description Metrics in the Prometheus text exposition format, all prefixed `noreply_relay_`: sends by
+         *     tenant and outcome, policy refusals, Graph and token requests, throttling, in-flight sends,
+         *     credential expiry and HTTP request durations.
+         */
+        get: operations["getMetrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/openapi.yaml": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This OpenAPI description
+         * @description The OpenAPI 3.1 description of the relay, byte for byte the `openapi.yaml` of the relay's repository. Feed it to a client generator or an API tool.
+         */
+        get: operations["getOpenApiDescription"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/docs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Interactive documentation
+         * @description Swagger UI for this description, served by the relay itself (no third-party assets).
+         *     Press **Authorize** to enter your API key, then **Try it out** on an operation to send a
+         *     real request to this relay.
+         */
+        get: operations["getDocs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
+export type webhooks = Record<string, never>;
+export interface components {
+    schemas: {
+        /** @description One message to send. */
+        SendRequest: {
+            /** @description The tenant key from the service's config; the message is sent from that tenant's configured sender. */
+            tenant: string;
+            /** @description Primary recipients. */
+            to?: components["schemas"]["Recipient"][];
+            /** @description Carbon-copy recipients. */
+            cc?: components["schemas"]["Recipient"][];
+            /** @description Blind carbon-copy recipients. */
+            bcc?: components["schemas"]["Recipient"][];
+            /** @description Addresses replies should go to. */
+            replyTo?: components["schemas"]["Recipient"][];
+            /** @description Subject line. */
+            subject: string;
+            /** @description Plain-text body. Used when html is absent. */
+            text?: string;
+            /** @description HTML body. Wins over text when both are given. */
+            html?: string;
+            /** @description File attachments, inline or not. */
+            attachments?: components["schemas"]["Attachment"][];
+            /** @description Custom internet message headers (at most 5, names starting with X-). */
+            headers?: {
+                [key: string]: string;
+            };
+            /**
+             * @description Message importance; default normal.
+             * @enum {string}
+             */
+            importance?: "low" | "normal" | "high";
+            /** @description Keep a copy in the sender's Sent Items; default from the tenant's config (false). */
+            saveToSentItems?: boolean;
+            /**
+             * Format: email
+             * @description Must equal the tenant's configured sender when given (compared case-insensitively).
+             * @example someone@example.com
+             */
+            from?: string;
+            /** @description Validate and resolve everything, send nothing; answers 200 with the same body shape. */
+            dryRun?: boolean;
+        };
+        /** @description A recipient: "a@example.com" or {"address": "a@example.com", "name": "A"}. */
+        Recipient: string | {
+            /**
+             * Format: email
+             * @description Email address.
+             * @example someone@example.com
+             */
+            address: string;
+            /** @description Display name shown with the address. */
+            name?: string;
+        };
+        /** @description A file attachment. */
+        Attachment: {
+            /** @description File name shown to the recipient. */
+            filename: string;
+            /** @description Media type, e.g. application/pdf or image/png. */
+            contentType: string;
+            /** @description The file's bytes, base64-encoded. */
+            content: string;
+            /** @description Content-ID for inline use: the HTML refers to it as <img src="cid:logo">. */
+            contentId?: string;
+            /** @description Show inline (referenced by contentId from the HTML) instead of as an attachment. Needs contentId. */
+            inline?: boolean;
+        };
+        /** @description The message Microsoft Graph accepted (or, for a dry run, would have been sent). */
+        SendAccepted: {
+            /**
+             * Format: uuid
+             * @description The relay's ID of this send. Quote it when you ask the operators about the message.
+             */
+            id: string;
+            /** @description The message's `Message-ID` header, as recipients' mail clients see it. */
+            internetMessageId: string;
+            /** @description The tenant key the message was sent for. */
+            tenant: string;
+            /**
+             * Format: email
+             * @description The mailbox the message was sent from (the tenant's configured sender).
+             */
+            sender: string;
+            /**
+             * Format: date-time
+             * @description When Microsoft Graph accepted the message (RFC 3339).
+             */
+            acceptedAt: string;
+        };
+        /**
+         * @description What went wrong, one of a fixed list; each code always comes with the same HTTP status.
+         *     | code | status | meaning |
+         *     |---|---|---|
+         *     | validation_failed | 400 | The body or a header is invalid; `errors` lists each field. |
+         *     | unauthorized | 401 | The API key is missing or unknown. |
+         *     | tenant_forbidden | 403 | Your API key may not send for this tenant. |
+         *     | sender_not_allowed | 403 | `from` is not the tenant's configured sender. |
+         *     | policy_denied | 403 | The tenant's Exchange ApplicationAccessPolicy or RBAC scope does not let the app use the sender mailbox. |
+         *     | unknown_tenant | 404 | No tenant has this key. |
+         *     | idempotency_conflict | 409 | The `Idempotency-Key` was used before with a different body. |
+         *     | payload_too_large | 413 | The message is over Graph's 4 MB or the relay's limits. |
+         *     | recipient_rejected | 422 | Microsoft Graph rejected a recipient address. |
+         *     | rate_limited | 429 | A local limit or Graph throttling; wait `Retry-After` seconds. |
+         *     | permission_missing | 502 | The app has no Mail.Send permission in the tenant (admin consent missing). |
+         *     | mailbox_unavailable | 502 | The sender mailbox does not exist or is not enabled for the REST API. |
+         *     | credential_rejected | 502 | Microsoft Entra ID rejected the relay's app credential; `aadsts` has its error code. |
+         *     | upstream_unavailable | 503 | Entra ID or Graph is unreachable or failing; wait `Retry-After` seconds. |
+         *     | outcome_unknown | 504 | Graph may have sent the message but did not confirm it. |
+         *     | not_found | 404 | No such path (any path not in this description). |
+         *     | method_not_allowed | 405 | The path exists but not with this HTTP method. |
+         *     | internal_error | 500 | An unexpected error in the relay (a bug). |
+         * @enum {string}
+         */
+        ProblemCode: "validation_failed" | "unauthorized" | "tenant_forbidden" | "sender_not_allowed" | "policy_denied" | "permission_missing" | "unknown_tenant" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "recipient_rejected" | "mailbox_unavailable" | "credential_rejected" | "upstream_unavailable" | "outcome_unknown" | "not_found" | "method_not_allowed" | "internal_error";
+        /** @description An RFC 9457 problem. Program against `code`; `detail` is for humans. */
+        Problem: {
+            /**
+             * Format: uri
+             * @description URI naming the problem type, `https://noreply-relay.dev/problems/<code>`.
+             */
+            type: string;
+            /** @description Short summary of the problem type; the same for every occurrence of a code. */
+            title: string;
+            /** @description The HTTP status code, repeated. */
+            status: number;
+            /** @description What went wrong with this request, for humans. */
+            detail: string;
+            code: components["schemas"]["ProblemCode"];
+            /** @description Whether sending the same request again, after `Retry-After` when given, may succeed. */
+            retryable: boolean;
+            /** @description The relay's ID of this request; quote it when you ask the operators. */
+            requestId: string;
+            /** @description For `validation_failed`, every invalid field. */
+            errors?: components["schemas"]["FieldError"][];
+            /** @description For `credential_rejected`, Microsoft Entra ID's AADSTS error number (for example `7000222`, expired secret). */
+            aadsts?: string;
+            /** @description For `rate_limited` and `upstream_unavailable`, the same value as the `Retry-After` header. */
+            retryAfterSeconds?: number;
+            /** @description Microsoft Graph's `error.code`, when Graph refused the message. */
+            graphCode?: string;
+            /** @description Microsoft Graph's `request-id`, for a support case with Microsoft. */
+            graphRequestId?: string;
+        } & (unknown & unknown);
+        /** @description One invalid field of a `validation_failed` problem. */
+        FieldError: {
+            /** @description The field in the request body, for example `subject`, `to[1].address` or `headers["X-Order-Id"]`; `(body)` for the body as a whole. */
+            path: string;
+            /** @description What is wrong with it. */
+            message: string;
+        };
+        /** @description Every configured tenant, in configuration order. */
+        TenantsResponse: {
+            tenants: components["schemas"]["TenantStatus"][];
+        };
+        /**
+         * @description Configuration and live state of one tenant. Activity (last outcome and problem) is kept in
+         *     memory per relay instance and starts empty after a restart; with several instances, each
+         *     answers for itself. Never contains a secret, a file path or an environment variable name.
+         */
+        TenantStatus: {
+            /** @description The tenant key callers use. */
+            tenant: string;
+            /** @description Human name of the customer, when configured. */
+            displayName?: string;
+            /** @description The Entra tenant (GUID or verified domain). */
+            tenantId: string;
+            /**
+             * Format: email
+             * @description The only mailbox this tenant sends from.
+             */
+            sender: string;
+            /** @description The app registration used for this tenant. */
+            app: {
+                /**
+                 * Format: uuid
+                 * @description Application (client) ID.
+                 */
+                clientId: string;
+                /** @description True when the customer registered the app in its own tenant; false for the relay's shared multi-tenant app. */
+                own: boolean;
+                /**
+                 * @description How the app proves its identity to Entra ID.
+                 * @enum {string}
+                 */
+                credentialType: "secret" | "certificate" | "workloadIdentity";
+                /**
+                 * Format: date-time
+                 * @description When the credential expires, when configured.
+                 */
+                credentialExpiresAt?: string;
+            };
+            /** @description The tenant's configured limits. */
+            limits: {
+                /** @description Sends in flight to Graph at once for the sender mailbox. */
+                maxConcurrency: number;
+                /** @description Recipients (to + cc + bcc) per rolling 24 hours. */
+                recipientsPerDay: number;
+                /** @description Sends that may wait for a free slot before `rate_limited`. */
+                maxQueue: number;
+            };
+            /** @description Outcome of the last send for this tenant (replays not counted); absent before the first. */
+            lastOutcome?: ("sent" | "dry_run") | components["schemas"]["ProblemCode"];
+            /**
+             * Format: date-time
+             * @description When `lastOutcome` happened.
+             */
+            lastOutcomeAt?: string;
+            /** @description The last refusal for this tenant; it stays after later successes, so the cause of an earlier failure remains visible. */
+            lastProblem?: {
+                code: components["schemas"]["ProblemCode"];
+                /** Format: date-time */
+                at: string;
+                /** @description Entra ID's AADSTS number, for `credential_rejected`. */
+                aadsts?: string;
+                /** @description Microsoft Graph's `error.code`, when Graph refused. */
+                graphCode?: string;
+            };
+            /** @description Recipients counted for the sender mailbox in the rolling 24-hour window (compare with `limits.recipientsPerDay`). */
+            recipientsUsed: number;
+            /** @description Sends to Graph in progress for the sender mailbox. */
+            inFlight: number;
+            /** @description Sends waiting for a free slot for the sender mailbox. */
+            waiting: number;
+            /**
+             * Format: date-time
+             * @description While Microsoft Graph throttles the sender mailbox, the time until which sends hold back; absent otherwise.
+             */
+            throttledUntil?: string;
+            /**
+             * Format: date-time
+             * @description After Entra ID rejected the credential, the time until which sends are refused with `credential_rejected` without asking Entra again; absent otherwise.
+             */
+            credentialRejectedUntil?: string;
+        };
+        /** @description Result of a health probe. Probes need only the status code; the body is for humans. */
+        ProbeStatus: {
+            /** @description `ok` (liveness), `ready`, or why the relay is not ready (for example `shutting_down`). */
+            status: string;
+        };
+    };
+    responses: {
+        /** @description The body or a header is invalid. `errors` lists every invalid field; fix them and send again. */
+        ValidationFailed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "validation_failed";
+                    /** @constant */
+                    status?: 400;
+                };
+            };
+        };
+        /** @description The `Authorization` header is missing, or the API key is unknown. */
+        Unauthorized: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "unauthorized";
+                    /** @constant */
+                    status?: 401;
+                };
+            };
+        };
+        /** @description The send is not allowed. See `code` for which rule refused it. */
+        SendForbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {unknown} */
+                    code?: "tenant_forbidden" | "sender_not_allowed" | "policy_denied";
+                    /** @constant */
+                    status?: 403;
+                };
+            };
+        };
+        /** @description No tenant has this tenant key. Check the spelling, or ask the operators to add the tenant. */
+        UnknownTenant: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "unknown_tenant";
+                    /** @constant */
+                    status?: 404;
+                };
+            };
+        };
+        /** @description This `Idempotency-Key` was used in the last 24 hours with a different body. Use a new key for a new message. */
+        IdempotencyConflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "idempotency_conflict";
+                    /** @constant */
+                    status?: 409;
+                };
+            };
+        };
+        /** @description The message is larger than Microsoft Graph accepts (4 MB including base64-encoded attachments) or than the relay's configured limit. */
+        PayloadTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "payload_too_large";
+                    /** @constant */
+                    status?: 413;
+                };
+            };
+        };
+        /** @description Microsoft Graph rejected a recipient address (for example an invalid domain). Nothing was sent. */
+        RecipientRejected: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "recipient_rejected";
+                    /** @constant */
+                    status?: 422;
+                };
+            };
+        };
+        /**
+         * @description Too many sends: a local limit of the relay (recipients per day, sends waiting for the
+         *     mailbox) or Microsoft Graph throttling that lasts longer than the request may wait.
+         *     Nothing was sent. Retry after `Retry-After` seconds.
+         */
+        RateLimited: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "rate_limited";
+                    /** @constant */
+                    status?: 429;
+                };
+            };
+        };
+        /** @description An unexpected error in the relay (a bug). Quote `requestId` when you report it to the operators. */
+        InternalError: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "internal_error";
+                    /** @constant */
+                    status?: 500;
+                };
+            };
+        };
+        /**
+         * @description Microsoft Entra ID or Graph refused the relay because of how the tenant or the relay is set
+         *     up. Retrying will not help; the operators or the tenant's administrator must act (see `detail`).
+         */
+        UpstreamRefused: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {unknown} */
+                    code?: "permission_missing" | "mailbox_unavailable" | "credential_rejected";
+                    /** @constant */
+                    status?: 502;
+                };
+            };
+        };
+        /** @description Microsoft Entra ID or Graph could not be reached or failed. Nothing was sent. Retry after `Retry-After` seconds. */
+        UpstreamUnavailable: {
+            headers: {
+                "Retry-After": components["headers"]["RetryAfter"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "upstream_unavailable";
+                    /** @constant */
+                    status?: 503;
+                };
+            };
+        };
+        /**
+         * @description Microsoft Graph may have accepted the message but did not confirm it (timeout or broken
+         *     connection after the message was sent). The relay does not retry, to avoid sending twice.
+         *     Retrying may deliver the message twice; retry only where a duplicate is acceptable.
+         */
+        OutcomeUnknown: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "outcome_unknown";
+                    /** @constant */
+                    status?: 504;
+                };
+            };
+        };
+    };
+    parameters: {
+        /**
+         * @description A key you choose, unique per message (for example a UUID or `invoice-2024-0042-mail`).
+         *     Within 24 hours, a request with the same key and the same body from the same API key
+         *     returns the first response and sends nothing; the same key with a different body is
+         *     refused with `409 idempotency_conflict`. Keys are per API key, so other apps cannot
+         *     collide with yours.
+         */
+        IdempotencyKey: string;
+    };
+    requestBodies: never;
+    headers: {
+        /**
+         * @description Whole seconds to wait before retrying the same request (at least 1).
+         * @example 30
+         */
+        RetryAfter: number;
+    };
+    pathItems: never;
+}
+export type $defs = Record<string, never>;
+export interface operations {
+    sendMail: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description A key you choose, unique per message (for example a UUID or `invoice-2024-0042-mail`).
+                 *     Within 24 hours, a request with the same key and the same body from the same API key
+                 *     returns the first response and sends nothing; the same key with a different body is
+                 *     refused with `409 idempotency_conflict`. Keys are per API key, so other apps cannot
+                 *     collide with yours.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SendRequest"];
+            };
+        };
+        responses: {
+            /** @description Dry run (`"dryRun": true`) passed every check. Nothing was sent; the body has the same shape as for a real send. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SendAccepted"];
+                };
+            };
+            /**
+             * @description Microsoft Graph accepted the message. A replay with the same `Idempotency-Key` within
+             *     24 hours returns this same answer again and sends nothing.
+             */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SendAccepted"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["SendForbidden"];
+            404: components["responses"]["UnknownTenant"];
+            409: components["responses"]["IdempotencyConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["RecipientRejected"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["UpstreamRefused"];
+            503: components["responses"]["UpstreamUnavailable"];
+            504: components["responses"]["OutcomeUnknown"];
+        };
+    };
+    listTenants: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description State of every tenant, by tenant key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantsResponse"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description The API key is valid but not an admin key. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @constant */
+                        code?: "tenant_forbidden";
+                        /** @constant */
+                        status?: 403;
+                    };
+                };
+            };
+            500: components["responses"]["InternalError"];
+        };
+    };
+    consentCallback: {
+        parameters: {
+            query?: {
+                /**
+                 * @description `True` when the administrator granted consent.
+                 * @example True
+                 */
+                admin_consent?: string;
+                /**
+                 * @description The Entra tenant ID of the administrator's tenant.
+                 * @example 72f988bf-86f1-41af-91ab-2d7cd011db47
+                 */
+                tenant?: string;
+                /** @description The signed state the relay put into the consent link. */
+                state?: string;
+                /**
+                 * @description Entra ID's error code when consent was not granted, for example `access_denied`.
+                 * @example access_denied
+                 */
+                error?: string;
+                /** @description Entra ID's explanation of `error`. */
+                error_description?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Consent was granted; the page confirms it and names the tenant. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example <!doctype html><title>Consent granted</title><p>noreply-relay may now send mail for your tenant.</p> */
+                    "text/html": string;
+                };
+            };
+            /** @description Consent was not granted, or the `state` is missing, altered or expired; the page explains what happened and what to do. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example <!doctype html><title>Consent not granted</title><p>The administrator declined the request (access_denied).</p> */
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    getHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The process is alive. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ProbeStatus"];
+                };
+            };
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ready to accept sends. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "ready"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ProbeStatus"];
+                };
+            };
+            /** @description Not ready (starting or shutting down). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "shutting_down"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ProbeStatus"];
+                };
+            };
+        };
+    };
+    getMetrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The current metrics. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example # HELP noreply_relay_send_total Sends by tenant and outcome.
+                     *     # TYPE noreply_relay_send_total counter
+                     *     noreply_relay_send_total{tenant="contoso",outcome="sent"} 1240
+                     */
+                    "text/plain": string;
+                };
+            };
+        };
+    };
+    getOpenApiDescription: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The OpenAPI description in YAML. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/yaml": string;
+                };
+            };
+        };
+    };
+    getDocs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The documentation page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
+}
