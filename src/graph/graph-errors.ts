@@ -1,0 +1,149 @@
+import { RelayError, type ProblemExtras } from "../http/problems.js";
+import { headerValue, type ResponseHeaders } from "./retry-policy.js";
+
+/** Graph's error body: `{ "error": { "code", "message", "innerError": { "request-id", "date" } } }`. */
+export interface GraphErrorBody {
+  readonly code?: string;
+  readonly message?: string;
+  readonly requestId?: string;
+}
+
+/** Reads Graph's error body; anything else (HTML from a proxy, empty) gives an empty result. */
+export function parseGraphErrorBody(text: string): GraphErrorBody {
+  if (text === "") return {};
+  try {
+    const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; innerError?: Record<string, unknown> } };
+    const error = parsed.error;
+    if (error === undefined || error === null || typeof error !== "object") return {};
+    const inner = error.innerError;
+    return {
+      code: typeof error.code === "string" ? error.code : undefined,
+      message: typeof error.message === "string" ? error.message : undefined,
+      requestId: typeof inner?.["request-id"] === "string" ? inner["request-id"] : undefined,
+    };
+  } catch {
+    return {};
+  }
+}
+
+/** Who the refused request was for, so the detail can name it. */
+export interface RefusalContext {
+  readonly sender: string;
+  readonly tenantId: string;
+  readonly clientId: string;
+}
+
+/** A refusal turned into the caller's problem, and how loudly to log it. */
+export interface MappedRefusal {
+  readonly error: RelayError;
+  /** warn: our request was wrong or the tenant is misconfigured; error: Graph failed. */
+  readonly level: "info" | "warn" | "error";
+}
+
+// Exchange's texts for an app that an ApplicationAccessPolicy or an RBAC-for-Applications
+// management scope keeps from a mailbox.
+const POLICY_DENIED = /Access to OData is disabled|\[RAOP\]|AccessPolicy|ManagementScope|blocked by tenant administrator/i;
+const MAILBOX_CODES = new Set(["ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "MailboxNotHostedInExchangeOnline", "ResourceNotFound", "ErrorNonExistentMailbox", "Request_ResourceNotFound"]);
+const VALIDATION_CODES = /^(InvalidInternetMessageHeader|ErrorMimeContentInvalidBase64String|ErrorInvalidProperty|RequestBodyRead|BadRequest|ErrorInvalidRequest|InvalidRequest)/;
+/** 401 for a token without any `roles` claim: the app was never granted admin consent. */
+export const NO_PERMISSIONS = "NoPermissionsInAccessToken";
+// Graph error messages can quote addresses but never a secret; they are clipped anyway.
+const MAX_GRAPH_MESSAGE = 300;
+
+/**
+ * Maps a refused sendMail (any status but 202, 429 and 503, which the retry loop handles) to
+ * a problem. Graph's `error.code` and `request-id` go into the extras; its message only where
+ * the caller needs it to fix the request (recipients, invalid content).
+ *
+ * 401 InvalidAuthenticationToken becomes `credential_rejected` (not retryable): the sender
+ * already retried once with a fresh token, so Graph refuses every token this app gets for
+ * this tenant (wrong cloud or audience, tenant without Exchange Online). A retryable
+ * `upstream_unavailable` would have callers retry a configuration error forever.
+ */
+export function mapGraphRefusal(status: number, body: GraphErrorBody, headers: ResponseHeaders, ctx: RefusalContext): MappedRefusal {
+  const graphCode = body.code;
+  const message = body.message ?? "";
+  const extras: ProblemExtras = {
+    ...(graphCode !== undefined ? { graphCode } : {}),
+    ...graphRequestIdOf(body, headers),
+  };
+  const quoted = message !== "" ? ` Graph said: "${clip(message)}"` : "";
+  const mailbox = `mailbox ${ctx.sender}`;
+
+  if (status === 403 && POLICY_DENIED.test(message)) {
+    return warn(
+      "policy_denied",
+      `Exchange Online refused app ${ctx.clientId} access to ${mailbox} (ApplicationAccessPolicy or RBAC for Applications scope). ` +
+        `An Exchange admin of tenant ${ctx.tenantId} must add the mailbox to the app's policy or management scope (check with Test-ApplicationAccessPolicy or Test-ServicePrincipalAuthorization).`,
+      extras,
+    );
+  }
+  if (status === 403 || graphCode === NO_PERMISSIONS) {
+    return warn(
+      "permission_missing",
+      `Graph denied sendMail from ${mailbox} to app ${ctx.clientId}: its token has no Mail.Send application permission in tenant ${ctx.tenantId}. ` +
+        `A tenant admin must grant admin consent for Mail.Send (Application) to the app.`,
+      extras,
+    );
+  }
+  if (graphCode !== undefined && MAILBOX_CODES.has(graphCode)) {
+    const why =
+      graphCode === "MailboxNotEnabledForRESTAPI" || graphCode === "MailboxNotHostedInExchangeOnline"
+        ? "exists but is not an Exchange Online mailbox enabled for the REST API (on-premises, inactive or unlicensed)"
+        : "does not exist in the tenant";
+    return warn(
+      "mailbox_unavailable",
+      `The sender ${mailbox} ${why}. Check the tenant's sender setting or give the mailbox an Exchange Online license.`,
+      extras,
+    );
+  }
+  if (status === 404) {
+    return warn("mailbox_unavailable", `Graph found no ${mailbox} in tenant ${ctx.tenantId}. Check the tenant's sender setting.`, extras);
+  }
+  if (graphCode?.startsWith("ErrorInvalidRecipients") === true) {
+    return info("recipient_rejected", `Microsoft Graph rejected at least one recipient; fix the addresses and send again.${quoted}`, extras);
+  }
+  if (status === 413 || graphCode === "ErrorMessageSizeExceeded" || graphCode === "RequestEntityTooLarge") {
+    return info("payload_too_large", "The message is larger than Microsoft Graph accepts (4 MB per request, attachments included). Send smaller attachments.", extras);
+  }
+  if (status === 401) {
+    return warn(
+      "credential_rejected",
+      `Graph refused the access token of app ${ctx.clientId} for tenant ${ctx.tenantId}, also after a fresh one was issued. ` +
+        `Check that graphBaseUrl belongs to the same cloud as authorityHost and that the tenant has Exchange Online.`,
+      extras,
+    );
+  }
+  if (status >= 500) {
+    return {
+      error: new RelayError("upstream_unavailable", `Microsoft Graph failed with HTTP ${status}. Retry later.`, { ...extras, retryAfterSeconds: 5 }),
+      level: "error",
+    };
+  }
+  if (status === 408) {
+    return {
+      error: new RelayError("upstream_unavailable", "Microsoft Graph timed out reading the request. Retry later.", { ...extras, retryAfterSeconds: 5 }),
+      level: "warn",
+    };
+  }
+  // 400 and any other 4xx: our request was wrong. Validation should have caught it earlier.
+  const known = graphCode !== undefined && VALIDATION_CODES.test(graphCode) ? "" : " (unexpected refusal)";
+  return warn("validation_failed", `Microsoft Graph refused the message with HTTP ${status}${known}.${quoted}`, extras);
+}
+
+function graphRequestIdOf(body: GraphErrorBody, headers: ResponseHeaders): { graphRequestId?: string } {
+  const id = headerValue(headers, "request-id") ?? body.requestId;
+  return id !== undefined ? { graphRequestId: id } : {};
+}
+
+function warn(code: RelayError["code"], detail: string, extras: ProblemExtras): MappedRefusal {
+  return { error: new RelayError(code, detail, extras), level: "warn" };
+}
+
+function info(code: RelayError["code"], detail: string, extras: ProblemExtras): MappedRefusal {
+  return { error: new RelayError(code, detail, extras), level: "info" };
+}
+
+function clip(text: string): string {
+  return text.length > MAX_GRAPH_MESSAGE ? `${text.slice(0, MAX_GRAPH_MESSAGE)}…` : text;
+}

@@ -1,0 +1,237 @@
+import { Client, ResponseType } from "@microsoft/microsoft-graph-client";
+import type { Logger } from "pino";
+import type { Dispatcher } from "undici";
+import type { Config } from "../config/schema.js";
+import { RelayError, isRelayError } from "../http/problems.js";
+import type { GraphSendRequest, GraphSendResult, GraphSender, SendObserver, TokenProvider, TokenTarget } from "../mail/ports.js";
+import { NO_PERMISSIONS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
+import { SendAttempt, TokenAuthMiddleware, UndiciTransport, type AttemptResult } from "./graph-middleware.js";
+import { createHttpsAgent } from "./http-dispatcher.js";
+import {
+  defaultRetryPolicy,
+  headerValue,
+  parseRetryAfter,
+  toRetryAfterSeconds,
+  waitFits,
+  type RetryPolicy,
+} from "./retry-policy.js";
+
+/** Seconds callers are told to wait after Graph was unreachable or failed without saying. */
+const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+
+export interface GraphMailSenderOptions {
+  readonly config: Pick<Config, "cloud" | "tls">;
+  /** Tokens per tenant; `invalidate` (optional) lets a 401 be retried once with a fresh token. */
+  readonly tokenProvider: TokenProvider & { invalidate?(target: TokenTarget): void };
+  readonly observer: SendObserver;
+  readonly logger: Logger;
+  /** A shared keep-alive agent (see createHttpsAgent); when absent one is made and closed by close(). */
+  readonly dispatcher?: Dispatcher;
+  /** Longest single HTTP attempt (ms), capped by the send's deadline; default 30 s. */
+  readonly attemptTimeoutMs?: number;
+  readonly retryPolicy?: Partial<RetryPolicy>;
+}
+
+/** The Graph adapter: the port plus closing its connections. */
+export interface GraphMailSender extends GraphSender {
+  close(): Promise<void>;
+}
+
+/**
+ * Creates the GraphSender on the Microsoft Graph client with our own middleware chain:
+ * TokenAuthMiddleware → UndiciTransport. The SDK's default chain is not used: its RetryHandler
+ * repeats a POST after a 504, which may send the mail twice.
+ */
+export function createGraphMailSender(options: GraphMailSenderOptions): GraphMailSender {
+  return new GraphMailSenderImpl(options);
+}
+
+class GraphMailSenderImpl implements GraphMailSender {
+  private readonly client: Client;
+  private readonly graphHost: string;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly policy: RetryPolicy;
+  private readonly attemptTimeoutMs: number;
+  private readonly tokens: GraphMailSenderOptions["tokenProvider"];
+  private readonly observer: SendObserver;
+  private readonly logger: Logger;
+
+  constructor(options: GraphMailSenderOptions) {
+    const base = new URL(options.config.cloud.graphBaseUrl);
+    this.graphHost = base.host;
+    this.ownsDispatcher = options.dispatcher === undefined;
+    this.dispatcher = options.dispatcher ?? createHttpsAgent(options.config.tls);
+    this.policy = { ...defaultRetryPolicy, ...options.retryPolicy };
+    this.attemptTimeoutMs = options.attemptTimeoutMs ?? 30_000;
+    this.tokens = options.tokenProvider;
+    this.observer = options.observer;
+    this.logger = options.logger;
+    this.client = Client.initWithMiddleware({
+      baseUrl: base.origin,
+      defaultVersion: "v1.0",
+      // Hostname only: the SDK compares it with URL.hostname when deciding where tokens may go.
+      customHosts: new Set([base.hostname]),
+      middleware: [new TokenAuthMiddleware(options.tokenProvider, base.origin), new UndiciTransport(this.dispatcher, "noreply-relay")],
+    });
+  }
+
+  async send(request: GraphSendRequest): Promise<GraphSendResult> {
+    const { target } = request;
+    const path = `/users/${encodeSender(request.sender)}/sendMail`;
+    const payload = request.body ?? JSON.stringify({ message: request.message, saveToSentItems: request.saveToSentItems });
+    const tokenSignal = deadlineSignal(request.deadline, request.signal);
+    let attempts = 0;
+    let notSentRetries = 0;
+    let tokenRenewed = false;
+
+    for (;;) {
+      const remaining = request.deadline - Date.now();
+      if (remaining <= 0) throw unavailable("The request's deadline passed before Microsoft Graph could be asked.");
+      attempts++;
+      const attempt = new SendAttempt(target, Math.min(this.attemptTimeoutMs, remaining), tokenSignal, request.signal);
+      try {
+        await this.client
+          .api(path)
+          .header("client-request-id", request.requestId)
+          .responseType(ResponseType.RAW)
+          .middlewareOptions([attempt])
+          .post(payload);
+      } catch (err) {
+        if (attempt.result === undefined) throw this.beforeGraph(attempt.tokenError ?? err);
+      }
+      const result = attempt.result as AttemptResult;
+      this.observer.graphResponse(target.tenantKey, result.kind === "response" ? result.status : "error", result.seconds);
+      const log = { tenant: target.tenantKey, requestId: request.requestId, attempt: attempts };
+
+      if (result.kind === "failure") {
+        if (result.written) {
+          this.logger.warn({ ...log, reason: result.reason }, "Graph connection lost after the message was sent; outcome unknown");
+          throw new RelayError(
+            "outcome_unknown",
+            `The connection to Microsoft Graph ended (${result.reason}) after the message was sent, before Graph answered. It may have been sent: check the recipient's mailbox or the sender's Sent Items before sending again.`,
+          );
+        }
+        const delay = this.policy.notSentRetryDelayMs;
+        if (result.reason !== "aborted" && notSentRetries < this.policy.maxNotSentRetries && this.canRetry(attempts, delay, request)) {
+          notSentRetries++;
+          this.logger.debug({ ...log, reason: result.reason }, "Graph request not sent; retrying");
+          if (await sleep(delay, request.signal)) continue;
+        }
+        throw unavailable(`Microsoft Graph (${this.graphHost}) cannot be reached: ${result.reason}. Nothing was sent; retry later.`);
+      }
+
+      const { status, headers } = result;
+      const graphRequestId = headerValue(headers, "request-id");
+      if (status === 202) return graphRequestId !== undefined ? { graphRequestId, attempts } : { attempts };
+
+      if (status === 429) {
+        this.observer.graphThrottled(target.tenantKey);
+        const wait = parseRetryAfter(headers, Date.now()) ?? this.policy.throttledDefaultWaitMs;
+        if (this.canRetry(attempts, wait, request)) {
+          this.logger.debug({ ...log, waitMs: wait }, "Graph throttled the mailbox; waiting as told");
+          if (await sleep(wait, request.signal)) continue;
+        }
+        throw new RelayError(
+          "rate_limited",
+          `Microsoft Graph is throttling mailbox ${request.sender}; nothing was sent. Retry after the time given.`,
+          { retryAfterSeconds: toRetryAfterSeconds(wait), ...graphIds(result) },
+        );
+      }
+
+      if (status === 503) {
+        const wait = parseRetryAfter(headers, Date.now());
+        if (wait !== undefined && this.canRetry(attempts, wait, request)) {
+          this.logger.debug({ ...log, waitMs: wait }, "Graph unavailable with Retry-After; waiting as told");
+          if (await sleep(wait, request.signal)) continue;
+        }
+        throw new RelayError("upstream_unavailable", "Microsoft Graph is unavailable (HTTP 503); nothing was sent. Retry later.", {
+          retryAfterSeconds: wait !== undefined ? toRetryAfterSeconds(wait) : UNAVAILABLE_RETRY_AFTER_SECONDS,
+          ...graphIds(result),
+        });
+      }
+
+      if (status === 504 || (status >= 200 && status < 400)) {
+        this.logger.warn({ ...log, status, graphRequestId }, "Graph did not confirm the message; outcome unknown");
+        throw new RelayError(
+          "outcome_unknown",
+          `Microsoft Graph answered HTTP ${status} instead of 202: the message may have been sent. Check the recipient's mailbox or the sender's Sent Items before sending again.`,
+          graphIds(result),
+        );
+      }
+
+      const refusal = parseGraphErrorBody(result.body);
+      if (status === 401 && refusal.code !== NO_PERMISSIONS && !tokenRenewed && this.tokens.invalidate !== undefined && this.canRetry(attempts, 0, request)) {
+        // Graph read no further than the token: nothing was sent. One fresh token, one more try.
+        // (Not for a token without roles: a new one would have none either until consent is granted.)
+        tokenRenewed = true;
+        this.tokens.invalidate(target);
+        this.logger.info({ ...log, graphRequestId }, "Graph refused the token; retrying once with a fresh one");
+        continue;
+      }
+
+      const mapped = mapGraphRefusal(status, refusal, headers, {
+        sender: request.sender,
+        tenantId: target.tenantId,
+        clientId: target.app.clientId,
+      });
+      this.logger[mapped.level]({ ...log, status, code: mapped.error.code, ...mapped.error.extras }, "Graph refused the message");
+      throw mapped.error;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  private canRetry(attempts: number, waitMs: number, request: GraphSendRequest): boolean {
+    return attempts < this.policy.maxAttempts && request.signal?.aborted !== true && waitFits(Date.now(), waitMs, request.deadline, this.policy);
+  }
+
+  /** A failure before any HTTP exchange with Graph: the token provider's problem, or a bug. */
+  private beforeGraph(err: unknown): Error {
+    if (isRelayError(err)) return err;
+    this.logger.error({ err }, "Graph request failed before it was sent");
+    return unavailable("The request to Microsoft Graph could not be prepared; nothing was sent.");
+  }
+}
+
+/** The sender in the URL path; '@' stays readable (it is legal in a path segment). */
+function encodeSender(sender: string): string {
+  return encodeURIComponent(sender).replace(/%40/g, "@");
+}
+
+function graphIds(result: Extract<AttemptResult, { kind: "response" }>): { graphCode?: string; graphRequestId?: string } {
+  const body = parseGraphErrorBody(result.body);
+  const graphRequestId = headerValue(result.headers, "request-id") ?? body.requestId;
+  return {
+    ...(body.code !== undefined ? { graphCode: body.code } : {}),
+    ...(graphRequestId !== undefined ? { graphRequestId } : {}),
+  };
+}
+
+function unavailable(detail: string): RelayError {
+  return new RelayError("upstream_unavailable", detail, { retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS });
+}
+
+/** Fires at the deadline or when the caller's signal does, whichever is first. */
+function deadlineSignal(deadline: number, signal: AbortSignal | undefined): AbortSignal {
+  const timeout = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+  return signal === undefined ? timeout : AbortSignal.any([timeout, signal]);
+}
+
+/** Resolves true after `ms`, or false as soon as the signal fires. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  if (signal?.aborted === true) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
