@@ -5,6 +5,8 @@ import { Counter, type Registry } from "prom-client";
 import type { Config } from "../config/schema.js";
 import type { Clock } from "../mail/ports.js";
 import { isTenantGuid, readStateSecret, verifyConsentState, type ConsentStatePayload } from "../onboarding/consent.js";
+import type { RequestContext } from "./request-context.js";
+import type { RouteRegistrar } from "./route-registrar.js";
 
 /*
  * GET /consent/callback: where Entra sends the customer's admin after the admin-consent
@@ -226,6 +228,12 @@ export function registerConsentRoutes(app: FastifyInstance, deps: ConsentRouteDe
     }
 
     callbacks.inc({ outcome: page.outcome });
+    // Inside createApp the request's own log line carries the outcome too (absent on a bare Fastify).
+    const relay = request.relay as RequestContext | undefined;
+    if (relay) {
+      relay.outcome = `consent_${page.outcome}`;
+      if (aadsts !== undefined) relay.aadsts = aadsts;
+    }
     return reply
       .code(page.status)
       .header("content-type", "text/html; charset=utf-8")
@@ -237,3 +245,10 @@ export function registerConsentRoutes(app: FastifyInstance, deps: ConsentRouteDe
       .send(render(page));
   });
 }
+
+/**
+ * The route module for `createApp({ routes: [consentRoutes] })` (src/http/optional-routes.ts):
+ * the current config from the config source, the app's registry, logger and clock.
+ */
+export const consentRoutes: RouteRegistrar = (app, ctx) =>
+  registerConsentRoutes(app, { config: () => ctx.configSource.current(), registry: ctx.registry, logger: ctx.logger, clock: ctx.clock });

@@ -2,10 +2,12 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { ConsentRouteConfig } from "../../src/http/consent-routes.js";
-import { escapeHtml, registerConsentRoutes } from "../../src/http/consent-routes.js";
+import { createApp } from "../../src/app.js";
+import { parseConfig } from "../../src/config/load-config.js";
+import { consentRoutes, escapeHtml, registerConsentRoutes, type ConsentRouteConfig } from "../../src/http/consent-routes.js";
 import { createConsentState } from "../../src/onboarding/consent.js";
-import { APP_ID, CONTOSO_TID, FABRIKAM_TID, STATE_KEY } from "./fixtures.js";
+import { fixedConfigSource } from "../../src/tenants/config-source.js";
+import { APP_ID, CONTOSO_TID, FABRIKAM_TID, STATE_KEY, tempConfig } from "./fixtures.js";
 
 const key = Buffer.from(STATE_KEY);
 let now = Date.parse("2026-03-01T12:00:00Z");
@@ -172,6 +174,50 @@ describe("GET /consent/callback", () => {
     const text = await registry.metrics();
     for (const outcome of ["granted", "denied", "invalid_state", "error"]) {
       expect(text).toMatch(new RegExp(`noreply_relay_consent_callbacks_total\\{outcome="${outcome}"\\} \\d+`));
+    }
+  });
+});
+
+describe("GET /consent/callback inside createApp", () => {
+  it("when registered as a route module, then the app serves it, logs the request with its outcome, and counts it", async () => {
+    const tmp = tempConfig();
+    const keyFile = tmp.file("state-key", STATE_KEY);
+    const cfg = parseConfig(
+      JSON.stringify({
+        consent: { stateSecretFile: keyFile },
+        app: { clientId: APP_ID, credential: { type: "secret", secretEnv: "UNUSED" } },
+        tenants: { contoso: { tenantId: CONTOSO_TID, sender: "noreply@contoso.com" } },
+        callers: {},
+      }),
+    );
+    const unused = () => {
+      throw new Error("not used by the consent route");
+    };
+    const appRegistry = new Registry();
+    const lines: Record<string, unknown>[] = [];
+    const relay = await createApp({
+      configSource: fixedConfigSource(cfg),
+      tokenProvider: { getToken: unused },
+      graphSender: { send: unused },
+      registry: appRegistry,
+      logger: pino({ level: "info" }, { write: (s: string) => lines.push(JSON.parse(s)) }),
+      clock,
+      routes: [consentRoutes],
+    });
+    try {
+      const url = await relay.fastify.listen({ port: 0, host: "127.0.0.1" });
+      const res = await fetch(`${url}/consent/callback?${new URLSearchParams({ admin_consent: "True", tenant: FABRIKAM_TID, state: state("fabrikam.com") })}`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain("Consent granted");
+      expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+      expect(lines).toContainEqual(expect.objectContaining({ route: "/consent/callback", status: 200, outcome: "consent_granted" }));
+      expect(await appRegistry.metrics()).toContain('noreply_relay_consent_callbacks_total{outcome="granted"} 1');
+      const forged = await fetch(`${url}/consent/callback?admin_consent=True&tenant=${FABRIKAM_TID}&state=x.y`);
+      expect(forged.status).toBe(400);
+      expect(lines).toContainEqual(expect.objectContaining({ route: "/consent/callback", status: 400, outcome: "consent_invalid_state" }));
+    } finally {
+      await relay.fastify.close();
+      tmp.cleanup();
     }
   });
 });
