@@ -3,6 +3,7 @@ import { fetch } from "undici";
 import { AADSTS_ADVICE } from "../auth/aadsts.js";
 import { createEntraTokenProvider } from "../auth/entra-token-provider.js";
 import type { Config } from "../config/schema.js";
+import { createGraphMailSender } from "../graph/graph-mail-sender.js";
 import { createHttpsAgent } from "../graph/http-dispatcher.js";
 import { silentObserver } from "../mail/ports.js";
 import type { CliOutput, VerifyAdapters } from "./cli.js";
@@ -16,6 +17,7 @@ export async function createVerifyAdapters(config: Config, io: { env: NodeJS.Pro
   const dispatcher = createHttpsAgent(config.tls, { connections: 4 });
   const logger = pino({ level: io.env.LOG_LEVEL ?? "error", base: { tool: "noreply-relay" } }, { write: (s: string) => io.stderr.write(s) });
   const tokenProvider = createEntraTokenProvider({ config, observer: silentObserver, logger, dispatcher, env: io.env });
+  const graphSender = createGraphMailSender({ config, tokenProvider, observer: silentObserver, logger, dispatcher });
   const fetchJson = async (url: string): Promise<unknown> => {
     const res = await fetch(url, { dispatcher, signal: AbortSignal.timeout(10_000) });
     if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
@@ -24,6 +26,7 @@ export async function createVerifyAdapters(config: Config, io: { env: NodeJS.Pro
   return {
     deps: {
       tokenProvider,
+      graphSender,
       fetchJson,
       clock: { now: () => Date.now() },
       aadstsAdvice: (code) => {
@@ -32,6 +35,7 @@ export async function createVerifyAdapters(config: Config, io: { env: NodeJS.Pro
       },
     },
     close: async () => {
+      await graphSender.close();
       await tokenProvider.close();
       await dispatcher.close();
     },

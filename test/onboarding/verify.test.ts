@@ -15,6 +15,7 @@ const APP = "11111111-2222-4333-8444-555555555555";
 const APP_NO_ROLES = "22222222-3333-4444-8555-666666666666";
 const APP_GREEDY = "33333333-4444-4555-8666-777777777777";
 const APP_ELSEWHERE = "44444444-5555-4666-8777-888888888888";
+const APP_POLICY = "55555555-6666-4777-8888-999999999999";
 const SECRET = "right-secret-value";
 const OLD_SECRET = "expired-secret-value";
 const DAY = 86_400_000;
@@ -29,7 +30,9 @@ const scenario: ScenarioInput = {
         { appId: APP, roles: ["Mail.Send"] },
         { appId: APP_NO_ROLES, roles: [] },
         { appId: APP_GREEDY, roles: ["Mail.Send", "Mail.ReadWrite", "User.Read.All"] },
+        { appId: APP_POLICY, roles: ["Mail.Send"] },
       ],
+      accessPolicies: [{ appId: APP_POLICY, allow: ["someone@contoso.com"] }],
     },
     { id: "0b3c5a7e-3d1f-4c8e-9a2b-6f1e2d3c4b5a", domains: ["fabrikam.com"], consents: [{ appId: APP_ELSEWHERE, roles: ["Mail.Send"] }] },
   ],
@@ -37,6 +40,7 @@ const scenario: ScenarioInput = {
     { clientId: APP, secrets: [{ value: SECRET }, { value: OLD_SECRET, expiresAt: "2020-01-01T00:00:00Z" }] },
     { clientId: APP_NO_ROLES, secrets: [{ value: SECRET }] },
     { clientId: APP_GREEDY, secrets: [{ value: SECRET }] },
+    { clientId: APP_POLICY, secrets: [{ value: SECRET }] },
     { clientId: APP_ELSEWHERE, homeTenant: "0b3c5a7e-3d1f-4c8e-9a2b-6f1e2d3c4b5a", secrets: [{ value: SECRET }] },
   ],
   throttling: false,
@@ -71,6 +75,7 @@ beforeAll(async () => {
       greedy: tenant(app(APP_GREEDY, good)),
       nearexpiry: tenant(app(APP, good, 12)),
       badmailbox: { tenantId: CONTOSO, sender: "nobody@contoso.com", app: app(APP, good) },
+      policyblocked: tenant(app(APP_POLICY, good)),
     },
     callers: {},
   });
@@ -105,6 +110,30 @@ describe("noreply-relay verify (against the emulator)", () => {
     expect(report.ok).toBe(true);
     expect(code).toBe(0);
     expect(report.claims).toMatchObject({ tid: CONTOSO, appId: APP, roles: ["Mail.Send"] });
+  });
+
+  it("when --send-test is given, then one real message goes from the sender to that address through Graph", async () => {
+    const before = emu.state.messages().length;
+    const { code, report } = await verify("good", "--send-test", "ops@example.org");
+    expect(statusOf(report, "send-test")).toMatchObject({ status: "PASS", message: expect.stringContaining("Graph accepted a test message from noreply@contoso.com to ops@example.org") });
+    expect(code).toBe(0);
+    const sent = emu.state.messages().slice(before);
+    expect(sent).toHaveLength(1);
+    expect(JSON.stringify(sent[0])).toContain("noreply@contoso.com");
+    expect(JSON.stringify(sent[0])).toContain("ops@example.org");
+  });
+
+  it("when the access policy does not cover the sender, then the test send FAILs as policy_denied with what to do", async () => {
+    const { code, report } = await verify("policyblocked", "--send-test", "ops@example.org");
+    expect(statusOf(report, "mail-send")?.status).toBe("PASS");
+    expect(statusOf(report, "send-test")).toMatchObject({ status: "FAIL", code: "policy_denied", advice: expect.stringContaining("policy-script") });
+    expect(code).toBe(1);
+  });
+
+  it("when the sender mailbox does not exist, then the test send FAILs as mailbox_unavailable", async () => {
+    const { code, report } = await verify("badmailbox", "--send-test", "ops@example.org");
+    expect(statusOf(report, "send-test")).toMatchObject({ status: "FAIL", code: "mailbox_unavailable" });
+    expect(code).toBe(1);
   });
 
   it("when the tenantId is a domain, then it is resolved through the authority's openid-configuration and compared", async () => {
