@@ -49,9 +49,23 @@ interface SigningKey {
   jwk: JWK;
 }
 
-async function newSigningKey(): Promise<SigningKey> {
-  const { privateKey, publicKey } = await generateKeyPairAsync("rsa", { modulusLength: 2048 });
-  const kid = createHash("sha1").update(publicKey.export({ type: "spki", format: "der" })).digest("base64url");
+/*
+ * RSA key generation costs 0.1-1 s, and test suites start many emulators, so each process
+ * generates one RSA key pair per purpose and every emulator instance signs with it under its
+ * own random `kid`. Verification requires the instance's `kid`, so a token minted by another
+ * instance is still refused (what a test of "token from elsewhere" needs); the emulator is not
+ * a security boundary.
+ */
+const keyPairs = new Map<string, Promise<{ privateKey: KeyObject; publicKey: KeyObject }>>();
+
+async function newSigningKey(purpose: "token" | "issuer"): Promise<SigningKey> {
+  let pair = keyPairs.get(purpose);
+  if (pair === undefined) {
+    pair = generateKeyPairAsync("rsa", { modulusLength: 2048 });
+    keyPairs.set(purpose, pair);
+  }
+  const { privateKey, publicKey } = await pair;
+  const kid = randomBytes(20).toString("base64url");
   const jwk = { ...(await exportJWK(publicKey)), kid, use: "sig", kty: "RSA", alg: "RS256" } as JWK;
   return { kid, privateKey, publicKey, jwk };
 }
@@ -90,18 +104,22 @@ export class EntraService {
   /** Base URL of the emulator, e.g. https://127.0.0.1:4443 (no trailing slash); set once listening. */
   url = "";
 
-  private constructor(
-    private readonly tokenKey: SigningKey,
-    private readonly issuerKey: SigningKey,
-  ) {}
+  /** The OIDC issuer's key is only generated when first needed: RSA key generation dominates start-up. */
+  private issuerKeyPromise: Promise<SigningKey> | undefined;
+
+  private constructor(private readonly tokenKey: SigningKey) {}
 
   /**
-   * Generates fresh RSA keys (so tokens of a previous emulator run are rejected). Runs in
-   * parallel with TLS generation; `url` is filled in when the server listens.
+   * Generates a fresh RSA signing key (so tokens of another emulator instance are rejected).
+   * Runs in parallel with TLS generation; `url` is filled in when the server listens.
    */
   static async create(): Promise<EntraService> {
-    const [tokenKey, issuerKey] = await Promise.all([newSigningKey(), newSigningKey()]);
-    return new EntraService(tokenKey, issuerKey);
+    return new EntraService(await newSigningKey("token"));
+  }
+
+  private issuerKey(): Promise<SigningKey> {
+    this.issuerKeyPromise ??= newSigningKey("issuer");
+    return this.issuerKeyPromise;
   }
 
   /** Issuer URL of the emulator's own OIDC provider (`issuer: emulator` in scenarios). */
@@ -114,8 +132,8 @@ export class EntraService {
     return { keys: [{ ...this.tokenKey.jwk, x5t: this.tokenKey.kid }] };
   }
 
-  oidcJwks(): { keys: JWK[] } {
-    return { keys: [this.issuerKey.jwk] };
+  async oidcJwks(): Promise<{ keys: JWK[] }> {
+    return { keys: [(await this.issuerKey()).jwk] };
   }
 
   oidcConfiguration(): Record<string, unknown> {
@@ -131,15 +149,16 @@ export class EntraService {
   /** Mints a token from the emulator's OIDC issuer, e.g. a Kubernetes service-account token for workload identity. */
   async mintFederatedToken(opts: { subject: string; audience?: string; lifetimeSeconds?: number; issuer?: string }): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
+    const key = await this.issuerKey();
     return new SignJWT({ jti: randomUUID() })
-      .setProtectedHeader({ alg: "RS256", typ: "JWT", kid: this.issuerKey.kid })
+      .setProtectedHeader({ alg: "RS256", typ: "JWT", kid: key.kid })
       .setIssuer(opts.issuer ?? this.oidcIssuer)
       .setSubject(opts.subject)
       .setAudience(opts.audience ?? "api://AzureADTokenExchange")
       .setIssuedAt(now)
       .setNotBefore(now)
       .setExpirationTime(now + (opts.lifetimeSeconds ?? 3600))
-      .sign(this.issuerKey.privateKey);
+      .sign(key.privateKey);
   }
 
   /**
@@ -410,8 +429,10 @@ export class EntraService {
     if (bySubject.length === 0) return { error: entraErrors.ficSubject, values: { subject: sub } };
     if (!bySubject.some((f) => auds.includes(f.audience))) return { error: entraErrors.ficAudience, values: { audience: auds.join(",") } };
     if (iss !== this.oidcIssuer) return { error: entraErrors.externalOidcFailed };
+    const issuerKey = await this.issuerKey();
     try {
-      await compactVerify(assertion, this.issuerKey.publicKey, { algorithms: ["RS256"] });
+      if (header.kid !== issuerKey.kid) throw new Error("unknown kid");
+      await compactVerify(assertion, issuerKey.publicKey, { algorithms: ["RS256"] });
     } catch {
       return { error: entraErrors.ficBadSignature };
     }
@@ -445,6 +466,7 @@ export class EntraService {
     if (claims === undefined) {
       if (token.split(".").length !== 3) return { ok: false, reason: "malformed" };
       try {
+        if (decodeProtectedHeader(token).kid !== this.tokenKey.kid) return { ok: false, reason: "signature" };
         const { payload } = await compactVerify(token, this.tokenKey.publicKey, { algorithms: ["RS256"] });
         claims = JSON.parse(Buffer.from(payload).toString("utf8")) as AccessTokenClaims;
       } catch {

@@ -528,7 +528,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       } else if (route === "oidc/.well-known/openid-configuration") {
         json(200, entra.oidcConfiguration());
       } else if (route === "oidc/jwks") {
-        json(200, entra.oidcJwks());
+        json(200, await entra.oidcJwks());
       } else if (route === "oidc/token" && method === "POST") {
         const body = ((await readJson(req)) ?? {}) as { subject?: unknown; audience?: unknown; lifetimeSeconds?: unknown };
         if (typeof body.subject !== "string") throw new ScenarioError("`subject` (string) is required");

@@ -85,10 +85,10 @@ describe("@azure/identity against the emulator", () => {
   });
 
   it("ClientAssertionCredential with a token of an unregistered issuer is refused with AADSTS700211", async () => {
-    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const now = Math.floor(Date.now() / 1000);
     const foreign = await new SignJWT({})
-      .setProtectedHeader({ alg: "RS256", kid: "other" })
+      .setProtectedHeader({ alg: "ES256", kid: "other" })
       .setIssuer("https://oidc.example.net/cluster")
       .setSubject(FEDERATED_SUBJECT)
       .setAudience("api://AzureADTokenExchange")
