@@ -290,7 +290,8 @@ function mailSendCheck(roles: readonly string[], options: VerifyOptions): Verify
     ? {
         id: "mail-send",
         status: "PASS",
-        message: "Mail.Send role present (tenant-wide in Entra: an ApplicationAccessPolicy must narrow it to the sender; `policy-script --legacy`)",
+        message:
+          "Mail.Send role present; it is tenant-wide in Entra ID, so an ApplicationAccessPolicy must narrow it to the sender (`policy-script --legacy`); a tenant on RBAC for Applications must not have it (check with --rbac)",
       }
     : {
         id: "mail-send",
