@@ -93,6 +93,14 @@ describe("openapi validator", () => {
     ]);
   });
 
+  it("when an answer belongs to no operation, then it can be checked against a component schema", () => {
+    expect(validator.validateComponent("Problem", problem("not_found", 404))).toEqual([]);
+    expect(validator.validateComponent("Problem", { ...problem("not_found", 404), code: "gone" })).toEqual([
+      expect.stringMatching(/^Problem\/code must be equal to one of the allowed values/),
+    ]);
+    expect(() => validator.validateComponent("Nope", {})).toThrow(/no components.schemas.Nope/);
+  });
+
   it("when the path carries a query string, then the operation is still found", () => {
     expect(validator.findOperation("GET", "/tenants?verbose=1")?.operation.operationId).toBe("listTenants");
   });

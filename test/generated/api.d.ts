@@ -753,23 +753,27 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Consent was granted; the page confirms it and names the tenant. */
+            /**
+             * @description The callback came from a valid consent link. The page says whether consent was granted
+             *     (with the tenant and app IDs), declined by the administrator, or refused by Entra ID
+             *     (with its error), and what to do next.
+             */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /** @example <!doctype html><title>Consent granted</title><p>noreply-relay may now send mail for your tenant.</p> */
+                    /** @example <!doctype html><title>Consent granted</title><p>noreply-relay can now request tokens for your organization.</p> */
                     "text/html": string;
                 };
             };
-            /** @description Consent was not granted, or the `state` is missing, altered or expired; the page explains what happened and what to do. */
+            /** @description The `state` is missing, altered or expired, or Entra ID's redirect did not say whether consent was granted; the page explains what to do. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    /** @example <!doctype html><title>Consent not granted</title><p>The administrator declined the request (access_denied).</p> */
+                    /** @example <!doctype html><title>This consent link is not valid</title><p>The link you followed has expired.</p> */
                     "text/html": string;
                 };
             };

@@ -59,6 +59,11 @@ export interface OpenApiValidator {
   validateResponse(response: ResponseUnderTest): string[];
   /** Every way the request differs from the description (parameters and body); empty when it conforms. */
   validateRequest(request: RequestUnderTest): string[];
+  /**
+   * Checks a value against `components.schemas[name]`: for answers that belong to no single
+   * operation, such as the 404 `not_found` and 405 `method_not_allowed` problems (schema `Problem`).
+   */
+  validateComponent(name: string, value: unknown): string[];
   /** Reads a fetch Response (from a clone, so the caller can still read it) and validates it. */
   validateFetchResponse(method: string, response: Response): Promise<string[]>;
   /** Throws an Error that lists every mismatch, or returns when the response conforms. */
@@ -289,6 +294,11 @@ export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator 
     return errors;
   }
 
+  function validateComponent(name: string, value: unknown): string[] {
+    if (spec.components?.schemas?.[name] === undefined) throw new Error(`openapi.yaml has no components.schemas.${name}`);
+    return check({ $ref: `${COMPONENT_REF}${name}` }, value, name);
+  }
+
   async function validateFetchResponse(method: string, response: Response): Promise<string[]> {
     const text = await response.clone().text();
     return validateResponse({ method, path: response.url, status: response.status, headers: response.headers, body: text });
@@ -304,7 +314,7 @@ export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator 
     if (errors.length > 0) throw new Error(`response does not match openapi.yaml:\n  ${errors.join("\n  ")}`);
   }
 
-  return { spec, findOperation, validateResponse, validateRequest, validateFetchResponse, assertResponse, assertFetchResponse };
+  return { spec, findOperation, validateResponse, validateRequest, validateComponent, validateFetchResponse, assertResponse, assertFetchResponse };
 }
 
 /** Copies a schema with every `#/components/schemas/X` reference pointed at the compiled copy. */
