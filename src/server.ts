@@ -1,0 +1,157 @@
+import { realpathSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { pathToFileURL } from "node:url";
+import { pino, type Logger } from "pino";
+import { Registry } from "prom-client";
+import { createApp, type RelayApp } from "./app.js";
+import { createEntraTokenProvider } from "./auth/entra-token-provider.js";
+import { ConfigError, loadConfigFile } from "./config/load-config.js";
+import type { Config } from "./config/schema.js";
+import { createGraphMailSender } from "./graph/graph-mail-sender.js";
+import { createHttpsAgent } from "./graph/http-dispatcher.js";
+import { optionalRoutes } from "./http/optional-routes.js";
+import type { RouteRegistrar } from "./http/route-registrar.js";
+import { getRelayMetrics } from "./metrics/relay-metrics.js";
+import { fixedConfigSource } from "./tenants/config-source.js";
+
+export interface StartServerOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly port: number;
+  readonly host: string;
+  /** Route modules besides the core ones; default src/http/optional-routes.ts. */
+  readonly routes?: readonly RouteRegistrar[];
+  /** Environment for `secretEnv` look-ups; default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** A listening service with the real Entra ID and Graph adapters. */
+export interface RunningServer {
+  readonly relay: RelayApp;
+  /** `http://host:port` as bound. */
+  readonly url: string;
+  /** Graceful stop (see RelayApp.shutdown), then the adapters' connections are closed. */
+  stop(drainTimeoutMs: number): Promise<{ drained: boolean }>;
+}
+
+/** Wires the real adapters to the app and listens. */
+export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  const { config, logger } = options;
+  const registry = new Registry();
+  const metrics = getRelayMetrics(registry);
+  // One keep-alive pool for Entra and Graph: both live behind the same cloud endpoints' TLS trust.
+  const dispatcher = createHttpsAgent(config.tls);
+  const tokenProvider = createEntraTokenProvider({
+    config,
+    observer: metrics,
+    logger,
+    dispatcher,
+    ...(options.env !== undefined ? { env: options.env } : {}),
+  });
+  const graphSender = createGraphMailSender({ config, tokenProvider, observer: metrics, logger, dispatcher });
+  const relay = await createApp({
+    configSource: fixedConfigSource(config),
+    tokenProvider,
+    graphSender,
+    registry,
+    logger,
+    routes: options.routes ?? optionalRoutes,
+  });
+  await relay.fastify.listen({ port: options.port, host: options.host });
+  const address = relay.fastify.server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  logger.info({ url, tenants: relay.tenants().size }, "noreply-relay listening");
+  return {
+    relay,
+    url,
+    async stop(drainTimeoutMs) {
+      const result = await relay.shutdown(drainTimeoutMs);
+      await Promise.allSettled([graphSender.close(), tokenProvider.close()]);
+      await dispatcher.close();
+      return result;
+    },
+  };
+}
+
+/**
+ * SIGTERM / SIGINT: readiness turns 503 and new sends are refused with a retryable 503
+ * while the listener stays open (so probes see "not ready" rather than "refused"); sends in
+ * flight finish within `server.drainTimeoutSeconds`; then the process exits 0. A second
+ * signal exits at once with 1.
+ */
+export function stopOnSignals(server: RunningServer, logger: Logger, drainTimeoutSeconds: number): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting without waiting for sends in flight");
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal, inFlight: server.relay.lifecycle.inProgress, drainTimeoutSeconds }, "shutting down: finishing sends in flight");
+    server.stop(drainTimeoutSeconds * 1000).then(
+      ({ drained }) => {
+        if (drained) logger.info("stopped");
+        else logger.warn({ inFlight: server.relay.lifecycle.inProgress }, "stopped after the drain timeout; some sends were cut short");
+        logger.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "error while stopping");
+        logger.flush();
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
+
+/** PORT, HOST, LOG_LEVEL as CONTRACT.md "Start-up" defines them. */
+export function listenSettings(env: NodeJS.ProcessEnv): { port: number; host: string; logLevel: string } {
+  const rawPort = env.PORT ?? "8080";
+  const port = Number(rawPort);
+  if (!/^\d+$/.test(rawPort) || port > 65535) throw new ConfigError("environment", [`PORT: must be a TCP port number, got "${rawPort}"`]);
+  const logLevel = env.LOG_LEVEL ?? "info";
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
+    throw new ConfigError("environment", [`LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}"`]);
+  }
+  return { port, host: env.HOST ?? "0.0.0.0", logLevel };
+}
+
+async function main(): Promise<void> {
+  let settings: ReturnType<typeof listenSettings>;
+  let config: Config;
+  try {
+    settings = listenSettings(process.env);
+    const path = process.env.NOREPLY_RELAY_CONFIG;
+    if (path === undefined || path === "") throw new ConfigError("environment", ["NOREPLY_RELAY_CONFIG: set it to the path of the YAML or JSON config file"]);
+    config = loadConfigFile(path);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`noreply-relay: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const logger = pino({ level: settings.logLevel, base: { service: "noreply-relay" } });
+  const server = await startServer({ config, logger, port: settings.port, host: settings.host });
+  stopOnSignals(server, logger, config.server.drainTimeoutSeconds);
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main().catch((err: unknown) => {
+    console.error("noreply-relay: failed to start:", err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}
