@@ -1,0 +1,155 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { stringify as toYaml } from "yaml";
+import { loadConfigFile } from "./config/load-config.js";
+import { startEmulator } from "./emulator/start-emulator.js";
+import type { ScenarioInput } from "./emulator/scenario.js";
+import { listenSettings, startServer } from "./server.js";
+import { apiKeyDigest } from "./tenants/caller-directory.js";
+
+/*
+ * `npm run demo`: the Microsoft 365 emulator and the service wired to it, no account needed.
+ * Everything it writes (config, CA, the app's secret) goes to a fresh temp directory that is
+ * removed on Ctrl-C.
+ */
+
+const APP_ID = "de30de30-0000-4000-8000-000000000001";
+const CONTOSO_ID = "c0a70500-0000-4000-8000-000000000001";
+const FABRIKAM_ID = "fab41c00-0000-4000-8000-000000000002";
+
+function scenario(secret: string): ScenarioInput {
+  return {
+    apps: [{ clientId: APP_ID, displayName: "noreply-relay (demo)", homeTenant: CONTOSO_ID, secrets: [{ value: secret }] }],
+    tenants: [
+      {
+        id: CONTOSO_ID,
+        displayName: "Contoso",
+        domains: ["contoso.com"],
+        mailboxes: [{ address: "noreply@contoso.com", displayName: "Contoso (no reply)" }],
+        consents: [{ appId: APP_ID, roles: ["Mail.Send"] }],
+      },
+      {
+        id: FABRIKAM_ID,
+        displayName: "Fabrikam",
+        domains: ["fabrikam.com"],
+        mailboxes: [{ address: "noreply@fabrikam.com" }, { address: "alerts@fabrikam.com" }],
+        consents: [{ appId: APP_ID, roles: ["Mail.Send"] }],
+        // Fabrikam's Exchange admin scoped the app to alerts@ only: sends from noreply@ are refused.
+        accessPolicies: [{ appId: APP_ID, allow: ["alerts@fabrikam.com"] }],
+      },
+    ],
+  };
+}
+
+function curlSend(serviceUrl: string, apiKey: string, tenant: string): string {
+  const body = JSON.stringify({ tenant, to: ["someone@example.com"], subject: `Hello from noreply-relay (${tenant})`, text: "It works." });
+  return [
+    `  curl -sS -X POST ${serviceUrl}/send \\`,
+    `    -H 'Authorization: Bearer ${apiKey}' \\`,
+    `    -H 'Content-Type: application/json' \\`,
+    `    -d '${body}'`,
+  ].join("\n");
+}
+
+async function main(): Promise<void> {
+  const { port, logLevel } = listenSettings(process.env);
+  // Only this machine can reach the demo unless HOST says otherwise.
+  const host = process.env.HOST ?? "127.0.0.1";
+  const emulatorPort = Number(process.env.EMULATOR_PORT ?? "0");
+
+  const secret = randomBytes(24).toString("base64url");
+  const apiKey = `demo-${randomBytes(18).toString("base64url")}`;
+  const emulator = await startEmulator({ port: emulatorPort, scenario: scenario(secret) });
+  const dir = await mkdtemp(join(tmpdir(), "noreply-relay-demo-"));
+  const configPath = join(dir, "config.yaml");
+  await writeFile(join(dir, "ca.pem"), emulator.caPem);
+  await writeFile(join(dir, "client-secret"), secret, { mode: 0o600 });
+  const expiresAt = new Date(Date.now() + 365 * 86_400_000).toISOString().replace(/\.\d+Z$/, "Z");
+  await writeFile(
+    configPath,
+    toYaml({
+      cloud: { authorityHost: emulator.url, graphBaseUrl: emulator.url },
+      tls: { caFile: join(dir, "ca.pem") },
+      app: { clientId: APP_ID, credential: { type: "secret", secretFile: join(dir, "client-secret"), expiresAt } },
+      tenants: {
+        contoso: { tenantId: CONTOSO_ID, sender: "noreply@contoso.com", displayName: "Contoso" },
+        fabrikam: { tenantId: FABRIKAM_ID, sender: "noreply@fabrikam.com", displayName: "Fabrikam" },
+      },
+      callers: { demo: { keySha256: apiKeyDigest(apiKey), tenants: ["*"], admin: true } },
+    }),
+  );
+  const config = loadConfigFile(configPath);
+  const logger = pino({ level: logLevel, base: { service: "noreply-relay" } });
+
+  let server;
+  try {
+    server = await startServer({ config, logger, port, host });
+  } catch (err) {
+    await emulator.close();
+    await rm(dir, { recursive: true, force: true });
+    const busy = (err as NodeJS.ErrnoException).code === "EADDRINUSE";
+    console.error(busy ? `Port ${port} is in use: run with PORT=8081 npm run demo (or stop what uses it).` : `The demo could not start: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  const url = host === "0.0.0.0" || host === "::" ? `http://127.0.0.1:${new URL(server.url).port}` : server.url;
+  const hasDocs = server.relay.fastify.hasRoute({ method: "GET", url: "/docs" });
+
+  const out = [
+    "",
+    "  noreply-relay demo: the service and a local Microsoft 365 emulator (Entra ID + Graph)",
+    "  ───────────────────────────────────────────────────────────────────────────────────",
+    `  Service           ${url}   (plain HTTP on this machine)`,
+    `  M365 emulator     ${emulator.url}   (HTTPS, its own CA: ${join(dir, "ca.pem")})`,
+    "",
+    `  Demo API key      ${apiKey}`,
+    "  Tenants           contoso   sends from noreply@contoso.com",
+    "                    fabrikam  sends from noreply@fabrikam.com, but Fabrikam's access policy",
+    "                              allows the app only alerts@fabrikam.com, so Graph refuses it",
+    "",
+    "  Send a message (202 Accepted):",
+    curlSend(url, apiKey, "contoso"),
+    "",
+    "  See a refusal (403 policy_denied):",
+    curlSend(url, apiKey, "fabrikam"),
+    "",
+    "  Messages the emulator received:",
+    `    in a browser   ${emulator.url}/_emulator/   (accept the self-signed certificate)`,
+    `    as JSON        curl -sS --cacert ${join(dir, "ca.pem")} ${emulator.url}/_emulator/messages`,
+    "",
+    `  Metrics           ${url}/metrics`,
+    ...(hasDocs ? [`  API docs          ${url}/docs   (try POST /send with the key above)`] : []),
+    `  Config            ${configPath}`,
+    "",
+    "  Request log lines (JSON) follow below. Ctrl-C stops everything and removes the temp files.",
+    "",
+  ];
+  console.log(out.join("\n"));
+
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    console.log("\n  Stopping the demo…");
+    server
+      .stop(5_000)
+      .then(() => emulator.close())
+      .then(() => rm(dir, { recursive: true, force: true }))
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          console.error(err);
+          process.exit(1);
+        },
+      );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+main().catch((err: unknown) => {
+  console.error("The demo could not start:", err instanceof Error ? err.message : err);
+  process.exit(1);
+});
