@@ -1,0 +1,113 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEmulator, type Emulator } from "../../src/emulator/start-emulator.js";
+import { spawnServer } from "../support/child-server.js";
+import { CONTOSO, message, standardScenario } from "../support/fixtures.js";
+import { http, metricValue, standardConfig, writeStandardFiles } from "../support/harness.js";
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("the server process (src/server.ts)", () => {
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "noreply-relay-proc-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it.concurrent("when the config is invalid, then it exits 1 and names each bad key by its path", async () => {
+    const path = join(dir, "bad.yaml");
+    await writeFile(
+      path,
+      [
+        "colour: blue",
+        "app: { clientId: 11111111-2222-3333-4444-555555555555, credential: { type: secret, secretEnv: SOME_SECRET } }",
+        "tenants:",
+        "  contoso: { tenantId: contoso.com, sender: not-an-email }",
+        "callers:",
+        "  billing: { keySha256: abc, tenants: [contoso] }",
+      ].join("\n"),
+    );
+    const server = spawnServer({ NOREPLY_RELAY_CONFIG: path, SOME_SECRET: "x" });
+    expect(await server.exited).toBe(1);
+    const stderr = server.stderr.join("");
+    expect(stderr).toContain("tenants.contoso.sender: invalid email");
+    expect(stderr).toContain("callers.billing.keySha256: must be the hex SHA-256");
+    expect(stderr).toContain("colour: unknown key");
+  });
+
+  it.concurrent("when NOREPLY_RELAY_CONFIG is not set, then it exits 1 and says so", async () => {
+    const server = spawnServer({});
+    expect(await server.exited).toBe(1);
+    expect(server.stderr.join("")).toContain("NOREPLY_RELAY_CONFIG");
+  });
+
+  describe("graceful shutdown", () => {
+    let emulator: Emulator;
+
+    beforeAll(async () => {
+      emulator = await startEmulator({ scenario: standardScenario() });
+    });
+    afterAll(async () => {
+      await emulator?.close();
+    });
+
+    it("when SIGTERM arrives during 50 sends, then none is lost, /readyz turns 503, new sends get 503 and the exit code is 0", async () => {
+      const keys = { ops: `ops-${randomBytes(16).toString("hex")}`, billing: `billing-${randomBytes(16).toString("hex")}` };
+      const secrets = await writeStandardFiles(dir, emulator.caPem);
+      const config = standardConfig(emulator.url, dir, keys);
+      config.tenants.contoso!.limits = { maxConcurrency: 64 };
+      const configPath = join(dir, "config.json");
+      await writeFile(configPath, JSON.stringify(config));
+      // Graph takes 1.5 s per message, so the sends are surely in flight when the signal comes.
+      emulator.state.inject({ kind: "sendMail", action: "latency", fixedMs: 1500 });
+
+      const server = spawnServer({ NOREPLY_RELAY_CONFIG: configPath });
+      const url = await server.listening();
+      const send = (i: number) =>
+        http(`${url}/send`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${keys.ops}` },
+          body: JSON.stringify(message("contoso", { subject: `drain ${i}` })),
+        });
+      const sends = Array.from({ length: 50 }, (_, i) => send(i));
+      await until("50 sends in flight", async () => {
+        const text = (await http(`${url}/metrics`)).text;
+        return metricValue(text, "noreply_relay_inflight_sends") === 50 ? true : undefined;
+      });
+
+      server.child.kill("SIGTERM");
+      const readyz = await until("/readyz 503", async () => {
+        const res = await http(`${url}/readyz`);
+        return res.status === 503 ? res : undefined;
+      });
+      expect(readyz.json).toEqual({ status: "shutting_down" });
+      expect((await http(`${url}/healthz`)).status).toBe(200);
+      const late = await send(50);
+      expect(late.status).toBe(503);
+      expect(late.json.code).toBe("upstream_unavailable");
+      expect(late.headers.get("retry-after")).toBe("1");
+
+      const results = await Promise.all(sends);
+      expect(results.map((r) => r.status)).toEqual(Array(50).fill(202));
+      expect(await server.exited).toBe(0);
+      expect(emulator.state.messages({ tenant: CONTOSO.id })).toHaveLength(50);
+      const logs = server.stdout.join("\n");
+      for (const s of [...secrets, keys.ops]) expect(logs).not.toContain(s);
+      expect(logs).toContain('"msg":"stopped"');
+    });
+  });
+});

@@ -1,0 +1,222 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino, type Logger } from "pino";
+import { Registry } from "prom-client";
+import { createApp, type RelayApp } from "../../src/app.js";
+import { createEntraTokenProvider } from "../../src/auth/entra-token-provider.js";
+import { loadConfigFile } from "../../src/config/load-config.js";
+import type { Config, ConfigInput } from "../../src/config/schema.js";
+import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/emulator/start-emulator.js";
+import type { ScenarioInput } from "../../src/emulator/scenario.js";
+import { createGraphMailSender } from "../../src/graph/graph-mail-sender.js";
+import { createHttpsAgent } from "../../src/graph/http-dispatcher.js";
+import { getRelayMetrics } from "../../src/metrics/relay-metrics.js";
+import { apiKeyDigest } from "../../src/tenants/caller-directory.js";
+import { fixedConfigSource } from "../../src/tenants/config-source.js";
+import {
+  ADATUM,
+  APP_ID,
+  APP_SECRET,
+  CONTOSO,
+  FABRIKAM,
+  LITWARE,
+  LITWARE_APP_ID,
+  NORTHWIND,
+  TAILSPIN,
+  WOODGROVE,
+  WOODGROVE_APP_ID,
+  WOODGROVE_NEW_SECRET,
+  WOODGROVE_OLD_SECRET,
+  standardScenario,
+} from "./fixtures.js";
+
+/** Captured pino output: one JSON object per line. */
+export class LogCapture {
+  readonly lines: string[] = [];
+
+  write(chunk: string): void {
+    this.lines.push(chunk);
+  }
+
+  get text(): string {
+    return this.lines.join("");
+  }
+
+  records(): Record<string, unknown>[] {
+    return this.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  /** The per-request lines (`msg: "request"`). */
+  requests(): Record<string, unknown>[] {
+    return this.records().filter((r) => r.msg === "request");
+  }
+}
+
+export interface HttpResult {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** Parsed JSON body, when the body is JSON. */
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- test assertions read arbitrary members
+}
+
+export async function http(url: string, init: RequestInit = {}): Promise<HttpResult> {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+export interface HarnessOptions {
+  /** Emulator scenario; default `standardScenario()`. */
+  scenario?: ScenarioInput;
+  /** Changes to the service config before it is written and loaded. */
+  configure?: (config: ConfigInput) => void;
+  emulator?: Omit<EmulatorOptions, "scenario" | "port">;
+}
+
+/** An emulator, a temp dir with config and secret files, and the service on 127.0.0.1:0. */
+export interface Harness {
+  readonly emulator: Emulator;
+  readonly relay: RelayApp;
+  readonly config: Config;
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly dir: string;
+  readonly configPath: string;
+  /** API keys: `ops` may use every tenant, `billing` only contoso. */
+  readonly keys: { readonly ops: string; readonly billing: string };
+  /** Every secret value the config points at (for "never logged" checks). */
+  readonly secrets: readonly string[];
+  readonly logs: LogCapture;
+  readonly logger: Logger;
+  /** POST /send with the ops key (or `key`), JSON body. */
+  send(body: unknown, options?: { key?: string | null; headers?: Record<string, string> }): Promise<HttpResult>;
+  get(path: string): Promise<HttpResult>;
+  close(): Promise<void>;
+}
+
+/** The service config for the standard scenario, with secrets in files under `dir`. */
+export function standardConfig(emulatorUrl: string, dir: string, keys: Harness["keys"]): ConfigInput {
+  return {
+    cloud: { authorityHost: emulatorUrl, graphBaseUrl: emulatorUrl },
+    tls: { caFile: join(dir, "ca.pem") },
+    app: { clientId: APP_ID, credential: { type: "secret", secretFile: join(dir, "app-secret"), expiresAt: "2027-06-30T00:00:00Z" } },
+    server: { requestDeadlineSeconds: 10, drainTimeoutSeconds: 10 },
+    tenants: {
+      contoso: { tenantId: CONTOSO.id, sender: "noreply@contoso.com" },
+      fabrikam: { tenantId: FABRIKAM.id, sender: "noreply@fabrikam.com" },
+      northwind: { tenantId: NORTHWIND.id, sender: "noreply@northwind.com" },
+      adatum: { tenantId: ADATUM.id, sender: "noreply@adatum.com" },
+      tailspin: { tenantId: TAILSPIN.id, sender: "noreply@tailspin.com" },
+      woodgrove: {
+        tenantId: WOODGROVE.id,
+        sender: "noreply@woodgrove.com",
+        app: {
+          clientId: WOODGROVE_APP_ID,
+          credential: { type: "secret", secretFile: join(dir, "woodgrove-secret"), secondarySecretFile: join(dir, "woodgrove-secret-next") },
+        },
+      },
+      litware: {
+        tenantId: LITWARE.id,
+        sender: "noreply@litware.com",
+        app: { clientId: LITWARE_APP_ID, credential: { type: "secret", secretFile: join(dir, "litware-secret") } },
+      },
+    },
+    callers: {
+      ops: { keySha256: apiKeyDigest(keys.ops), tenants: ["*"] },
+      billing: { keySha256: apiKeyDigest(keys.billing), tenants: ["contoso"] },
+    },
+  };
+}
+
+/** Writes the CA and secret files the standard config points at; returns the secret values. */
+export async function writeStandardFiles(dir: string, caPem: string): Promise<string[]> {
+  const litwareWrong = `wrong-${randomBytes(12).toString("hex")}`;
+  await Promise.all([
+    writeFile(join(dir, "ca.pem"), caPem),
+    writeFile(join(dir, "app-secret"), APP_SECRET),
+    writeFile(join(dir, "woodgrove-secret"), WOODGROVE_OLD_SECRET),
+    writeFile(join(dir, "woodgrove-secret-next"), WOODGROVE_NEW_SECRET),
+    writeFile(join(dir, "litware-secret"), litwareWrong),
+  ]);
+  return [APP_SECRET, WOODGROVE_OLD_SECRET, WOODGROVE_NEW_SECRET, litwareWrong];
+}
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const emulator = await startEmulator({ ...options.emulator, scenario: options.scenario ?? standardScenario() });
+  const dir = await mkdtemp(join(tmpdir(), "noreply-relay-test-"));
+  const keys = { ops: `ops-${randomBytes(16).toString("hex")}`, billing: `billing-${randomBytes(16).toString("hex")}` };
+  const secrets = await writeStandardFiles(dir, emulator.caPem);
+  const configInput = standardConfig(emulator.url, dir, keys);
+  options.configure?.(configInput);
+  const configPath = join(dir, "config.json");
+  await writeFile(configPath, JSON.stringify(configInput, null, 2));
+  const config = loadConfigFile(configPath);
+
+  const logs = new LogCapture();
+  const logger = pino({ level: "debug" }, logs);
+  const registry = new Registry();
+  const metrics = getRelayMetrics(registry);
+  const dispatcher = createHttpsAgent(config.tls);
+  const tokenProvider = createEntraTokenProvider({ config, observer: metrics, logger, dispatcher });
+  const graphSender = createGraphMailSender({ config, tokenProvider, observer: metrics, logger, dispatcher });
+  const relay = await createApp({ configSource: fixedConfigSource(config), tokenProvider, graphSender, registry, logger });
+  await relay.fastify.listen({ port: 0, host: "127.0.0.1" });
+  const port = (relay.fastify.server.address() as { port: number }).port;
+  const url = `http://127.0.0.1:${port}`;
+
+  return {
+    emulator,
+    relay,
+    config,
+    url,
+    dir,
+    configPath,
+    keys,
+    secrets: [...secrets, keys.ops, keys.billing],
+    logs,
+    logger,
+    send(body, opts = {}) {
+      const key = opts.key === undefined ? keys.ops : opts.key;
+      return http(`${url}/send`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(key !== null ? { authorization: `Bearer ${key}` } : {}),
+          ...opts.headers,
+        },
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      });
+    },
+    get(path) {
+      return http(`${url}${path}`);
+    },
+    async close() {
+      await relay.shutdown(1000);
+      await Promise.allSettled([graphSender.close(), tokenProvider.close()]);
+      await dispatcher.close();
+      await emulator.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The value of one series in Prometheus text, or 0 when absent. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== "{" && rest[0] !== " ") continue;
+    if (want.every((w) => rest.includes(w))) return Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return 0;
+}
