@@ -131,6 +131,11 @@ export async function registerDocsRoutes(app: FastifyInstance, opts: DocsRoutesO
   });
 
   app.get<{ Params: { file: string } }>("/docs/:file", (request, reply) => {
+    if (request.params.file === "") {
+      // /docs/ (an empty parameter): the page lives at /docs, where its relative URLs resolve.
+      reply.redirect("../docs", 301);
+      return;
+    }
     const found = assets.get(request.params.file);
     if (found === undefined) {
       reply.callNotFound();

@@ -90,6 +90,12 @@ describe("docs routes on a bare fastify instance", () => {
     expect(js).not.toMatch(/https?:\/\//);
   });
 
+  it("when GET /docs/, then it redirects to /docs so the relative asset URLs resolve", async () => {
+    const res = await fetch(`${base}/docs/`, { redirect: "manual" });
+    expect(res.status).toBe(301);
+    expect(new URL(res.headers.get("location") ?? "", `${base}/docs/`).pathname).toBe("/docs");
+  });
+
   it("when a file that is not one of the page's assets is asked for, then it answers 404", async () => {
     for (const path of ["/docs/package.json", "/docs/swagger-ui.js.map", "/docs/..%2Fpackage.json", "/docs/oauth2-redirect.html"]) {
       const res = await fetch(`${base}${path}`);
