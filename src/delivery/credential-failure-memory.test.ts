@@ -102,6 +102,18 @@ describe("createRememberingTokenProvider", () => {
     expect(tokens.rejection("contoso")).toBeUndefined();
   });
 
+  it("when holdMs is a function, then each rejection uses its current value", async () => {
+    const clock = manualClock();
+    let holdSeconds = 10;
+    const tokens = createRememberingTokenProvider(scriptedEntra(rejected).provider, { holdMs: () => holdSeconds * 1000, clock });
+    await tokens.getToken(target("contoso")).catch(() => {});
+    expect(tokens.rejection("contoso")?.until).toBe(clock.now() + 10_000);
+    holdSeconds = 60; // a reload changed credentialFailureHoldSeconds
+    clock.advance(10_000);
+    await tokens.getToken(target("contoso")).catch(() => {});
+    expect(tokens.rejection("contoso")?.until).toBe(clock.now() + 60_000);
+  });
+
   it("when holdMs is 0, then every call asks Entra", async () => {
     const entra = scriptedEntra(rejected);
     const tokens = createRememberingTokenProvider(entra.provider, { holdMs: 0, clock: manualClock() });

@@ -10,8 +10,11 @@ import { systemClock, type Clock, type TokenProvider, type TokenTarget } from ".
  */
 
 export interface RememberingTokenProviderOptions {
-  /** How long a rejection is answered from memory (`server.credentialFailureHoldSeconds` × 1000). 0 turns it off. */
-  readonly holdMs: number;
+  /**
+   * How long a rejection is answered from memory (`server.credentialFailureHoldSeconds` × 1000);
+   * a function is read at each rejection, so a reloaded value applies. 0 turns it off.
+   */
+  readonly holdMs: number | (() => number);
   readonly clock?: Clock;
 }
 
@@ -62,9 +65,10 @@ export function createRememberingTokenProvider(inner: TokenProvider, options: Re
       try {
         return await inner.getToken(target, signal);
       } catch (err) {
-        if (options.holdMs > 0 && isRelayError(err) && err.code === "credential_rejected") {
+        const holdMs = typeof options.holdMs === "function" ? options.holdMs() : options.holdMs;
+        if (holdMs > 0 && isRelayError(err) && err.code === "credential_rejected") {
           const since = clock.now();
-          entries.set(id, { error: err, since, until: since + options.holdMs, tenantKey: target.tenantKey });
+          entries.set(id, { error: err, since, until: since + holdMs, tenantKey: target.tenantKey });
         }
         throw err;
       }

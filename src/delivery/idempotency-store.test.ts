@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { PROBLEM_CODES } from "../http/problems.js";
 import {
   MemoryIdempotencyStore,
   canonicalJson,
   checkIdempotencyKey,
+  idempotencyDisposition,
   requestFingerprint,
   type IdempotencyClaim,
   type IdempotencyNew,
@@ -59,6 +61,23 @@ describe("checkIdempotencyKey", () => {
   it("when the key is empty, too long, blank or has control characters, then it is a field error", () => {
     for (const bad of ["", "k".repeat(256), "   ", "a\nb", "ключ"]) {
       expect(checkIdempotencyKey(bad)?.path).toBe("Idempotency-Key");
+    }
+  });
+});
+
+describe("idempotencyDisposition", () => {
+  it("when a message was or may have been sent, or the outcome is not known to be harmless, then the response is remembered", () => {
+    for (const outcome of ["sent", "outcome_unknown", "internal_error", "something_new"]) expect(idempotencyDisposition(outcome)).toBe("complete");
+  });
+
+  it("when a contract problem code is added, then it needs a deliberate place here: all but outcome_unknown sent nothing", () => {
+    const remembered = PROBLEM_CODES.filter((code) => idempotencyDisposition(code) === "complete");
+    expect(remembered).toEqual(["outcome_unknown"]);
+  });
+
+  it("when provably nothing was sent, then the key is abandoned so a retry can succeed", () => {
+    for (const outcome of ["dry_run", "validation_failed", "rate_limited", "policy_denied", "recipient_rejected", "credential_rejected", "upstream_unavailable"]) {
+      expect(idempotencyDisposition(outcome)).toBe("abandon");
     }
   });
 });

@@ -82,6 +82,39 @@ export interface IdempotencyStore {
 }
 
 /**
+ * Outcomes after which provably nothing was sent: the key is abandoned so that a retry (after
+ * the caller or an admin fixed the cause) can succeed. Graph's own refusals are here too —
+ * Graph said no, so no message exists.
+ */
+const NOTHING_SENT: ReadonlySet<string> = new Set([
+  "dry_run",
+  "validation_failed",
+  "unauthorized",
+  "tenant_forbidden",
+  "sender_not_allowed",
+  "policy_denied",
+  "permission_missing",
+  "unknown_tenant",
+  "idempotency_conflict",
+  "payload_too_large",
+  "rate_limited",
+  "recipient_rejected",
+  "mailbox_unavailable",
+  "credential_rejected",
+  "upstream_unavailable",
+]);
+
+/**
+ * What to do with an owned key once the request has an outcome (`sent`, `dry_run` or a problem
+ * code): "complete" remembers the response — for `sent`, `outcome_unknown`, and anything not
+ * known to be harmless (e.g. a 500 from a bug after Graph may have been called), because a
+ * second message is worse than a remembered error; "abandon" for outcomes that sent nothing.
+ */
+export function idempotencyDisposition(outcome: string): "complete" | "abandon" {
+  return NOTHING_SENT.has(outcome) ? "abandon" : "complete";
+}
+
+/**
  * Checks an Idempotency-Key header value: 1–255 printable ASCII characters. Returns the
  * field error for a validation_failed problem, or undefined when the key is fine.
  */
