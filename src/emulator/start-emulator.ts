@@ -51,7 +51,7 @@ export interface EmulatorOptions {
   maxRequests?: number;
   /** Keep raw request bodies and attachment contents of stored messages. Default true. */
   keepRaw?: boolean;
-  /** Budget for raw bodies + attachment contents; oldest messages lose theirs first. Default 256 MiB. */
+  /** Budget for raw bodies + attachment contents; oldest messages lose theirs first. Default 64 MiB. */
   maxRetainedBytes?: number;
   /** Extra DNS names / IPs for the server certificate (localhost, 127.0.0.1 and ::1 are always in). */
   hostnames?: string[];
@@ -189,7 +189,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   let throttleOverride: ThrottlingConfig | undefined;
 
   const faults = new FaultRegistry();
-  const store = new MessageStore(options.maxMessages ?? 10_000, options.keepRaw ?? true, options.maxRetainedBytes ?? 256 * 1024 * 1024);
+  const store = new MessageStore(options.maxMessages ?? 10_000, options.keepRaw ?? true, options.maxRetainedBytes ?? 64 * 1024 * 1024);
   const requestLog = new RequestLog(options.maxRequests ?? 10_000);
   const throttle = new Throttle(() => throttleOverride ?? scenario.throttling);
   const hanging = new Set<ServerResponse>();
