@@ -77,10 +77,18 @@ class GraphMailSenderImpl implements GraphMailSender {
   }
 
   async send(request: GraphSendRequest): Promise<GraphSendResult> {
+    const deadline = deadlineSignal(request.deadline, request.signal);
+    try {
+      return await this.attempts(request, deadline.signal);
+    } finally {
+      deadline.dispose();
+    }
+  }
+
+  private async attempts(request: GraphSendRequest, tokenSignal: AbortSignal): Promise<GraphSendResult> {
     const { target } = request;
     const path = `/users/${encodeSender(request.sender)}/sendMail`;
     const payload = request.body ?? JSON.stringify({ message: request.message, saveToSentItems: request.saveToSentItems });
-    const tokenSignal = deadlineSignal(request.deadline, request.signal);
     let attempts = 0;
     let notSentRetries = 0;
     let tokenRenewed = false;
@@ -214,10 +222,23 @@ function unavailable(detail: string): RelayError {
   return new RelayError("upstream_unavailable", detail, { retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS });
 }
 
-/** Fires at the deadline or when the caller's signal does, whichever is first. */
-function deadlineSignal(deadline: number, signal: AbortSignal | undefined): AbortSignal {
-  const timeout = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
-  return signal === undefined ? timeout : AbortSignal.any([timeout, signal]);
+/**
+ * A signal that fires at the deadline or when the caller's signal does, whichever is first.
+ * Built from a plain timer rather than AbortSignal.timeout/any, which cost ~10 µs per send.
+ */
+function deadlineSignal(deadline: number, signal: AbortSignal | undefined): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException("deadline passed", "TimeoutError")), Math.max(1, deadline - Date.now()));
+  const onAbort = (): void => controller.abort(signal?.reason);
+  if (signal?.aborted === true) onAbort();
+  else signal?.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    },
+  };
 }
 
 /** Resolves true after `ms`, or false as soon as the signal fires. */
