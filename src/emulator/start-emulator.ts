@@ -401,7 +401,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
     const authz = await authorizeSendMail(dir, entra, userSegment, x.req.headers.authorization);
     const claims = authz.ok ? authz.auth.claims : authz.claims;
-    if (claims !== undefined) x.log.clientId = claims.appid;
+    if (claims !== undefined) {
+      x.log.clientId = claims.appid;
+      x.log.tenant ??= claims.tid;
+    }
     if (!authz.ok) {
       await sleep(delay);
       sendGraphError(x, authz.error);

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseScenario, ScenarioError } from "../../src/emulator/scenario.js";
+import { loadScenarioFile, parseScenario, ScenarioError } from "../../src/emulator/scenario.js";
 import { startEmulator, type Emulator } from "../../src/emulator/start-emulator.js";
 import { APP, client, CONTOSO, mail, scenario, SECRET } from "./fixtures.js";
 
@@ -116,6 +116,11 @@ describe("scenario through the API", () => {
     } finally {
       await other.close();
     }
+  });
+
+  it("the example scenario shipped with the emulator is valid", async () => {
+    const s = await loadScenarioFile("src/emulator/example-scenario.yaml");
+    expect(s.tenants.map((t) => t.displayName)).toEqual(["Contoso", "Fabrikam", "Tailspin (consent pending)"]);
   });
 
   it("rejects unknown keys and bad values in scenarios", () => {
