@@ -457,6 +457,16 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     return f;
   }
 
+  function limitOf(q: URLSearchParams): number {
+    const n = Number(q.get("limit") ?? "");
+    return Number.isInteger(n) && n > 0 ? n : Number.MAX_SAFE_INTEGER;
+  }
+
+  function withoutContent(m: StoredMessage): StoredMessage {
+    const { raw: _raw, ...rest } = m;
+    return { ...rest, attachments: m.attachments.map(({ contentBytes: _c, ...a }) => a) };
+  }
+
   function requestFilter(q: URLSearchParams): RequestFilter {
     const f: RequestFilter = {};
     const kind = q.get("kind");
@@ -478,18 +488,23 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const json = (status: number, body: unknown) => send(res, status, body, { "Cache-Control": "no-store" });
     try {
       if (route === "" && method === "GET") {
-        send(res, 200, renderMessagesPage(state.messages()), { "Cache-Control": "no-store" }, "text/html; charset=utf-8");
+        send(res, 200, renderMessagesPage(state.messages().slice(-1000)), { "Cache-Control": "no-store" }, "text/html; charset=utf-8");
       } else if (route === "health") {
         json(200, { ok: true, url: state.url });
       } else if (route === "ca.pem") {
         send(res, 200, tls.caPem, {}, "application/x-pem-file");
       } else if (route === "messages" && method === "GET") {
-        json(200, { value: state.messages(messageFilter(query)) });
+        // `limit` keeps the newest N; `raw=false` leaves out raw bodies and attachment contents.
+        const all = state.messages(messageFilter(query));
+        const limited = all.slice(-limitOf(query));
+        const value = query.get("raw") === "false" ? limited.map(withoutContent) : limited;
+        json(200, { count: all.length, value });
       } else if (route === "messages" && method === "DELETE") {
         store.clear();
         json(200, { ok: true });
       } else if (route === "requests" && method === "GET") {
-        json(200, { value: state.requests(requestFilter(query)) });
+        const all = state.requests(requestFilter(query));
+        json(200, { count: all.length, value: all.slice(-limitOf(query)) });
       } else if (route === "requests" && method === "DELETE") {
         requestLog.clear();
         json(200, { ok: true });

@@ -38,6 +38,9 @@ describe("/_emulator/messages", () => {
     expect(m!.id).toMatch(/^AAMk/);
     expect(typeof m!.receivedAt).toBe("string");
     expect(JSON.parse(String(m!.raw))).toMatchObject({ message: { subject: "Invoice 2" } });
+    const page = (await (await http.fetch("/_emulator/messages?limit=1&raw=false")).json()) as { count: number; value: Record<string, unknown>[] };
+    expect(page.count).toBe(2);
+    expect(page.value.map((v) => [v.subject, "raw" in v])).toEqual([["Invoice 2", false]]);
   });
 
   it("renders an HTML page per mailbox with everything escaped", async () => {
