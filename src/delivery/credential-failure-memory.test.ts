@@ -114,6 +114,30 @@ describe("createRememberingTokenProvider", () => {
     expect(tokens.rejection("contoso")?.until).toBe(clock.now() + 60_000);
   });
 
+  it("when the inner provider has more methods (invalidate, close), then the wrapper passes them through bound to it", async () => {
+    class EntraLike implements TokenProvider {
+      readonly #invalidated: string[] = [];
+      getToken(): Promise<string> {
+        return Promise.resolve("token");
+      }
+      invalidate(t: TokenTarget): void {
+        this.#invalidated.push(t.tenantKey); // a private field: fails if called with the wrapper as `this`
+      }
+      invalidated(): string[] {
+        return this.#invalidated;
+      }
+      close(): Promise<void> {
+        return Promise.resolve();
+      }
+    }
+    const inner = new EntraLike();
+    const tokens = createRememberingTokenProvider(inner, { holdMs: 30_000, clock: manualClock() });
+    tokens.invalidate(target("contoso"));
+    await tokens.close();
+    expect(inner.invalidated()).toEqual(["contoso"]);
+    await expect(tokens.getToken(target("contoso"))).resolves.toBe("token");
+  });
+
   it("when holdMs is 0, then every call asks Entra", async () => {
     const entra = scriptedEntra(rejected);
     const tokens = createRememberingTokenProvider(entra.provider, { holdMs: 0, clock: manualClock() });

@@ -43,8 +43,13 @@ interface Entry extends RememberedRejection {
  * Wraps `inner`. Rejections are remembered per token target — tenant key, tenant id and the app
  * registration with its credential settings — so a reload that changes any of these asks Entra
  * at once even without forget(), while an unchanged tenant keeps its memory across the reload.
+ * The inner provider's other methods (the Entra provider's invalidate() and close()) are
+ * passed through, bound to it, so the wrapper can stand wherever the inner one did.
  */
-export function createRememberingTokenProvider(inner: TokenProvider, options: RememberingTokenProviderOptions): RememberingTokenProvider {
+export function createRememberingTokenProvider<P extends TokenProvider>(
+  inner: P,
+  options: RememberingTokenProviderOptions,
+): Omit<P, keyof RememberingTokenProvider> & RememberingTokenProvider {
   const clock = options.clock ?? systemClock;
   const entries = new Map<string, Entry>();
 
@@ -57,7 +62,7 @@ export function createRememberingTokenProvider(inner: TokenProvider, options: Re
     return entry;
   };
 
-  return {
+  const own: RememberingTokenProvider = {
     async getToken(target: TokenTarget, signal?: AbortSignal): Promise<string> {
       const id = targetId(target);
       const remembered = live(id, clock.now());
@@ -92,6 +97,21 @@ export function createRememberingTokenProvider(inner: TokenProvider, options: Re
       return found ? { error: found.error, since: found.since, until: found.until } : undefined;
     },
   };
+  return Object.assign(passThrough(inner), own) as Omit<P, keyof RememberingTokenProvider> & RememberingTokenProvider;
+}
+
+/** The inner provider's methods bound to it (own and inherited, e.g. a class's), getToken excluded. */
+function passThrough(inner: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let o: object | null = inner; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const name of Object.getOwnPropertyNames(o)) {
+      const value: unknown = (inner as Record<string, unknown>)[name];
+      if (name !== "constructor" && name !== "getToken" && !(name in out) && typeof value === "function") {
+        out[name] = (value as (...args: unknown[]) => unknown).bind(inner);
+      }
+    }
+  }
+  return out;
 }
 
 function fromMemory(entry: Entry): RelayError {
