@@ -64,7 +64,8 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
   const recipients = new RecipientGuard({ clock });
   const publishTenants = (): void => {
     limiter.sync(new Map(tenants.list().map((t) => [t.mailboxKey, t.limits])));
-    for (const t of tenants.list()) metrics.touchTenant(t.key);
+    // No per-tenant zero series: the chart's alerts handle a series' first appearance, and
+    // 10,000 tenants × zeros would make every scrape megabytes long.
     metrics.setCredentialExpiries(tenants.credentialExpiries());
   };
   publishTenants();

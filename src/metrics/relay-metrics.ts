@@ -23,17 +23,26 @@ class TenantSeries {
   readonly send = new Map<string, Child>();
   readonly graph = new Map<string, Child>();
   readonly token = new Map<string, Child>();
-  readonly policyDenied: Child;
-  readonly throttled: Child;
-  readonly fallback: Child;
+  private policyDeniedChild: Child | undefined;
+  private throttledChild: Child | undefined;
+  private fallbackChild: Child | undefined;
 
   constructor(
     readonly tenant: string,
     private readonly m: RelayMetrics,
-  ) {
-    this.policyDenied = m.policyDenied.labels(tenant);
-    this.throttled = m.throttledTotal.labels(tenant);
-    this.fallback = m.credentialFallbacks.labels(tenant);
+  ) {}
+
+  // Created on first use: with 10,000 tenants, series nobody incremented would cost memory and scrape time.
+  get policyDenied(): Child {
+    return (this.policyDeniedChild ??= this.m.policyDenied.labels(this.tenant));
+  }
+
+  get throttled(): Child {
+    return (this.throttledChild ??= this.m.throttledTotal.labels(this.tenant));
+  }
+
+  get fallback(): Child {
+    return (this.fallbackChild ??= this.m.credentialFallbacks.labels(this.tenant));
   }
 
   sendChild(outcome: string): Child {
@@ -140,17 +149,6 @@ export class RelayMetrics implements SendObserver {
     let s = this.tenants.get(tenant);
     if (s === undefined) this.tenants.set(tenant, (s = new TenantSeries(tenant, this)));
     return s;
-  }
-
-  /**
-   * Makes the per-tenant series exist with value 0, so `rate()` and alerts see a tenant
-   * before its first failure. Called for every configured tenant when the config loads.
-   */
-  touchTenant(tenant: string): void {
-    const s = this.series(tenant);
-    s.sendChild("sent").inc(0);
-    s.policyDenied.inc(0);
-    s.throttled.inc(0);
   }
 
   /** One /send answered: outcome is sent, dry_run, duplicate or a problem code. */

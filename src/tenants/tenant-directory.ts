@@ -24,8 +24,10 @@ export interface Tenant {
   readonly credentialExpiries: readonly CredentialExpiry[];
   /** Whether the tenant uses its own app registration rather than the top-level one. */
   readonly ownApp: boolean;
-  /** Equal fingerprints = equal resolved config; used to keep objects across reloads. */
+  /** JSON of the tenant's own config; with `appFingerprint`, decides whether a reload keeps the object. */
   readonly fingerprint: string;
+  /** JSON of its app registration and the cloud/TLS settings; one string shared by all tenants on that app. */
+  readonly appFingerprint: string;
 }
 
 /** The tenants of one config load. Immutable; a reload builds a new one. */
@@ -66,18 +68,22 @@ export class TenantDirectory {
  */
 export function buildTenantDirectory(config: Config, previous?: TenantDirectory): TenantDirectory {
   const tenants: Tenant[] = [];
+  const appFingerprints = new Map<AppConfig, string>();
   for (const [key, tc] of Object.entries(config.tenants)) {
     const app = tc.app ?? config.app;
     // The config schema refuses a tenant without an app; this only guards the types.
     if (app === undefined) throw new Error(`tenant ${key} has no app registration`);
-    const fingerprint = JSON.stringify([tc, app, config.cloud, config.tls]);
+    let appFingerprint = appFingerprints.get(app);
+    if (appFingerprint === undefined) appFingerprints.set(app, (appFingerprint = JSON.stringify([app, config.cloud, config.tls])));
+    const fingerprint = JSON.stringify(tc);
     const old = previous?.get(key);
-    tenants.push(old !== undefined && old.fingerprint === fingerprint ? old : resolveTenant(key, tc, app, fingerprint));
+    const same = old !== undefined && old.fingerprint === fingerprint && old.appFingerprint === appFingerprint;
+    tenants.push(same ? old : resolveTenant(key, tc, app, fingerprint, appFingerprint));
   }
   return new TenantDirectory(tenants);
 }
 
-function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprint: string): Tenant {
+function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprint: string, appFingerprint: string): Tenant {
   const sender = tc.sender;
   const at = sender.lastIndexOf("@");
   return Object.freeze({
@@ -94,6 +100,7 @@ function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprin
     credentialExpiries: credentialExpiries(key, app),
     ownApp: tc.app !== undefined,
     fingerprint,
+    appFingerprint,
   });
 }
 
