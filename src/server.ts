@@ -111,10 +111,10 @@ export function stopOnSignals(server: RunningServer, logger: Logger, drainTimeou
 export function listenSettings(env: NodeJS.ProcessEnv): { port: number; host: string; logLevel: string } {
   const rawPort = env.PORT ?? "8080";
   const port = Number(rawPort);
-  if (!/^\d+$/.test(rawPort) || port > 65535) throw new ConfigError("environment", [`PORT: must be a TCP port number, got "${rawPort}"`]);
+  if (!/^\d+$/.test(rawPort) || port > 65535) throw new ConfigError("from the environment", [`PORT: must be a TCP port number, got "${rawPort}"`]);
   const logLevel = env.LOG_LEVEL ?? "info";
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
-    throw new ConfigError("environment", [`LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}"`]);
+    throw new ConfigError("from the environment", [`LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}"`]);
   }
   return { port, host: env.HOST ?? "0.0.0.0", logLevel };
 }
@@ -125,7 +125,7 @@ async function main(): Promise<void> {
   try {
     settings = listenSettings(process.env);
     const path = process.env.NOREPLY_RELAY_CONFIG;
-    if (path === undefined || path === "") throw new ConfigError("environment", ["NOREPLY_RELAY_CONFIG: set it to the path of the YAML or JSON config file"]);
+    if (path === undefined || path === "") throw new ConfigError("from the environment", ["NOREPLY_RELAY_CONFIG: set it to the path of the YAML or JSON config file"]);
     config = loadConfigFile(path);
   } catch (err) {
     if (err instanceof ConfigError) {
