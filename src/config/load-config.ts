@@ -111,7 +111,7 @@ export function findDuplicateJsonKey(text: string): string | undefined {
       stack.pop();
       expectKey = false;
     } else if (c === 0x2c /* , */) {
-      expectKey = stack[stack.length - 1] != null;
+      expectKey = (stack[stack.length - 1] ?? null) !== null;
     }
   }
   return undefined;
