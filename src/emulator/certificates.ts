@@ -1,9 +1,10 @@
 import { createHash, generateKeyPairSync, randomBytes, webcrypto, X509Certificate } from "node:crypto";
-
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
 import { isIP } from "node:net";
+// Must precede @peculiar/x509: it installs the Reflect metadata API tsyringe requires.
 import "./reflect-metadata-shim.js";
 import * as x509 from "@peculiar/x509";
+
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 // @peculiar/x509 needs a WebCrypto implementation; Node's is native and fast (no node-forge).
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);

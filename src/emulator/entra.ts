@@ -261,7 +261,8 @@ export class EntraService {
 
     const scope = form.get("scope");
     if (scope === null || scope.trim() === "") return fail(entraErrors.missingParameter, { parameter: "scope" }, base);
-    const scopes = scope.trim().split(/\s+/);
+    // MSAL may add the OIDC scopes; client credentials ignore them.
+    const scopes = scope.trim().split(/\s+/).filter((x) => !["openid", "profile", "offline_access"].includes(x));
     const resourceScope = scopes.find((s) => s.endsWith("/.default"));
     if (resourceScope === undefined || scopes.length !== 1) return fail(entraErrors.invalidScope, { scope }, base);
     const resource = resourceScope.slice(0, -"/.default".length);

@@ -6,6 +6,7 @@ export interface Address {
   name?: string;
 }
 
+/** An attachment of a stored message. */
 export interface StoredAttachment {
   name: string;
   contentType: string;
@@ -87,6 +88,7 @@ export interface RequestLogEntry {
   faultId?: string;
 }
 
+/** Query filters for the request log. */
 export interface RequestFilter {
   kind?: RequestKind;
   status?: number;

@@ -21,6 +21,7 @@ const dateLike = z
 /** `enabled`: can receive Graph calls. `notRestEnabled`: exists but Graph answers MailboxNotEnabledForRESTAPI. */
 export const mailboxStateSchema = z.enum(["enabled", "notRestEnabled"]);
 
+/** A mailbox (user with an Exchange Online mailbox) of a tenant. */
 export const mailboxSchema = z.strictObject({
   /** Primary SMTP address = UPN. Matched case-insensitively. */
   address: z.email(),
@@ -32,6 +33,7 @@ export const mailboxSchema = z.strictObject({
   aliases: z.array(z.email()).default([]),
 });
 
+/** Admin consent of an app in a tenant: creates its service principal there and grants Graph app roles. */
 export const consentSchema = z.strictObject({
   appId: guid,
   /**
@@ -42,6 +44,7 @@ export const consentSchema = z.strictObject({
   roles: z.array(z.string().min(1)).default([]),
 });
 
+/** ApplicationAccessPolicy (or RBAC for Applications scope) limiting which mailboxes an app may use. */
 export const accessPolicySchema = z
   .strictObject({
     appId: guid,
@@ -54,6 +57,7 @@ export const accessPolicySchema = z
     message: "an access policy needs exactly one of `allow` or `deny`",
   });
 
+/** An Entra ID tenant with its Exchange Online mailboxes. */
 export const tenantSchema = z.strictObject({
   id: guid,
   displayName: z.string().optional(),
@@ -65,6 +69,7 @@ export const tenantSchema = z.strictObject({
   accessPolicies: z.array(accessPolicySchema).default([]),
 });
 
+/** A client secret of an app registration. */
 export const secretSchema = z.strictObject({
   value: z.string().min(1),
   /** Optional; an expired secret is refused with AADSTS7000222. */
@@ -73,6 +78,7 @@ export const secretSchema = z.strictObject({
   keyId: guid.optional(),
 });
 
+/** A certificate credential (public part) of an app registration. */
 export const certificateSchema = z.strictObject({
   /** Public certificate (PEM). Client assertions are matched by their x5t / x5t#S256 header. */
   pem: z.string().includes("-----BEGIN CERTIFICATE-----"),
@@ -80,6 +86,7 @@ export const certificateSchema = z.strictObject({
   expiresAt: dateLike.optional(),
 });
 
+/** A federated identity credential (workload identity federation) of an app registration. */
 export const federatedCredentialSchema = z.strictObject({
   name: z.string().optional(),
   /** Issuer URL of the external IdP, or `emulator` for the emulator's own OIDC issuer ({url}/_emulator/oidc). */
@@ -88,6 +95,7 @@ export const federatedCredentialSchema = z.strictObject({
   audience: z.string().min(1).default("api://AzureADTokenExchange"),
 });
 
+/** An app registration (multi-tenant capable). */
 export const appSchema = z.strictObject({
   clientId: guid,
   displayName: z.string().optional(),
@@ -100,6 +108,7 @@ export const appSchema = z.strictObject({
   federatedCredentials: z.array(federatedCredentialSchema).default([]),
 });
 
+/** Outlook throttling per (app, mailbox). */
 export const throttlingSchema = z.strictObject({
   /** Requests in flight per (app, mailbox); the next one gets 429 ApplicationThrottled. 0 = unlimited. */
   mailboxConcurrency: z.number().int().min(0).default(4),
@@ -108,6 +117,7 @@ export const throttlingSchema = z.strictObject({
   windowSeconds: z.number().positive().default(600),
 });
 
+/** Latency added to every Entra and Graph request. */
 export const latencySchema = z.strictObject({
   fixedMs: z.number().min(0).default(0),
   /** Uniform random extra delay in [0, jitterMs). */
@@ -116,6 +126,7 @@ export const latencySchema = z.strictObject({
 
 const throttlingDisabled = { mailboxConcurrency: 0, requestsPerWindow: 0, windowSeconds: 600 } as const;
 
+/** The whole scenario document. */
 export const scenarioSchema = z
   .strictObject({
     /** Access token lifetime (`exp - iat`), seconds. */
@@ -164,11 +175,17 @@ export const scenarioSchema = z
 export type ScenarioInput = z.input<typeof scenarioSchema>;
 /** A validated scenario with every default applied and every mailbox id / secret keyId filled in. */
 export type Scenario = z.output<typeof scenarioSchema>;
+/** A validated tenant. */
 export type TenantConfig = Scenario["tenants"][number];
+/** A validated mailbox (`id` always set). */
 export type MailboxConfig = TenantConfig["mailboxes"][number];
+/** A validated app registration. */
 export type AppConfig = Scenario["apps"][number];
+/** Effective throttling limits (0 = limit off). */
 export type ThrottlingConfig = Scenario["throttling"];
+/** Effective latency. */
 export type LatencyConfig = Scenario["latency"];
+/** Mailbox state. */
 export type MailboxState = z.output<typeof mailboxStateSchema>;
 
 /** Thrown for an invalid scenario; `message` lists every issue with its path. */

@@ -181,8 +181,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     return (doc ?? {}) as ScenarioInput;
   }
 
-  const originalInput = readScenarioInput(options.scenario);
-  let scenarioInput: ScenarioInput = originalInput;
+  let scenarioInput: ScenarioInput = readScenarioInput(options.scenario);
   let scenario = applyOptions(parseScenario(scenarioInput));
   let dir = new Directory(scenario);
   let latencyOverride: LatencyConfig | undefined;
@@ -419,7 +418,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       });
       return;
     }
-    x.res.once("close", slot.release);
+    // Released when the response is done; a client that already went away frees it now.
+    if (x.res.closed) slot.release();
+    else x.res.once("close", slot.release);
     await sleep(delay);
 
     const parsed = await parseSendMail(body, x.req.headers["content-type"], auth, x.requestId);
