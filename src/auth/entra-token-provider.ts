@@ -123,7 +123,12 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     entry.token = undefined;
     entry.refreshAt = 0;
     // MSAL would hand back the same refused token from its cache: start from a fresh credential.
-    entry.built = this.build(entry.target, entry.built.slot, entry.http);
+    try {
+      entry.built = this.build(entry.target, entry.built.slot, entry.http);
+    } catch (err) {
+      // The secret can no longer be read: keep the old credential; the next request will tell.
+      this.logger.warn({ tenant: target.tenantKey, code: codeOf(err) }, "cannot rebuild the credential after its token was refused");
+    }
   }
 
   retain(targets: Iterable<TokenTarget>): number {

@@ -132,6 +132,28 @@ describe("token caching", () => {
     expect(await h.tokenRequests()).toBe(2);
   });
 
+  it("when a token reaches its renewal point, then it is no longer handed out and a new one is requested", async () => {
+    h.emulator.state.patchScenario({ tokenLifetimeSeconds: 2 });
+    try {
+      // The provider's clock runs ahead on demand; MSAL's real clock already treats a 2 s token as due.
+      let skew = 0;
+      const config = h.config({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso } });
+      const observer = recordingObserver();
+      provider = createEntraTokenProvider({ config, observer, logger: capturingLogger().logger, clock: { now: () => Date.now() + skew } });
+      const target = targetOf(config, "contoso");
+      await provider.getToken(target);
+      await provider.getToken(target);
+      expect(await h.tokenRequests()).toBe(1);
+
+      skew = 1_500;
+      await provider.getToken(target);
+      expect(await h.tokenRequests()).toBe(2);
+      expect(observer.of("tokenRequest").map((c) => c.outcome)).toEqual(["success", "success"]);
+    } finally {
+      h.emulator.state.patchScenario({ tokenLifetimeSeconds: 3599 });
+    }
+  });
+
   it("when a token is invalidated, then the next call asks Entra for a new one", async () => {
     const { config, provider } = makeProvider({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso } });
     const target = targetOf(config, "contoso");
