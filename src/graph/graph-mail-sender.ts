@@ -126,6 +126,7 @@ class GraphMailSenderImpl implements GraphMailSender {
           this.logger.debug({ ...log, reason: result.reason }, "Graph request not sent; retrying");
           if (await sleep(delay, request.signal)) continue;
         }
+        if (result.reason === "aborted") throw unavailable("The send was cancelled before the message reached Microsoft Graph. Nothing was sent.");
         throw unavailable(`Microsoft Graph (${this.graphHost}) cannot be reached: ${result.reason}. Nothing was sent; retry later.`);
       }
 

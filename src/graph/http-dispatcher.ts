@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext, rootCertificates } from "node:tls";
-import { Agent } from "undici";
+import { Agent, type buildConnector } from "undici";
 import type { Config } from "../config/schema.js";
 
 /** How the outgoing HTTPS connections to Entra ID and Graph are pooled. */
@@ -21,14 +21,16 @@ export interface HttpsAgentOptions {
  * deliberately not used so that trust is part of the config, not of the process environment.
  */
 export function createHttpsAgent(tls: Config["tls"], options: HttpsAgentOptions = {}): Agent {
-  const connect: Record<string, unknown> = { timeout: options.connectTimeoutMs ?? 10_000 };
+  const connect: buildConnector.BuildOptions = { timeout: options.connectTimeoutMs ?? 10_000 };
   if (tls.caFile !== undefined) {
     const extra = readFileSync(tls.caFile, "utf8");
     connect.secureContext = createSecureContext({ ca: [...rootCertificates, extra] });
   }
   return new Agent({
     connections: options.connections ?? 256,
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
+    // Short idle time (undici's default): reusing a socket the server is about to close turns a
+    // POST into "written, then reset", i.e. outcome_unknown. Busy connections stay open anyway.
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 4_000,
     keepAliveMaxTimeout: 120_000,
     // One request per connection at a time: pipelining a POST that is not idempotent would
     // make a reset on one connection ambiguous for every request queued behind it.
