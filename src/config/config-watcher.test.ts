@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { loadConfigFile } from "./load-config.js";
-import { watchConfigFile, type ConfigReloadOutcome, type ConfigReloadTrigger, type ConfigWatcher } from "./config-watcher.js";
+import { restartRequiredChanges, watchConfigFile, type ConfigReloadOutcome, type ConfigReloadTrigger, type ConfigWatcher } from "./config-watcher.js";
 import type { Config } from "./schema.js";
 
 const KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -231,5 +231,20 @@ describe("watchConfigFile", () => {
     await quiet(60);
     expect(r.outcomes).toHaveLength(0);
     expect(tenantKeys(watcher.current())).toEqual(["contoso"]);
+  });
+});
+
+describe("restartRequiredChanges", () => {
+  it("when a reload changes keys read only at start-up, then they are named; tenant changes are not", () => {
+    const path = join(dir, "config.yaml");
+    writeFileSync(path, configText(["contoso"]));
+    const before = loadConfigFile(path);
+    writeFileSync(
+      path,
+      configText(["contoso", "fabrikam"]) + "server: { maxBodyBytes: 2048, requestDeadlineSeconds: 10 }\ncloud: { graphBaseUrl: https://graph.example.test }\n",
+    );
+    const after = loadConfigFile(path);
+    expect(restartRequiredChanges(before, after)).toEqual(["cloud", "server.maxBodyBytes"]);
+    expect(restartRequiredChanges(before, before)).toEqual([]);
   });
 });

@@ -133,6 +133,27 @@ export function watchConfigFile(options: ConfigWatcherOptions): ConfigWatcher {
   };
 }
 
+/**
+ * Keys read once at start-up as the service is wired today (adapters' endpoints and TLS
+ * agent, Fastify's body limit, the drain timeout, the idempotency store, the watcher itself).
+ * A reload applies everything else; these need a restart.
+ */
+export const RESTART_REQUIRED_KEYS = [
+  "cloud",
+  "tls",
+  "server.maxBodyBytes",
+  "server.drainTimeoutSeconds",
+  "server.watchConfig",
+  "idempotency",
+] as const;
+
+/** Which of RESTART_REQUIRED_KEYS differ between two configs, to warn that a reload left them as they were. */
+export function restartRequiredChanges(previous: Config, next: Config): string[] {
+  const at = (config: Config, path: string): unknown =>
+    path.split(".").reduce<unknown>((v, k) => (v !== null && typeof v === "object" ? (v as Record<string, unknown>)[k] : undefined), config);
+  return RESTART_REQUIRED_KEYS.filter((path) => JSON.stringify(at(previous, path)) !== JSON.stringify(at(next, path)));
+}
+
 /** Dates serialise to ISO strings, so two loads of the same file compare equal. */
 function comparable(config: Config): string {
   return JSON.stringify(config);
