@@ -149,6 +149,11 @@ function peekAppId(authorization: string | undefined): string | undefined {
  * Starts the Microsoft 365 emulator: Entra ID (discovery, JWKS, client-credentials tokens)
  * and Graph sendMail over HTTPS with a freshly generated CA, plus the `/_emulator/` control
  * and inspection API. Standalone: it imports nothing from the service.
+ *
+ * Trusting its CA (NODE_EXTRA_CA_CERTS only works at process start), see README.md:
+ * - @azure/identity: `{ authorityHost: emu.url, disableInstanceDiscovery: true, agent: new https.Agent({ ca: emu.caPem }) }`
+ * - Graph client: `{ baseUrl: emu.url, customHosts: new Set([new URL(emu.url).hostname]),
+ *   fetchOptions: { dispatcher: new undici.Agent({ connect: { ca: emu.caPem } }) } }`
  */
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
   const host = options.host ?? "127.0.0.1";
