@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { Duplex } from "node:stream";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -95,6 +96,7 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
     requestIdHeader: false, // our ids are UUIDs (Graph wants a GUID client-request-id), never a caller's string
     return503OnClosing: false, // draining is answered by the send route with a problem+json
     forceCloseConnections: "idle",
+    clientErrorHandler: answerClientError,
     frameworkErrors: (error, request, reply) => {
       request.relay ??= new RequestContext(clock.now());
       sendProblem(request, reply, asRelayError(error));
@@ -173,6 +175,26 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
       return { drained };
     },
   };
+}
+
+/*
+ * Malformed HTTP (bad request line, oversized headers) never reaches a route; Node hands the
+ * socket over. The answer is still problem+json, written by hand, and the connection closed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const detail = err.code === "HPE_HEADER_OVERFLOW" ? "the request headers are too large" : "the request is not valid HTTP";
+  const problem = toProblemResponse(
+    new RelayError("validation_failed", detail, { errors: [{ path: "(request)", message: detail }] }),
+    randomUUID(),
+  );
+  const body = JSON.stringify(problem.body);
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 function sendProblem(request: FastifyRequest, reply: FastifyReply, err: RelayError, cause?: unknown): void {

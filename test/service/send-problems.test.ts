@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { PROBLEM_CODES, PROBLEMS, type ProblemCode } from "../../src/http/problems.js";
 import { CONTOSO, message, standardScenario } from "../support/fixtures.js";
@@ -279,6 +280,21 @@ describe("POST /send: problem codes", () => {
       expect(res.status).toBe(405);
       expect(res.headers.get("allow")).toBe("POST");
       expect(res.json.code).toBe("method_not_allowed");
+    });
+  });
+
+  describe("malformed HTTP", () => {
+    it("when the request is not valid HTTP, then the answer is still a 400 problem+json", async () => {
+      const { port } = new URL(h.url);
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), "127.0.0.1", () => socket.write("NOT HTTP AT ALL\r\n\r\n"));
+        let data = "";
+        socket.setEncoding("utf8").on("data", (d: string) => (data += d));
+        socket.on("end", () => resolve(data)).on("error", reject);
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+      expect(answer).toMatch(/Content-Type: application\/problem\+json/);
+      expect(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4))).toMatchObject({ status: 400, code: "validation_failed" });
     });
   });
 
