@@ -133,6 +133,41 @@ describe("token endpoint", () => {
     await expectEntraError(await post({ ...base, client_secret: SECRET, grant_type: "password" }), 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type 'password'.");
   });
 
+  it("accepts a federated assertion minted through /_emulator/oidc/token", async () => {
+    const config = (await (await http.fetch("/_emulator/oidc/.well-known/openid-configuration")).json()) as { issuer: string };
+    expect(config.issuer).toBe(emu.state.oidcIssuer);
+    const minted = (await (
+      await http.fetch("/_emulator/oidc/token", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ subject: "system:serviceaccount:relay:sender" }) })
+    ).json()) as { token: string };
+    expect(jwtPayload(minted.token)).toMatchObject({ iss: emu.state.oidcIssuer, aud: "api://AzureADTokenExchange" });
+    const res = await http.fetch(`/${CONTOSO}/oauth2/v2.0/token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "client_credentials",
+        client_id: APP,
+        scope: "https://graph.microsoft.com/.default",
+        client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        client_assertion: minted.token,
+      }).toString(),
+    });
+    expect(res.status).toBe(200);
+    const wrongAudience = await emu.state.mintFederatedToken({ subject: "system:serviceaccount:relay:sender", audience: "api://other" });
+    const refused = await http.fetch(`/${CONTOSO}/oauth2/v2.0/token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "client_credentials",
+        client_id: APP,
+        scope: "https://graph.microsoft.com/.default",
+        client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        client_assertion: wrongAudience,
+      }).toString(),
+    });
+    await expectEntraError(refused, 401, "invalid_client", 700212,
+      "No matching federated identity record found for presented assertion audience 'api://other'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation");
+  });
+
   it("echoes client-request-id as the correlation id", async () => {
     const res = await http.fetch(`/${CONTOSO}/oauth2/v2.0/token`, {
       method: "POST",

@@ -79,6 +79,14 @@ describe("@azure/identity against the emulator", () => {
     await expect(credential.getToken(GRAPH_SCOPE)).rejects.toThrow(/AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application/);
   });
 
+  it("ClientCertificateCredential with an expired registered certificate gets AADSTS700027 (key expired)", async () => {
+    const expired = await createClientCertificate({ notBefore: new Date(Date.now() - 3 * 86_400_000), validDays: 1 });
+    const appId = "88888888-8888-4888-8888-888888888888";
+    emu.state.patchScenario({ apps: [{ clientId: appId, homeTenant: CONTOSO, certificates: [{ pem: expired.certPem }] }] });
+    const credential = new ClientCertificateCredential(CONTOSO, appId, { certificate: expired.pem }, credentialOptions(emu));
+    await expect(credential.getToken(GRAPH_SCOPE)).rejects.toThrow(/AADSTS700027: Client assertion contains an invalid signature\. \[Reason - The key used is expired\./);
+  });
+
   it("ClientAssertionCredential with a federated token from the registered issuer works", async () => {
     const credential = new ClientAssertionCredential(CONTOSO, APP, () => emu.state.mintFederatedToken({ subject: FEDERATED_SUBJECT }), credentialOptions(emu));
     expect(jwtPayload((await credential.getToken(GRAPH_SCOPE)).token)).toMatchObject({ appid: APP, roles: ["Mail.Send"] });
