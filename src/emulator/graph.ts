@@ -207,11 +207,14 @@ function parseJsonMessage(raw: string): { ok: true; message: Parsed } | { ok: fa
   const fromName = fromRec === undefined ? undefined : prop(fromRec, "name");
   const importance = String(prop(msg, "importance") ?? "normal").toLowerCase();
   const save = prop(root, "saveToSentItems");
+  // Exchange keeps a caller-set Message-ID when it is well formed, so a message trace finds it.
+  const givenId = prop(msg, "internetMessageId");
 
   return {
     ok: true,
     message: {
-      internetMessageId: `<${randomUUID()}@emulator.local>`,
+      internetMessageId:
+        typeof givenId === "string" && /^<[^<>\s@]+@[^<>\s@]+>$/.test(givenId) ? givenId : `<${randomUUID()}@emulator.local>`,
       format: "json",
       ...(typeof fromAddress === "string" ? { from: typeof fromName === "string" && fromName !== "" ? { address: fromAddress, name: fromName } : { address: fromAddress } } : {}),
       toRecipients: toR!,

@@ -43,6 +43,16 @@ describe("/_emulator/messages", () => {
     expect(page.value.map((v) => [v.subject, "raw" in v])).toEqual([["Invoice 2", false]]);
   });
 
+  it("when the message sets a well-formed internetMessageId, then the stored message keeps it, as Exchange does", async () => {
+    emu.state.reset();
+    await http.sendMail("noreply@contoso.com", token, mail({ subject: "kept", internetMessageId: "<abc-123@contoso.com>" }));
+    await http.sendMail("noreply@contoso.com", token, mail({ subject: "generated", internetMessageId: "not an id" }));
+    const [kept] = emu.state.messages({ subject: "kept" });
+    const [generated] = emu.state.messages({ subject: "generated" });
+    expect(kept!.internetMessageId).toBe("<abc-123@contoso.com>");
+    expect(generated!.internetMessageId).toMatch(/^<[0-9a-f-]+@emulator\.local>$/);
+  });
+
   it("renders an HTML page per mailbox with everything escaped", async () => {
     await http.sendMail("noreply@contoso.com", token, mail({ subject: `<script>alert("x")</script>` }));
     const res = await http.fetch("/_emulator/");
