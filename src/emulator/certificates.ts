@@ -1,7 +1,6 @@
 import { createHash, generateKeyPairSync, randomBytes, webcrypto, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 // Must precede @peculiar/x509: it installs the Reflect metadata API tsyringe requires.
-// @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs the Reflect metadata polyfill.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 
