@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import { registerDocsRoutes } from "../../src/http/docs-routes.js";
@@ -15,11 +16,16 @@ const accepted: SendAccepted = {
 };
 
 describe("api client", () => {
-  const app = Fastify();
+  // UUID request ids in X-Request-Id, as the relay's app gives every answer (src/app.ts).
+  const app = Fastify({ genReqId: () => randomUUID() });
   const seen: { authorization?: string; idempotencyKey?: string; body: unknown }[] = [];
   let base = "";
 
   beforeAll(async () => {
+    app.addHook("onRequest", (request, reply, done) => {
+      reply.header("x-request-id", request.id);
+      done();
+    });
     await registerDocsRoutes(app, {});
     app.post("/send", async (request, reply) => {
       seen.push({
@@ -35,7 +41,7 @@ describe("api client", () => {
           detail: "send the API key as Authorization: Bearer <key>",
           code: "unauthorized",
           retryable: false,
-          requestId: "r-1",
+          requestId: request.id,
         });
       }
       // Drifted on purpose when asked: a 202 without internetMessageId.

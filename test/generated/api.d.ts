@@ -316,7 +316,7 @@ export interface components {
             code: components["schemas"]["ProblemCode"];
             /** @description Whether sending the same request again, after `Retry-After` when given, may succeed. */
             retryable: boolean;
-            /** @description The relay's ID of this request; quote it when you ask the operators. */
+            /** @description The relay's ID of this request, the same as the `X-Request-Id` header; quote it when you ask the operators. */
             requestId: string;
             /** @description For `validation_failed`, every invalid field. */
             errors?: components["schemas"]["FieldError"][];
@@ -427,9 +427,19 @@ export interface components {
         };
     };
     responses: {
+        /** @description The request's `If-None-Match` names the current `ETag`; the file is unchanged and has no body here. */
+        NotModified: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                ETag: components["headers"]["ETag"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
         /** @description The body or a header is invalid. `errors` lists every invalid field; fix them and send again. */
         ValidationFailed: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -444,6 +454,7 @@ export interface components {
         /** @description The `Authorization` header is missing, or the API key is unknown. */
         Unauthorized: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -458,6 +469,7 @@ export interface components {
         /** @description The send is not allowed. See `code` for which rule refused it. */
         SendForbidden: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -472,6 +484,7 @@ export interface components {
         /** @description No tenant has this tenant key. Check the spelling, or ask the operators to add the tenant. */
         UnknownTenant: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -486,6 +499,7 @@ export interface components {
         /** @description This `Idempotency-Key` was used in the last 24 hours with a different body. Use a new key for a new message. */
         IdempotencyConflict: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -500,6 +514,7 @@ export interface components {
         /** @description The message is larger than Microsoft Graph accepts (4 MB including base64-encoded attachments) or than the relay's configured limit. */
         PayloadTooLarge: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -514,6 +529,7 @@ export interface components {
         /** @description Microsoft Graph rejected a recipient address (for example an invalid domain). Nothing was sent. */
         RecipientRejected: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -532,6 +548,7 @@ export interface components {
          */
         RateLimited: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 "Retry-After": components["headers"]["RetryAfter"];
                 [name: string]: unknown;
             };
@@ -547,6 +564,7 @@ export interface components {
         /** @description An unexpected error in the relay (a bug). Quote `requestId` when you report it to the operators. */
         InternalError: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -564,6 +582,7 @@ export interface components {
          */
         UpstreamRefused: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -578,6 +597,7 @@ export interface components {
         /** @description Microsoft Entra ID or Graph could not be reached or failed. Nothing was sent. Retry after `Retry-After` seconds. */
         UpstreamUnavailable: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 "Retry-After": components["headers"]["RetryAfter"];
                 [name: string]: unknown;
             };
@@ -597,6 +617,7 @@ export interface components {
          */
         OutcomeUnknown: {
             headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
             content: {
@@ -626,6 +647,18 @@ export interface components {
          * @example 30
          */
         RetryAfter: number;
+        /**
+         * @description The relay's ID of this request, sent with every answer, errors included; a problem's
+         *     `requestId` has the same value. It also appears in the relay's log line for the request:
+         *     quote it when you ask the operators about a request.
+         * @example 0b8f2d6e-3c1a-4e59-8f7d-2a6b9c4e1f03
+         */
+        RequestId: string;
+        /**
+         * @description Version of the file; send it back as `If-None-Match` to get `304 Not Modified` while it is unchanged.
+         * @example "q3L0nE6Yl2m4pZ0e6Y0s8b1c2d3e4f5"
+         */
+        ETag: string;
     };
     pathItems: never;
 }
@@ -656,6 +689,7 @@ export interface operations {
             /** @description Dry run (`"dryRun": true`) passed every check. Nothing was sent; the body has the same shape as for a real send. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -668,6 +702,7 @@ export interface operations {
              */
             202: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -700,6 +735,7 @@ export interface operations {
             /** @description State of every tenant, by tenant key. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -710,6 +746,7 @@ export interface operations {
             /** @description The API key is valid but not an admin key. */
             403: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -760,6 +797,7 @@ export interface operations {
              */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -770,6 +808,7 @@ export interface operations {
             /** @description The `state` is missing, altered or expired, or Entra ID's redirect did not say whether consent was granted; the page explains what to do. */
             400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -791,6 +830,7 @@ export interface operations {
             /** @description The process is alive. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -816,6 +856,7 @@ export interface operations {
             /** @description Ready to accept sends. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -830,6 +871,7 @@ export interface operations {
             /** @description Not ready (starting or shutting down). */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -855,6 +897,7 @@ export interface operations {
             /** @description The current metrics. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -880,12 +923,15 @@ export interface operations {
             /** @description The OpenAPI description in YAML. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    ETag: components["headers"]["ETag"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/yaml": string;
                 };
             };
+            304: components["responses"]["NotModified"];
         };
     };
     getDocs: {
@@ -900,12 +946,15 @@ export interface operations {
             /** @description The documentation page. */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    ETag: components["headers"]["ETag"];
                     [name: string]: unknown;
                 };
                 content: {
                     "text/html": string;
                 };
             };
+            304: components["responses"]["NotModified"];
         };
     };
 }

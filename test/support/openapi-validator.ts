@@ -57,6 +57,13 @@ export interface OpenApiValidator {
   findOperation(method: string, path: string): MatchedOperation | undefined;
   /** Every way the response differs from the description; empty when it conforms. */
   validateResponse(response: ResponseUnderTest): string[];
+  /**
+   * Like validateResponse, and also for requests the description has no operation for: those
+   * may only get the answers its Errors section promises, `404 not_found` for a path it does not
+   * list and `405 method_not_allowed` (with `Allow`) for a listed path with another method, each
+   * a `Problem` with the `X-Request-Id` header of `components.headers.RequestId`.
+   */
+  validateAnyResponse(response: ResponseUnderTest): string[];
   /** Every way the request differs from the description (parameters and body); empty when it conforms. */
   validateRequest(request: RequestUnderTest): string[];
   /**
@@ -78,6 +85,7 @@ export interface OpenApiDocument {
   paths?: Record<string, PathItemObject>;
   components?: {
     schemas?: Record<string, JsonSchema>;
+    headers?: Record<string, MaybeRef<HeaderObject>>;
     [section: string]: unknown;
   };
 }
@@ -264,6 +272,51 @@ export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator 
     return check(content[mediaKey]?.schema, value, `${label}: body`);
   }
 
+  /* The edge answers of the Errors section in info.description: by status, the code they carry. */
+  const EDGE_CODES: Readonly<Record<number, string>> = { 404: "not_found", 405: "method_not_allowed" };
+
+  function validateAnyResponse(res: ResponseUnderTest): string[] {
+    if (findOperation(res.method, res.path) !== undefined) return validateResponse(res);
+    const pathname = toPathname(res.path);
+    const label = `${res.method.toUpperCase()} ${pathname} → ${res.status}`;
+    const listed = templates.filter((t) => t.regex.test(pathname));
+    const expected = listed.length > 0 ? 405 : 404;
+    if (res.status !== expected) {
+      return [`${label}: ${describeMiss(res.method, res.path)}, so only ${expected} ${EDGE_CODES[expected]} may answer it`];
+    }
+    const headers = normalizeHeaders(res.headers);
+    const errors: string[] = [];
+    const requestId = spec.components?.headers?.RequestId;
+    if (requestId !== undefined) {
+      const value = headers.get("x-request-id");
+      if (value === undefined) errors.push(`${label}: header X-Request-Id is required but missing`);
+      else errors.push(...check(deref(requestId).schema, value, `${label}: header X-Request-Id`));
+    }
+    if (expected === 405) {
+      const allow = (headers.get("allow") ?? "").split(",").map((m) => m.trim().toLowerCase());
+      const described = listed.flatMap((t) => METHODS.filter((m) => (spec.paths?.[t.template] as PathItemObject)[m] !== undefined));
+      const missing = described.filter((m) => !allow.includes(m));
+      if (missing.length > 0) errors.push(`${label}: header Allow must name ${missing.map((m) => m.toUpperCase()).join(", ")}`);
+    }
+    const contentType = headers.get("content-type") ?? "";
+    if (essence(contentType) !== "application/problem+json") {
+      return [...errors, `${label}: content-type ${contentType || "(none)"} is not application/problem+json`];
+    }
+    let body: unknown = res.body;
+    if (typeof body === "string" || Buffer.isBuffer(body)) {
+      try {
+        body = JSON.parse(body.toString());
+      } catch {
+        return [...errors, `${label}: body is not valid JSON`];
+      }
+    }
+    errors.push(...validateComponent("Problem", body).map((e) => `${label}: body ${e}`));
+    const problem = body as { code?: unknown; status?: unknown } | null;
+    if (problem?.code !== EDGE_CODES[expected]) errors.push(`${label}: body/code must be ${EDGE_CODES[expected]}, got ${JSON.stringify(problem?.code)}`);
+    if (problem?.status !== expected) errors.push(`${label}: body/status must be ${expected}, got ${JSON.stringify(problem?.status)}`);
+    return errors;
+  }
+
   function validateRequest(req: RequestUnderTest): string[] {
     const label = `${req.method.toUpperCase()} ${toPathname(req.path)}`;
     const matched = findOperation(req.method, req.path);
@@ -294,9 +347,12 @@ export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator 
     return errors;
   }
 
+  const componentRefs = new Map<string, JsonSchema>();
   function validateComponent(name: string, value: unknown): string[] {
     if (spec.components?.schemas?.[name] === undefined) throw new Error(`openapi.yaml has no components.schemas.${name}`);
-    return check({ $ref: `${COMPONENT_REF}${name}` }, value, name);
+    let ref = componentRefs.get(name);
+    if (ref === undefined) componentRefs.set(name, (ref = { $ref: `${COMPONENT_REF}${name}` })); // one compile per name
+    return check(ref, value, name);
   }
 
   async function validateFetchResponse(method: string, response: Response): Promise<string[]> {
@@ -314,7 +370,17 @@ export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator 
     if (errors.length > 0) throw new Error(`response does not match openapi.yaml:\n  ${errors.join("\n  ")}`);
   }
 
-  return { spec, findOperation, validateResponse, validateRequest, validateComponent, validateFetchResponse, assertResponse, assertFetchResponse };
+  return {
+    spec,
+    findOperation,
+    validateResponse,
+    validateAnyResponse,
+    validateRequest,
+    validateComponent,
+    validateFetchResponse,
+    assertResponse,
+    assertFetchResponse,
+  };
 }
 
 /** Copies a schema with every `#/components/schemas/X` reference pointed at the compiled copy. */
