@@ -15,6 +15,7 @@ import { createHttpsAgent } from "../../src/graph/http-dispatcher.js";
 import { getRelayMetrics } from "../../src/metrics/relay-metrics.js";
 import { apiKeyDigest } from "../../src/tenants/caller-directory.js";
 import { fixedConfigSource } from "../../src/tenants/config-source.js";
+import { checkedFetch, type CheckedRequestInit } from "./checked-fetch.js";
 import {
   ADATUM,
   APP_ID,
@@ -62,8 +63,12 @@ export interface HttpResult {
   json: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- test assertions read arbitrary members
 }
 
-export async function http(url: string, init: RequestInit = {}): Promise<HttpResult> {
-  const res = await fetch(url, init);
+/**
+ * One request to the relay. The answer must conform to openapi.yaml or this throws (see
+ * checked-fetch.ts); a test of deliberately off-spec behaviour passes `offSpec: "<why>"`.
+ */
+export async function http(url: string, init: CheckedRequestInit = {}): Promise<HttpResult> {
+  const res = await checkedFetch(url, init);
   const text = await res.text();
   let json: unknown;
   try {
