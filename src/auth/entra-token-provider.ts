@@ -27,7 +27,7 @@ const MIN_REMAINING_LIFETIME_MS = 60_000;
 const SECRET_REJECTED = new Set(["7000215", "7000222"]);
 
 export interface EntraTokenProviderOptions {
-  readonly config: Pick<Config, "cloud" | "tls"> & { readonly server?: Pick<Config["server"], "credentialFailureHoldSeconds"> };
+  readonly config: Pick<Config, "cloud" | "tls">;
   readonly observer: SendObserver;
   readonly logger: Logger;
   /** A shared keep-alive agent (e.g. the Graph sender's); when absent one is made and closed by close(). */
@@ -41,8 +41,12 @@ export interface EntraTokenProviderOptions {
 
 /** The Entra ID adapter: the port plus the lifecycle operations the app and config reload need. */
 export interface EntraTokenProvider extends TokenProvider {
-  /** Forgets the cached token of a target (Graph refused it); the next getToken asks Entra again. */
-  invalidate(target: TokenTarget): void;
+  /**
+   * Forgets the cached token of a target (Graph refused it); the next getToken asks Entra again.
+   * With `olderThanMs`, only a token obtained at least that long ago is forgotten, so a refusal
+   * repeated by every send (consent still missing) asks Entra at most once per interval.
+   */
+  invalidate(target: TokenTarget, options?: { readonly olderThanMs?: number }): void;
   /** Keeps the credentials of these targets and drops every other one; returns how many were dropped. */
   retain(targets: Iterable<TokenTarget>): number;
   /** Credentials currently held (one per tenant × app × credential config). */
@@ -58,9 +62,9 @@ interface CredentialEntry {
   token?: AccessToken;
   /** When to ask MSAL again (before this, the cached token is used without asking). */
   refreshAt: number;
+  /** When `token` was stored (epoch ms). */
+  obtainedAt: number;
   inflight?: Promise<AccessToken>;
-  /** A recent credential_rejected, answered from memory until `until`. */
-  held?: { readonly error: RelayError; readonly until: number };
 }
 
 /**
@@ -79,7 +83,6 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
   private readonly scope: string;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
-  private readonly holdMs: number;
   private readonly timeoutMs: number;
   private readonly env: NodeJS.ProcessEnv;
   private readonly clock: Clock;
@@ -91,7 +94,6 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     this.scope = graphScope(options.config.cloud.graphBaseUrl);
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher = options.dispatcher ?? createHttpsAgent(options.config.tls, { connections: 16 });
-    this.holdMs = (options.config.server?.credentialFailureHoldSeconds ?? 0) * 1000;
     this.timeoutMs = options.requestTimeoutMs ?? 10_000;
     this.env = options.env ?? process.env;
     this.clock = options.clock ?? systemClock;
@@ -113,13 +115,13 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
       this.refresh(entry).catch((err: unknown) => this.logger.warn({ tenant: target.tenantKey, code: codeOf(err) }, "background token refresh failed"));
       return token.token;
     }
-    if (entry.held !== undefined && now < entry.held.until) throw entry.held.error;
     return (await raceSignal(this.refresh(entry), signal, target)).token;
   }
 
-  invalidate(target: TokenTarget): void {
+  invalidate(target: TokenTarget, options: { readonly olderThanMs?: number } = {}): void {
     const entry = this.entries.get(credentialFingerprint(target, this.authorityHost));
     if (entry === undefined) return;
+    if (options.olderThanMs !== undefined && this.clock.now() - entry.obtainedAt < options.olderThanMs) return;
     entry.token = undefined;
     entry.refreshAt = 0;
     // MSAL would hand back the same refused token from its cache: start from a fresh credential.
@@ -157,7 +159,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
       const tenantKey = target.tenantKey;
       const http = new IdentityHttpClient(this.dispatcher, (ex) => this.observer.tokenRequest(tenantKey, ex.outcome), this.timeoutMs);
       // Reading an unreadable secret throws here, before the entry exists: the next call retries.
-      entry = { target, http, built: this.build(target, "primary", http), refreshAt: 0 };
+      entry = { target, http, built: this.build(target, "primary", http), refreshAt: 0, obtainedAt: 0 };
       this.entries.set(key, entry);
     }
     return entry;
@@ -191,7 +193,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
       }
     }
     if (problem.code === "credential_rejected") {
-      if (this.holdMs > 0) entry.held = { error: problem, until: this.clock.now() + this.holdMs };
+      // Repeating it from memory for a while is the job of src/delivery/credential-failure-memory.ts.
       this.logger.warn(
         { tenant: entry.target.tenantKey, clientId: entry.target.app.clientId, aadsts: problem.extras.aadsts },
         "Entra ID rejected the app credential",
@@ -215,8 +217,8 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     // Renew at MSAL's own renewal point, or half-way for short-lived tokens.
     const renewAt = token.expiresOnTimestamp - Math.min(MSAL_RENEWAL_OFFSET_MS, lifetime / 2);
     entry.token = token;
+    entry.obtainedAt = now;
     entry.refreshAt = Math.min(renewAt, token.refreshAfterTimestamp ?? Number.POSITIVE_INFINITY);
-    entry.held = undefined;
     return token;
   }
 

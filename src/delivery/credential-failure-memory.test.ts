@@ -138,6 +138,23 @@ describe("createRememberingTokenProvider", () => {
     await expect(tokens.getToken(target("contoso"))).resolves.toBe("token");
   });
 
+  it("when the inner provider has getters (the Entra provider's size), then the wrapper reads them live from it", async () => {
+    class Counting implements TokenProvider {
+      #held = 0;
+      getToken(): Promise<string> {
+        this.#held += 1;
+        return Promise.resolve("token");
+      }
+      get size(): number {
+        return this.#held;
+      }
+    }
+    const tokens = createRememberingTokenProvider(new Counting(), { holdMs: 30_000, clock: manualClock() });
+    expect(tokens.size).toBe(0);
+    await tokens.getToken(target("contoso"));
+    expect(tokens.size).toBe(1);
+  });
+
   it("when holdMs is 0, then every call asks Entra", async () => {
     const entra = scriptedEntra(rejected);
     const tokens = createRememberingTokenProvider(entra.provider, { holdMs: 0, clock: manualClock() });

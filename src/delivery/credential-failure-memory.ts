@@ -52,6 +52,13 @@ export function createRememberingTokenProvider<P extends TokenProvider>(
 ): Omit<P, keyof RememberingTokenProvider> & RememberingTokenProvider {
   const clock = options.clock ?? systemClock;
   const entries = new Map<string, Entry>();
+  // Targets are frozen and kept across reloads while their tenant is unchanged: one id each.
+  const ids = new WeakMap<TokenTarget, string>();
+  const idOf = (target: TokenTarget): string => {
+    let id = ids.get(target);
+    if (id === undefined) ids.set(target, (id = targetId(target)));
+    return id;
+  };
 
   const live = (id: string, now: number): Entry | undefined => {
     const entry = entries.get(id);
@@ -64,16 +71,18 @@ export function createRememberingTokenProvider<P extends TokenProvider>(
 
   const own: RememberingTokenProvider = {
     async getToken(target: TokenTarget, signal?: AbortSignal): Promise<string> {
-      const id = targetId(target);
-      const remembered = live(id, clock.now());
-      if (remembered) throw fromMemory(remembered);
+      // The send path's usual case: nothing remembered, nothing to look up.
+      if (entries.size > 0) {
+        const remembered = live(idOf(target), clock.now());
+        if (remembered) throw fromMemory(remembered);
+      }
       try {
         return await inner.getToken(target, signal);
       } catch (err) {
         const holdMs = typeof options.holdMs === "function" ? options.holdMs() : options.holdMs;
         if (holdMs > 0 && isRelayError(err) && err.code === "credential_rejected") {
           const since = clock.now();
-          entries.set(id, { error: err, since, until: since + holdMs, tenantKey: target.tenantKey });
+          entries.set(idOf(target), { error: err, since, until: since + holdMs, tenantKey: target.tenantKey });
         }
         throw err;
       }
@@ -100,15 +109,19 @@ export function createRememberingTokenProvider<P extends TokenProvider>(
   return Object.assign(passThrough(inner), own) as Omit<P, keyof RememberingTokenProvider> & RememberingTokenProvider;
 }
 
-/** The inner provider's methods bound to it (own and inherited, e.g. a class's), getToken excluded. */
+/**
+ * The inner provider's methods bound to it, and its other properties read through (own and
+ * inherited, e.g. a class's methods and getters), getToken excluded.
+ */
 function passThrough(inner: object): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  const source = inner as Record<string, unknown>;
   for (let o: object | null = inner; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
     for (const name of Object.getOwnPropertyNames(o)) {
-      const value: unknown = (inner as Record<string, unknown>)[name];
-      if (name !== "constructor" && name !== "getToken" && !(name in out) && typeof value === "function") {
-        out[name] = (value as (...args: unknown[]) => unknown).bind(inner);
-      }
+      if (name === "constructor" || name === "getToken" || name in out) continue;
+      const value: unknown = source[name];
+      if (typeof value === "function") out[name] = (value as (...args: unknown[]) => unknown).bind(inner);
+      else Object.defineProperty(out, name, { get: () => source[name], enumerable: true, configurable: true });
     }
   }
   return out;

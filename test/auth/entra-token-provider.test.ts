@@ -191,7 +191,6 @@ describe("credential types", () => {
     const { config, provider } = makeProvider({
       app: { clientId: WI_APP, credential: { type: "workloadIdentity", tokenFile } },
       tenants: { contoso },
-      server: { credentialFailureHoldSeconds: 0 },
     });
     const target = targetOf(config, "contoso");
 
@@ -263,14 +262,6 @@ describe("Entra refusals", () => {
     const err = await rejection(provider.getToken(targetOf(config, "contoso")));
     expect(err.extras.aadsts).toBe("700016");
     expect(err.message).toContain("admin consent");
-  });
-
-  it("when Entra rejected a credential moments ago, then the next call is answered from memory without asking Entra", async () => {
-    const { config, provider } = makeProvider({ app: secretApp(APP, "wrong"), tenants: { contoso }, server: { credentialFailureHoldSeconds: 30 } });
-    const target = targetOf(config, "contoso");
-    await rejection(provider.getToken(target));
-    expect((await rejection(provider.getToken(target))).extras.aadsts).toBe("7000215");
-    expect(await h.tokenRequests()).toBe(1);
   });
 
   it("when the secret file cannot be read, then credential_rejected naming the key, not the path's content", async () => {
