@@ -18,11 +18,22 @@ import {
 
 /** Seconds callers are told to wait after Graph was unreachable or failed without saying. */
 const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+/** Default for `permissionRecheckMs`. */
+const PERMISSION_RECHECK_MS = 60_000;
+
+/** What the sender may ask of the token provider besides tokens. */
+export interface RenewableTokenProvider extends TokenProvider {
+  /** Drops the target's cached token (see EntraTokenProvider.invalidate). */
+  invalidate?(target: TokenTarget, options?: { readonly olderThanMs?: number }): void;
+}
 
 export interface GraphMailSenderOptions {
   readonly config: Pick<Config, "cloud" | "tls">;
-  /** Tokens per tenant; `invalidate` (optional) lets a 401 be retried once with a fresh token. */
-  readonly tokenProvider: TokenProvider & { invalidate?(target: TokenTarget): void };
+  /**
+   * Tokens per tenant. `invalidate` (optional) lets a 401 be retried once with a fresh token, and
+   * lets a `permission_missing` fetch a fresh token for a later send (consent may have been granted since).
+   */
+  readonly tokenProvider: RenewableTokenProvider;
   readonly observer: SendObserver;
   readonly logger: Logger;
   /** A shared keep-alive agent (see createHttpsAgent); when absent one is made and closed by close(). */
@@ -30,6 +41,13 @@ export interface GraphMailSenderOptions {
   /** Longest single HTTP attempt (ms), capped by the send's deadline; default 30 s. */
   readonly attemptTimeoutMs?: number;
   readonly retryPolicy?: Partial<RetryPolicy>;
+  /**
+   * After `permission_missing`, a tenant's token older than this (ms) is dropped, so a send after
+   * the admin granted consent gets a token with the role instead of the cached one without it
+   * (which lives ~1 h). Younger tokens are kept: a tenant without consent costs at most one token
+   * request per interval, not one per send. Default 60 s.
+   */
+  readonly permissionRecheckMs?: number;
 }
 
 /** The Graph adapter: the port plus closing its connections. */
@@ -53,7 +71,8 @@ class GraphMailSenderImpl implements GraphMailSender {
   private readonly ownsDispatcher: boolean;
   private readonly policy: RetryPolicy;
   private readonly attemptTimeoutMs: number;
-  private readonly tokens: GraphMailSenderOptions["tokenProvider"];
+  private readonly permissionRecheckMs: number;
+  private readonly tokens: RenewableTokenProvider;
   private readonly observer: SendObserver;
   private readonly logger: Logger;
 
@@ -64,6 +83,7 @@ class GraphMailSenderImpl implements GraphMailSender {
     this.dispatcher = options.dispatcher ?? createHttpsAgent(options.config.tls);
     this.policy = { ...defaultRetryPolicy, ...options.retryPolicy };
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 30_000;
+    this.permissionRecheckMs = options.permissionRecheckMs ?? PERMISSION_RECHECK_MS;
     this.tokens = options.tokenProvider;
     this.observer = options.observer;
     this.logger = options.logger;
@@ -137,6 +157,8 @@ class GraphMailSenderImpl implements GraphMailSender {
       if (status === 429) {
         this.observer.graphThrottled(target.tenantKey);
         const wait = parseRetryAfter(headers, Date.now()) ?? this.policy.throttledDefaultWaitMs;
+        // Before sleeping: the mailbox's other sends hold back too instead of earning their own 429.
+        request.onThrottled?.(Date.now() + wait);
         if (this.canRetry(attempts, wait, request)) {
           this.logger.debug({ ...log, waitMs: wait }, "Graph throttled the mailbox; waiting as told");
           if (await sleep(wait, request.signal)) continue;
@@ -185,6 +207,7 @@ class GraphMailSenderImpl implements GraphMailSender {
         clientId: target.app.clientId,
       });
       this.logger[mapped.level]({ ...log, status, code: mapped.error.code, ...mapped.error.extras }, "Graph refused the message");
+      if (mapped.error.code === "permission_missing") this.tokens.invalidate?.(target, { olderThanMs: this.permissionRecheckMs });
       throw mapped.error;
     }
   }

@@ -70,6 +70,12 @@ export interface GraphSendRequest {
   /** Sent as `client-request-id` so Graph's logs and ours meet. */
   readonly requestId: string;
   readonly signal?: AbortSignal;
+  /**
+   * Called at each 429 from Graph with the epoch ms until which Graph asked the mailbox to
+   * wait, before the sender sleeps or gives up; the use case holds the mailbox's other sends
+   * until then, so they do not run into the same 429.
+   */
+  readonly onThrottled?: (untilMs: number) => void;
 }
 
 export interface GraphSendResult {

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { MailboxLimiter } from "../delivery/mailbox-limiter.js";
 import type { RecipientGuard } from "../delivery/recipient-guard.js";
+import type { TenantStatusBook } from "../delivery/tenant-status.js";
 import { isRelayError, RelayError } from "../http/problems.js";
 import { callerMayUse, type Caller } from "../tenants/caller-directory.js";
 import type { Tenant, TenantDirectory } from "../tenants/tenant-directory.js";
@@ -51,6 +52,8 @@ export interface SendMailDeps {
   readonly deadlineSeconds: () => number;
   /** The inflight_sends gauge. */
   readonly inflight: { inc(): void; dec(): void };
+  /** Last outcome and last problem per tenant, for GET /tenants. */
+  readonly status?: Pick<TenantStatusBook, "record">;
   readonly work?: WorkTracker;
   readonly newId?: () => string;
 }
@@ -67,8 +70,23 @@ export class SendMail {
   }
 
   async send(cmd: SendCommand): Promise<SendReceipt> {
+    const tenant = this.assertTenantAllowed(cmd.caller, cmd.draft.tenant);
+    // From here on the outcome says something about the tenant: /tenants shows the last one.
+    const status = this.deps.status;
+    if (status === undefined) return this.sendFor(tenant, cmd);
+    try {
+      const receipt = await this.sendFor(tenant, cmd);
+      status.record(tenant.key, receipt.status);
+      return receipt;
+    } catch (err) {
+      const code = isRelayError(err) ? err.code : "internal_error";
+      status.record(tenant.key, code, isRelayError(err) ? err.extras : {});
+      throw err;
+    }
+  }
+
+  private async sendFor(tenant: Tenant, cmd: SendCommand): Promise<SendReceipt> {
     const { draft } = cmd;
-    const tenant = this.assertTenantAllowed(cmd.caller, draft.tenant);
     assertSenderAllowed(draft.from, tenant);
 
     const id = this.newId();
@@ -101,6 +119,8 @@ export class SendMail {
           body,
           deadline,
           requestId: cmd.requestId,
+          // Graph's 429 holds the mailbox's whole line until its Retry-After, not just this send.
+          onThrottled: (until) => limiter.noteThrottled(tenant.mailboxKey, until),
         });
         return {
           status: "sent",
@@ -111,12 +131,6 @@ export class SendMail {
           ...(result.graphRequestId !== undefined ? { graphRequestId: result.graphRequestId } : {}),
           attempts: result.attempts,
         };
-      } catch (err) {
-        // Graph's throttling outlasted the deadline: hold the mailbox's line until Graph's Retry-After.
-        if (isRelayError(err) && err.code === "rate_limited" && err.extras.retryAfterSeconds !== undefined) {
-          limiter.noteThrottled(tenant.mailboxKey, clock.now() + err.extras.retryAfterSeconds * 1000);
-        }
-        throw err;
       } finally {
         permit.release();
       }
