@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { ConfigReloadOutcome } from "../config/config-watcher.js";
 import type { SendObserver } from "../mail/ports.js";
 
 /** Tenant label for refusals that happen before a configured tenant is known (never a caller-chosen string). */
@@ -13,6 +14,8 @@ export interface CredentialExpiry {
 }
 
 type Child = { inc(value?: number): void };
+
+const CONFIG_RELOAD_OUTCOMES: readonly ConfigReloadOutcome[] = ["success", "invalid", "unchanged"];
 
 /*
  * prom-client's `labels(...)` looks the series up by a joined string on every call; the
@@ -76,6 +79,9 @@ export class RelayMetrics implements SendObserver {
   readonly credentialExpiry: Gauge<"tenant" | "credential">;
   readonly httpDuration: Histogram<"method" | "route" | "status">;
   readonly credentialFallbacks: Counter<"tenant">;
+  readonly recipientsUsed: Gauge<"tenant">;
+  readonly configReloads: Counter<"outcome">;
+  private recipientsSource: () => ReadonlyMap<string, number> = () => new Map();
 
   private readonly tenants = new Map<string, TenantSeries>();
   // route -> method -> status -> child
@@ -143,6 +149,25 @@ export class RelayMetrics implements SendObserver {
       labelNames: ["tenant"],
       registers,
     });
+    this.recipientsUsed = new Gauge({
+      name: "noreply_relay_recipients_used",
+      help: "Recipients (to+cc+bcc) in the rolling 24 h window of the tenant's sender mailbox; sends are refused at limits.recipientsPerDay.",
+      labelNames: ["tenant"],
+      registers,
+      // Read at scrape time: one series per tenant whose mailbox sent in the window, none for idle tenants.
+      collect: () => {
+        this.recipientsUsed.reset();
+        for (const [tenant, used] of this.recipientsSource()) this.recipientsUsed.labels(tenant).set(used);
+      },
+    });
+    this.configReloads = new Counter({
+      name: "noreply_relay_config_reload_total",
+      help: "Config file reloads by outcome: success (applied), invalid (refused; the previous config stays), unchanged.",
+      labelNames: ["outcome"],
+      registers,
+    });
+    // All three from the start, so an alert on outcome="invalid" sees the first refusal as an increase.
+    for (const outcome of CONFIG_RELOAD_OUTCOMES) this.configReloads.labels(outcome).inc(0);
   }
 
   private series(tenant: string): TenantSeries {
@@ -162,6 +187,16 @@ export class RelayMetrics implements SendObserver {
   setCredentialExpiries(expiries: readonly CredentialExpiry[]): void {
     this.credentialExpiry.reset();
     for (const e of expiries) this.credentialExpiry.labels(e.tenant, e.credential).set(Math.floor(e.expiresAt.getTime() / 1000));
+  }
+
+  /** Where the recipients gauge reads its values at scrape time: tenant key → recipients used. */
+  setRecipientsSource(source: () => ReadonlyMap<string, number>): void {
+    this.recipientsSource = source;
+  }
+
+  /** One config reload finished. */
+  configReload(outcome: ConfigReloadOutcome): void {
+    this.configReloads.labels(outcome).inc();
   }
 
   /** One HTTP request served; `route` is the route pattern (never the raw URL). */
