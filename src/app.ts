@@ -4,8 +4,12 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Config } from "./config/schema.js";
+import type { RememberingTokenProvider } from "./delivery/credential-failure-memory.js";
+import { MemoryIdempotencyStore, type IdempotencyStore } from "./delivery/idempotency-store.js";
 import { MailboxLimiter } from "./delivery/mailbox-limiter.js";
 import { RecipientGuard } from "./delivery/recipient-guard.js";
+import { describeTenants, TenantStatusBook } from "./delivery/tenant-status.js";
+import { BEARER_CHALLENGE } from "./http/api-key.js";
 import { Lifecycle } from "./http/lifecycle.js";
 import { registerProbeRoutes } from "./http/probe-routes.js";
 import { asRelayError, PROBLEM_CONTENT_TYPE, toProblemResponse } from "./http/problem-response.js";
@@ -13,18 +17,28 @@ import { RelayError } from "./http/problems.js";
 import { RequestContext } from "./http/request-context.js";
 import type { RouteContext, RouteRegistrar } from "./http/route-registrar.js";
 import { registerSendRoute } from "./http/send-route.js";
-import { systemClock, type Clock, type GraphSender, type TokenProvider } from "./mail/ports.js";
+import { systemClock, type Clock, type GraphSender, type TokenProvider, type TokenTarget } from "./mail/ports.js";
 import { SendMail } from "./mail/send-mail.js";
 import { getRelayMetrics, NO_TENANT, type RelayMetrics } from "./metrics/relay-metrics.js";
 import { CallerDirectory } from "./tenants/caller-directory.js";
 import type { ConfigSource } from "./tenants/config-source.js";
 import { buildTenantDirectory, type TenantDirectory } from "./tenants/tenant-directory.js";
 
+/**
+ * The token provider as the app uses it. Besides tokens, whatever of these it has: `retain`
+ * (the Entra provider: keep these targets' credentials, drop the rest) and `forget` /
+ * `rejection` (src/delivery/credential-failure-memory.ts) are used on reload and by /tenants.
+ */
+export type AppTokenProvider = TokenProvider &
+  Partial<Pick<RememberingTokenProvider, "forget" | "rejection">> & {
+    retain?(targets: Iterable<TokenTarget>): number;
+  };
+
 /** Everything the app needs from outside; server.ts wires the real ones, tests their own. */
 export interface AppDeps {
-  /** The loaded config (and, later, its reloads). */
+  /** The loaded config and its reloads. */
   readonly configSource: ConfigSource;
-  readonly tokenProvider: TokenProvider;
+  readonly tokenProvider: AppTokenProvider;
   readonly graphSender: GraphSender;
   /** Metrics go here, never to prom-client's global registry. */
   readonly registry: Registry;
@@ -33,6 +47,8 @@ export interface AppDeps {
   readonly clock?: Clock;
   /** Route modules of other capabilities (docs, consent, /tenants); see src/http/optional-routes.ts. */
   readonly routes?: readonly RouteRegistrar[];
+  /** Where Idempotency-Keys are kept; default the in-memory store sized by the start-up config's `idempotency`. */
+  readonly idempotencyStore?: IdempotencyStore;
 }
 
 /** The built app: Fastify plus the handles server.ts needs for probes and shutdown. */
@@ -53,7 +69,7 @@ const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
 
 /** Builds the service without listening. */
 export async function createApp(deps: AppDeps): Promise<RelayApp> {
-  const { configSource, logger, registry } = deps;
+  const { configSource, logger, registry, tokenProvider } = deps;
   const clock = deps.clock ?? systemClock;
   const metrics = getRelayMetrics(registry);
   const lifecycle = new Lifecycle();
@@ -63,29 +79,56 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
   let callers = new CallerDirectory(config);
   const limiter = new MailboxLimiter({ clock });
   const recipients = new RecipientGuard({ clock });
+  const tenantStatus = new TenantStatusBook({ clock });
+  // Sized once: a reload does not resize the store (idempotency is a restart-only key).
+  const idempotency = deps.idempotencyStore ?? new MemoryIdempotencyStore({ ...config.idempotency, clock });
+  // Recipients are counted per mailbox; the gauge is per tenant key (several tenants may share one mailbox).
+  let tenantsByMailbox = new Map<string, string[]>();
   const publishTenants = (): void => {
     limiter.sync(new Map(tenants.list().map((t) => [t.mailboxKey, t.limits])));
+    tenantsByMailbox = new Map();
+    for (const t of tenants.list()) {
+      const keys = tenantsByMailbox.get(t.mailboxKey);
+      if (keys === undefined) tenantsByMailbox.set(t.mailboxKey, [t.key]);
+      else keys.push(t.key);
+    }
     // No per-tenant zero series: the chart's alerts handle a series' first appearance, and
     // 10,000 tenants × zeros would make every scrape megabytes long.
     metrics.setCredentialExpiries(tenants.credentialExpiries());
   };
   publishTenants();
+  metrics.setRecipientsSource(() => {
+    const byTenant = new Map<string, number>();
+    for (const [mailbox, used] of recipients.usage()) for (const key of tenantsByMailbox.get(mailbox) ?? []) byTenant.set(key, used);
+    return byTenant;
+  });
+  /*
+   * A reload swaps what new requests see. Sends in flight keep the Tenant, token target and
+   * mailbox slot they started with. Unchanged tenants keep their objects, so their credentials
+   * and cached tokens stay; a changed tenant's remembered credential rejection is forgotten so
+   * the new settings are tried at once.
+   */
   configSource.subscribe((next) => {
+    const previous = tenants;
     config = next;
-    tenants = buildTenantDirectory(next, tenants);
+    tenants = buildTenantDirectory(next, previous);
     callers = new CallerDirectory(next);
     publishTenants();
+    tenantStatus.retain(tenants.list().map((t) => t.key));
+    tokenProvider.retain?.(tenants.list().map((t) => t.target));
+    for (const t of previous.list()) if (tenants.get(t.key) !== t) tokenProvider.forget?.(t.key);
   });
 
   const sendMail = new SendMail({
     tenants: () => tenants,
-    tokenProvider: deps.tokenProvider,
+    tokenProvider,
     graphSender: deps.graphSender,
     limiter,
     recipients,
     clock,
     deadlineSeconds: () => config.server.requestDeadlineSeconds,
     inflight: metrics.inflightSends,
+    status: tenantStatus,
     work: lifecycle,
   });
 
@@ -150,16 +193,26 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
   });
 
   registerProbeRoutes(app, { lifecycle, registry });
-  registerSendRoute(app, { sendMail, callers: () => callers, tenants: () => tenants, lifecycle });
+  registerSendRoute(app, {
+    sendMail,
+    callers: () => callers,
+    tenants: () => tenants,
+    lifecycle,
+    idempotency,
+    deadlineSeconds: () => config.server.requestDeadlineSeconds,
+  });
 
+  const credentials = tokenProvider.rejection !== undefined ? { rejection: tokenProvider.rejection.bind(tokenProvider) } : undefined;
   const routeContext: RouteContext = {
     configSource,
     logger,
     registry,
     clock,
-    tokenProvider: deps.tokenProvider,
+    tokenProvider,
     tenants: () => tenants,
     callers: () => callers,
+    tenantStatus: () =>
+      describeTenants(tenants.list(), { activity: tenantStatus, recipients, limiter, ...(credentials !== undefined ? { credentials } : {}) }),
   };
   for (const register of deps.routes ?? []) await register(app, routeContext);
 
@@ -200,6 +253,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
 function sendProblem(request: FastifyRequest, reply: FastifyReply, err: RelayError, cause?: unknown): void {
   const ctx = request.relay;
   ctx.outcome = err.code;
+  if (err.code === "unauthorized") reply.header("www-authenticate", BEARER_CHALLENGE);
   if (err.status >= 500) ctx.detail = err.message;
   if (err.code === "internal_error") ctx.bug = cause;
   if (err.extras.aadsts !== undefined) ctx.aadsts = err.extras.aadsts;

@@ -1,6 +1,7 @@
 import { consentRoutes } from "./consent-routes.js";
 import { registerDocsRoutes } from "./docs-routes.js";
 import type { RouteRegistrar } from "./route-registrar.js";
+import { tenantsRoute } from "./tenants-route.js";
 
 /**
  * Route modules of other capabilities that server.ts (and the demo) register on the app,
@@ -12,4 +13,6 @@ export const optionalRoutes: readonly RouteRegistrar[] = [
   (app) => registerDocsRoutes(app),
   // GET /consent/callback (admin-consent onboarding)
   consentRoutes,
+  // GET /tenants (admin callers)
+  tenantsRoute,
 ];

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import type { TenantView } from "../delivery/tenant-status.js";
 import type { Clock, TokenProvider } from "../mail/ports.js";
 import type { CallerDirectory } from "../tenants/caller-directory.js";
 import type { ConfigSource } from "../tenants/config-source.js";
@@ -17,6 +18,8 @@ export interface RouteContext {
   readonly tenants: () => TenantDirectory;
   /** The current callers, to authenticate an API key (`authenticate(key)`). */
   readonly callers: () => CallerDirectory;
+  /** Every configured tenant's configuration and live state, in config order (the GET /tenants rows). */
+  readonly tenantStatus: () => TenantView[];
 }
 
 /**

@@ -1,10 +1,21 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from "fastify";
+import {
+  checkIdempotencyKey,
+  idempotencyDisposition,
+  requestFingerprint,
+  type IdempotencyNew,
+  type IdempotencySettled,
+  type IdempotencyStore,
+} from "../delivery/idempotency-store.js";
 import type { MailAddress, MailDraft } from "../mail/mail-draft.js";
 import type { SendMail, SendReceipt } from "../mail/send-mail.js";
 import type { CallerDirectory } from "../tenants/caller-directory.js";
 import type { TenantDirectory } from "../tenants/tenant-directory.js";
+import { authenticateCaller } from "./api-key.js";
 import type { Lifecycle } from "./lifecycle.js";
+import { asRelayError, PROBLEM_CONTENT_TYPE, toProblemResponse } from "./problem-response.js";
 import { RelayError } from "./problems.js";
+import type { RequestContext } from "./request-context.js";
 import { parseSendRequest, type SendRequest, type WireRecipient } from "./send-request-schema.js";
 
 export interface SendRouteDeps {
@@ -12,6 +23,10 @@ export interface SendRouteDeps {
   readonly callers: () => CallerDirectory;
   readonly tenants: () => TenantDirectory;
   readonly lifecycle: Lifecycle;
+  /** Where Idempotency-Keys are remembered (per caller). */
+  readonly idempotency: IdempotencyStore;
+  /** `server.requestDeadlineSeconds` of the current config: how long a replay waits for the first request. */
+  readonly deadlineSeconds: () => number;
 }
 
 /** The 202 (and dry-run 200) body: CONTRACT.md "202 Accepted". */
@@ -23,9 +38,9 @@ export interface SendResponseBody {
   acceptedAt: string;
 }
 
-const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
+const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
 
-/** POST /send: authenticate, validate, hand to the use case, answer. */
+/** POST /send: authenticate, claim the Idempotency-Key, validate, hand to the use case, answer. */
 export function registerSendRoute(app: FastifyInstance, deps: SendRouteDeps): void {
   const { lifecycle } = deps;
 
@@ -43,19 +58,68 @@ export function registerSendRoute(app: FastifyInstance, deps: SendRouteDeps): vo
     }
     lifecycle.enter();
     reply.raw.once("close", lifecycle.leave);
-    const match = BEARER.exec(request.headers.authorization ?? "");
-    const caller = match ? deps.callers().authenticate(match[1]!) : undefined;
-    if (caller === undefined) {
-      reply.header("www-authenticate", 'Bearer realm="noreply-relay"');
-      done(new RelayError("unauthorized", match ? "the API key is not known" : "send the API key as Authorization: Bearer <key>"));
+    try {
+      request.relay.caller = authenticateCaller(request.headers.authorization, deps.callers());
+    } catch (err) {
+      done(err as RelayError);
       return;
     }
-    request.relay.caller = caller;
     done();
   }
 
   app.post("/send", { onRequest: admit }, async (request, reply) => {
     const ctx = request.relay;
+    const rawKey = request.headers["idempotency-key"];
+    if (rawKey === undefined) return send(request, reply, ctx);
+
+    // Right after authentication: a replay passes no validation, limit or guard again and sends nothing.
+    const claim = await claimKey(request, ctx, rawKey);
+    if (claim.kind === "conflict") throw new RelayError("idempotency_conflict", `Idempotency-Key "${rawKey as string}" was used before with a different body`);
+    if (claim.kind === "replay") {
+      ctx.outcome = "duplicate";
+      const tenant = (request.body as { tenant?: unknown } | null)?.tenant;
+      if (typeof tenant === "string" && deps.tenants().has(tenant)) ctx.tenant = tenant;
+      const first = claim.response;
+      return reply
+        .code(first.status)
+        .headers({ ...first.headers, "idempotent-replayed": "true" })
+        .send(JSON.stringify(first.body));
+    }
+    try {
+      return await send(request, reply, ctx, claim);
+    } catch (err) {
+      const relay = asRelayError(err);
+      if (idempotencyDisposition(relay.code) === "complete") {
+        const problem = toProblemResponse(relay, request.id);
+        await claim.complete({
+          status: problem.status,
+          headers: {
+            "content-type": PROBLEM_CONTENT_TYPE,
+            ...(problem.retryAfterSeconds !== undefined ? { "retry-after": String(problem.retryAfterSeconds) } : {}),
+          },
+          body: problem.body,
+        });
+      }
+      throw err; // the error handler renders the same problem
+    } finally {
+      // A no-op after complete(); otherwise nothing was sent and the key is free for a retry.
+      await claim.abandon();
+    }
+  });
+
+  async function claimKey(request: FastifyRequest, ctx: RequestContext, raw: string | string[]): Promise<IdempotencySettled> {
+    const bad = Array.isArray(raw) ? { path: "Idempotency-Key", message: "send the header once" } : checkIdempotencyKey(raw);
+    if (bad !== undefined) throw new RelayError("validation_failed", "the Idempotency-Key header is invalid", { errors: [bad] });
+    const claim = await deps.idempotency.begin(ctx.caller!.name, raw as string, requestFingerprint(request.body));
+    if (claim.kind !== "in_flight") return claim;
+    // The first request with this key is still sending: wait for its answer, at most until our deadline.
+    const left = ctx.receivedAt + deps.deadlineSeconds() * 1000 - Date.now();
+    return claim.wait(AbortSignal.timeout(Math.max(1, left))).catch(() => {
+      throw new RelayError("idempotency_conflict", "the first request with this Idempotency-Key is still being processed; retry later");
+    });
+  }
+
+  async function send(request: FastifyRequest, reply: FastifyReply, ctx: RequestContext, claim?: IdempotencyNew): Promise<FastifyReply> {
     const parsed = parseSendRequest(request.body);
     if (!parsed.ok) {
       const n = parsed.errors.length;
@@ -73,11 +137,13 @@ export function registerSendRoute(app: FastifyInstance, deps: SendRouteDeps): vo
     ctx.messageId = receipt.id;
     ctx.graphRequestId = receipt.graphRequestId;
     ctx.attempts = receipt.attempts;
-    return reply
-      .code(receipt.status === "sent" ? 202 : 200)
-      .header("content-type", "application/json; charset=utf-8")
-      .send(JSON.stringify(responseBody(receipt)));
-  });
+    const status = receipt.status === "sent" ? 202 : 200;
+    const body = responseBody(receipt);
+    if (claim !== undefined && idempotencyDisposition(receipt.status) === "complete") {
+      await claim.complete({ status, headers: { "content-type": JSON_CONTENT_TYPE }, body });
+    }
+    return reply.code(status).header("content-type", JSON_CONTENT_TYPE).send(JSON.stringify(body));
+  }
 }
 
 function responseBody(r: SendReceipt): SendResponseBody {
