@@ -5,14 +5,18 @@ import { pino, type Logger } from "pino";
 import { Registry } from "prom-client";
 import { createApp, type RelayApp } from "./app.js";
 import { createEntraTokenProvider } from "./auth/entra-token-provider.js";
+import { restartRequiredChanges, watchConfigFile, type ConfigReloadOutcome, type ConfigWatcher } from "./config/config-watcher.js";
 import { ConfigError, loadConfigFile } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
+import { createRememberingTokenProvider } from "./delivery/credential-failure-memory.js";
 import { createGraphMailSender } from "./graph/graph-mail-sender.js";
 import { createHttpsAgent } from "./graph/http-dispatcher.js";
 import { optionalRoutes } from "./http/optional-routes.js";
 import type { RouteRegistrar } from "./http/route-registrar.js";
+import { systemClock } from "./mail/ports.js";
 import { getRelayMetrics } from "./metrics/relay-metrics.js";
-import { fixedConfigSource } from "./tenants/config-source.js";
+import { startExpiryWarnings } from "./onboarding/expiry.js";
+import { fixedConfigSource, type ConfigSource } from "./tenants/config-source.js";
 
 export interface StartServerOptions {
   readonly config: Config;
@@ -23,6 +27,13 @@ export interface StartServerOptions {
   readonly routes?: readonly RouteRegistrar[];
   /** Environment for `secretEnv` look-ups; default process.env. */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * The file `config` was loaded from. With it, the file is followed (`server.watchConfig`) and
+   * re-read by reload(); without it the config is fixed.
+   */
+  readonly configPath?: string;
+  /** See GraphMailSenderOptions.permissionRecheckMs (tests shorten it). */
+  readonly permissionRecheckMs?: number;
 }
 
 /** A listening service with the real Entra ID and Graph adapters. */
@@ -30,6 +41,11 @@ export interface RunningServer {
   readonly relay: RelayApp;
   /** `http://host:port` as bound. */
   readonly url: string;
+  /**
+   * SIGHUP: forgets remembered credential rejections (a secret file fixed in place is tried at
+   * once) and re-reads the config file. An invalid file is refused and the config in force stays.
+   */
+  reload(): ConfigReloadOutcome;
   /** Graceful stop (see RelayApp.shutdown), then the adapters' connections are closed. */
   stop(drainTimeoutMs: number): Promise<{ drained: boolean }>;
 }
@@ -41,22 +57,37 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const metrics = getRelayMetrics(registry);
   // One keep-alive pool for Entra and Graph: both live behind the same cloud endpoints' TLS trust.
   const dispatcher = createHttpsAgent(config.tls);
-  const tokenProvider = createEntraTokenProvider({
+  const watcher = options.configPath !== undefined ? followConfigFile(options.configPath, config, logger, metrics.configReload.bind(metrics)) : undefined;
+  const configSource: ConfigSource = watcher ?? fixedConfigSource(config);
+  // One instance for the Graph sender and the app: a rejection remembered by one is seen by both.
+  const tokenProvider = createRememberingTokenProvider(
+    createEntraTokenProvider({
+      config,
+      observer: metrics,
+      logger,
+      dispatcher,
+      ...(options.env !== undefined ? { env: options.env } : {}),
+    }),
+    { holdMs: () => configSource.current().server.credentialFailureHoldSeconds * 1000 },
+  );
+  const graphSender = createGraphMailSender({
     config,
+    tokenProvider,
     observer: metrics,
     logger,
     dispatcher,
-    ...(options.env !== undefined ? { env: options.env } : {}),
+    ...(options.permissionRecheckMs !== undefined ? { permissionRecheckMs: options.permissionRecheckMs } : {}),
   });
-  const graphSender = createGraphMailSender({ config, tokenProvider, observer: metrics, logger, dispatcher });
   const relay = await createApp({
-    configSource: fixedConfigSource(config),
+    configSource,
     tokenProvider,
     graphSender,
     registry,
     logger,
     routes: options.routes ?? optionalRoutes,
   });
+  // At start-up and daily: a log line for each credential that expires within 30 days.
+  const expiry = startExpiryWarnings({ config: () => configSource.current(), logger, clock: systemClock });
   await relay.fastify.listen({ port: options.port, host: options.host });
   const address = relay.fastify.server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
@@ -65,13 +96,51 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   return {
     relay,
     url,
+    reload() {
+      tokenProvider.forget();
+      return watcher?.reload("signal") ?? "unchanged";
+    },
     async stop(drainTimeoutMs) {
+      expiry.stop();
+      watcher?.close();
       const result = await relay.shutdown(drainTimeoutMs);
       await Promise.allSettled([graphSender.close(), tokenProvider.close()]);
       await dispatcher.close();
       return result;
     },
   };
+}
+
+/**
+ * Follows the config file: valid changes reach the app's listeners; an invalid file is refused
+ * (each bad key logged, the config in force stays); every reload is counted by outcome.
+ */
+function followConfigFile(path: string, initial: Config, logger: Logger, count: (outcome: ConfigReloadOutcome) => void): ConfigWatcher {
+  const watcher = watchConfigFile({
+    path,
+    initial,
+    watch: initial.server.watchConfig,
+    onError: (err) =>
+      logger.warn({ problems: err instanceof ConfigError ? err.problems : [err.message] }, "config reload refused; the previous config stays in force"),
+    onOutcome: (outcome, trigger) => {
+      count(outcome);
+      logger.info({ outcome, trigger }, "config reload");
+    },
+  });
+  watcher.subscribe((next, previous) => {
+    const keys = restartRequiredChanges(previous, next);
+    if (keys.length > 0) logger.warn({ keys }, "config reload: these settings change only after a restart");
+    logger.info({ tenants: Object.keys(next.tenants).length, callers: Object.keys(next.callers).length }, "config reloaded");
+  });
+  return watcher;
+}
+
+/** SIGHUP: re-read the config file now (see RunningServer.reload). */
+export function reloadOnHangup(server: RunningServer, logger: Logger): void {
+  process.on("SIGHUP", () => {
+    logger.info({ signal: "SIGHUP" }, "re-reading the config file");
+    server.reload();
+  });
 }
 
 /**
@@ -122,9 +191,10 @@ export function listenSettings(env: NodeJS.ProcessEnv): { port: number; host: st
 async function main(): Promise<void> {
   let settings: ReturnType<typeof listenSettings>;
   let config: Config;
+  let path: string | undefined;
   try {
     settings = listenSettings(process.env);
-    const path = process.env.NOREPLY_RELAY_CONFIG;
+    path = process.env.NOREPLY_RELAY_CONFIG;
     if (path === undefined || path === "") throw new ConfigError("from the environment", ["NOREPLY_RELAY_CONFIG: set it to the path of the YAML or JSON config file"]);
     config = loadConfigFile(path);
   } catch (err) {
@@ -135,8 +205,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = pino({ level: settings.logLevel, base: { service: "noreply-relay" } });
-  const server = await startServer({ config, logger, port: settings.port, host: settings.host });
+  const server = await startServer({ config, logger, port: settings.port, host: settings.host, configPath: path });
   stopOnSignals(server, logger, config.server.drainTimeoutSeconds);
+  reloadOnHangup(server, logger);
 }
 
 function isEntryPoint(): boolean {

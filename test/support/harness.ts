@@ -1,20 +1,18 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
-import { Registry } from "prom-client";
-import { createApp, type RelayApp } from "../../src/app.js";
-import { createEntraTokenProvider } from "../../src/auth/entra-token-provider.js";
+import type { RelayApp } from "../../src/app.js";
+import type { ConfigReloadOutcome } from "../../src/config/config-watcher.js";
 import { loadConfigFile } from "../../src/config/load-config.js";
 import type { Config, ConfigInput } from "../../src/config/schema.js";
 import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/emulator/start-emulator.js";
 import type { ScenarioInput } from "../../src/emulator/scenario.js";
-import { createGraphMailSender } from "../../src/graph/graph-mail-sender.js";
-import { createHttpsAgent } from "../../src/graph/http-dispatcher.js";
-import { getRelayMetrics } from "../../src/metrics/relay-metrics.js";
+import type { RouteRegistrar } from "../../src/http/route-registrar.js";
+import { tenantsRoute } from "../../src/http/tenants-route.js";
+import { startServer } from "../../src/server.js";
 import { apiKeyDigest } from "../../src/tenants/caller-directory.js";
-import { fixedConfigSource } from "../../src/tenants/config-source.js";
 import { checkedFetch, type CheckedRequestInit } from "./checked-fetch.js";
 import {
   ADATUM,
@@ -85,31 +83,48 @@ export interface HarnessOptions {
   /** Changes to the service config before it is written and loaded. */
   configure?: (config: ConfigInput) => void;
   emulator?: Omit<EmulatorOptions, "scenario" | "port">;
+  /** Route modules besides /send and the probes; default [tenantsRoute]. */
+  routes?: readonly RouteRegistrar[];
+  /** See StartServerOptions.permissionRecheckMs. */
+  permissionRecheckMs?: number;
 }
 
-/** An emulator, a temp dir with config and secret files, and the service on 127.0.0.1:0. */
+/** An emulator, a temp dir with config and secret files, and the service (src/server.ts wiring) on 127.0.0.1:0. */
 export interface Harness {
   readonly emulator: Emulator;
   readonly relay: RelayApp;
+  /** The config loaded at start. */
   readonly config: Config;
+  /** The config file as written last (see rewriteConfig). */
+  readonly configInput: ConfigInput;
   /** `http://127.0.0.1:<port>` */
   readonly url: string;
   readonly dir: string;
   readonly configPath: string;
-  /** API keys: `ops` may use every tenant, `billing` only contoso. */
-  readonly keys: { readonly ops: string; readonly billing: string };
+  /** API keys: `ops` may use every tenant, `billing` only contoso, `admin` every tenant and GET /tenants. */
+  readonly keys: HarnessKeys;
   /** Every secret value the config points at (for "never logged" checks). */
   readonly secrets: readonly string[];
   readonly logs: LogCapture;
   readonly logger: Logger;
   /** POST /send with the ops key (or `key`), JSON body. */
   send(body: unknown, options?: { key?: string | null; headers?: Record<string, string> }): Promise<HttpResult>;
-  get(path: string): Promise<HttpResult>;
+  get(path: string, options?: { key?: string }): Promise<HttpResult>;
+  /** Applies `change` to the config, writes the file (atomically, as deploy tools do) and returns its text. */
+  rewriteConfig(change: (config: ConfigInput) => void): Promise<string>;
+  /** What SIGHUP does: forget credential rejections and re-read the file now. */
+  reload(): ConfigReloadOutcome;
   close(): Promise<void>;
 }
 
+export interface HarnessKeys {
+  readonly ops: string;
+  readonly billing: string;
+  readonly admin: string;
+}
+
 /** The service config for the standard scenario, with secrets in files under `dir`. */
-export function standardConfig(emulatorUrl: string, dir: string, keys: Harness["keys"]): ConfigInput {
+export function standardConfig(emulatorUrl: string, dir: string, keys: Pick<HarnessKeys, "ops" | "billing"> & Partial<HarnessKeys>): ConfigInput {
   return {
     cloud: { authorityHost: emulatorUrl, graphBaseUrl: emulatorUrl },
     tls: { caFile: join(dir, "ca.pem") },
@@ -138,6 +153,7 @@ export function standardConfig(emulatorUrl: string, dir: string, keys: Harness["
     callers: {
       ops: { keySha256: apiKeyDigest(keys.ops), tenants: ["*"] },
       billing: { keySha256: apiKeyDigest(keys.billing), tenants: ["contoso"] },
+      ...(keys.admin !== undefined ? { admin: { keySha256: apiKeyDigest(keys.admin), tenants: ["*"], admin: true } } : {}),
     },
   };
 }
@@ -158,7 +174,11 @@ export async function writeStandardFiles(dir: string, caPem: string): Promise<st
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const emulator = await startEmulator({ ...options.emulator, scenario: options.scenario ?? standardScenario() });
   const dir = await mkdtemp(join(tmpdir(), "noreply-relay-test-"));
-  const keys = { ops: `ops-${randomBytes(16).toString("hex")}`, billing: `billing-${randomBytes(16).toString("hex")}` };
+  const keys: HarnessKeys = {
+    ops: `ops-${randomBytes(16).toString("hex")}`,
+    billing: `billing-${randomBytes(16).toString("hex")}`,
+    admin: `admin-${randomBytes(16).toString("hex")}`,
+  };
   const secrets = await writeStandardFiles(dir, emulator.caPem);
   const configInput = standardConfig(emulator.url, dir, keys);
   options.configure?.(configInput);
@@ -168,25 +188,28 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
 
   const logs = new LogCapture();
   const logger = pino({ level: "debug" }, logs);
-  const registry = new Registry();
-  const metrics = getRelayMetrics(registry);
-  const dispatcher = createHttpsAgent(config.tls);
-  const tokenProvider = createEntraTokenProvider({ config, observer: metrics, logger, dispatcher });
-  const graphSender = createGraphMailSender({ config, tokenProvider, observer: metrics, logger, dispatcher });
-  const relay = await createApp({ configSource: fixedConfigSource(config), tokenProvider, graphSender, registry, logger });
-  await relay.fastify.listen({ port: 0, host: "127.0.0.1" });
-  const port = (relay.fastify.server.address() as { port: number }).port;
-  const url = `http://127.0.0.1:${port}`;
+  const server = await startServer({
+    config,
+    configPath,
+    logger,
+    port: 0,
+    host: "127.0.0.1",
+    routes: options.routes ?? [tenantsRoute],
+    ...(options.permissionRecheckMs !== undefined ? { permissionRecheckMs: options.permissionRecheckMs } : {}),
+  });
+  const { relay, url } = server;
+  let written = 0;
 
   return {
     emulator,
     relay,
     config,
+    configInput,
     url,
     dir,
     configPath,
     keys,
-    secrets: [...secrets, keys.ops, keys.billing],
+    secrets: [...secrets, keys.ops, keys.billing, keys.admin],
     logs,
     logger,
     send(body, opts = {}) {
@@ -201,13 +224,20 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
         body: typeof body === "string" ? body : JSON.stringify(body),
       });
     },
-    get(path) {
-      return http(`${url}${path}`);
+    get(path, opts = {}) {
+      return http(`${url}${path}`, opts.key !== undefined ? { headers: { authorization: `Bearer ${opts.key}` } } : {});
     },
+    async rewriteConfig(change) {
+      change(configInput);
+      const text = JSON.stringify(configInput, null, 2);
+      const next = join(dir, `config.json.${++written}.tmp`);
+      await writeFile(next, text);
+      await rename(next, configPath);
+      return text;
+    },
+    reload: () => server.reload(),
     async close() {
-      await relay.shutdown(1000);
-      await Promise.allSettled([graphSender.close(), tokenProvider.close()]);
-      await dispatcher.close();
+      await server.stop(1000);
       await emulator.close();
       await rm(dir, { recursive: true, force: true });
     },
