@@ -188,7 +188,7 @@ describe.runIf(hasChromium)("GET /docs of the running demo in Chromium", () => {
       shown = JSON.parse((await operation.locator(".live-responses-table .response-col_description pre").first().textContent()) ?? "") as typeof shown;
       // The picture a person should see: the live answer with its 202 and body.
       await operation.locator(".live-responses-table").scrollIntoViewIfNeeded();
-      await page.evaluate(() => window.scrollBy(0, -120));
+      await page.mouse.wheel(0, -120);
     } finally {
       // Also on failure: then it shows what the page showed instead.
       await mkdir(join(ROOT, "test-results"), { recursive: true });
