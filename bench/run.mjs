@@ -23,10 +23,10 @@ import {
   smallTextBody,
   writeJson,
 } from "./lib/fixtures.mjs";
-import { paced, throughput } from "./lib/load.mjs";
+import { createPacer, poolPaced, throughput } from "./lib/load.mjs";
 import { cpuTimes, firstJsonLine, freePort, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
 import { TARGETS, formatReport } from "./lib/report.mjs";
-import { summariseProfile, formatProfileSummary } from "./summarise-profile.mjs";
+import { formatProfileDiff, formatProfileSummary, summariseProfile } from "./summarise-profile.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
@@ -46,6 +46,7 @@ const { values: argv } = parseArgs({
     tenants: { type: "string" },
     rate: { type: "string" },
     "rate-duration": { type: "string" },
+    "rate-slices": { type: "string" },
     "startup-tenants": { type: "string" },
     "startup-runs": { type: "string" },
     rounds: { type: "string" },
@@ -57,6 +58,7 @@ const { values: argv } = parseArgs({
     "cpu-prof": { type: "boolean", default: false },
     "cpu-prof-dir": { type: "string" },
     "log-level": { type: "string" },
+    "service-node-options": { type: "string" },
     out: { type: "string" },
     keep: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
@@ -72,7 +74,8 @@ if (argv.help) {
   --latency-ms MS         emulated Graph latency (default 20)
   --tenants N             tenants for the throughput/latency runs (default 10)
   --rate R                fixed-rate latency run, req/s (default 200)
-  --rate-duration S       fixed-rate run per target (default 15, quick 5)
+  --rate-duration S       fixed-rate run per target (default 15, quick 6)
+  --rate-slices N         alternate baseline/service in N slices of the fixed-rate run (default 3, quick 2)
   --rounds N              alternating baseline/service rounds, medians reported (default 3, quick 1)
   --quiet-wait S          before each round, wait up to S s for other processes to go quiet (default 20, quick 0)
   --nice=N                scheduling niceness for the bench and its children, e.g. -10 on a shared
@@ -84,6 +87,7 @@ if (argv.help) {
   --cpu-prof              run the service under node --cpu-prof and summarise the profile
   --cpu-prof-dir DIR      where to write the .cpuprofile (default: a temp dir)
   --log-level L           service LOG_LEVEL (default info, as in production)
+  --service-node-options "…"  extra node flags for the service (e.g. "--max-semi-space-size=32")
   --out FILE              also write every measurement as JSON to FILE
   --json-only             print only the final JSON line on stdout
   --keep                  keep the temp dir (configs, child logs)`);
@@ -100,7 +104,8 @@ const opts = {
   latencyMs: num(argv["latency-ms"], 20),
   tenants: num(argv.tenants, 10),
   rate: num(argv.rate, 200),
-  rateDurationS: num(argv["rate-duration"], quick ? 5 : 15),
+  rateDurationS: num(argv["rate-duration"], quick ? 6 : 15),
+  rateSlices: Math.max(1, num(argv["rate-slices"], quick ? 2 : 3)),
   startupTenants: num(argv["startup-tenants"], 10_000),
   startupRuns: num(argv["startup-runs"], quick ? 1 : 3),
   rounds: Math.max(1, num(argv.rounds, quick ? 1 : 3)),
@@ -218,10 +223,11 @@ function watchTokens(emu) {
 // ---------------------------------------------------------------------------------------------
 // Targets: baseline and service
 
-async function startBaseline(configFile) {
+async function startBaseline(configFile, { cpuProfDir } = {}) {
   const port = await freePort();
   const proc = spawnNode("baseline", [join(here, "baseline.mjs")], {
     logDir: tmp,
+    nodeOptions: cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : [],
     nice: opts.nice,
     stdoutPipe: true,
     env: { BENCH_CONFIG: configFile, PORT: String(port), HOST: "127.0.0.1", NODE_ENV: "production" },
@@ -238,7 +244,8 @@ async function startService(name, configFile, { cpuProfDir } = {}) {
     );
   }
   const port = await freePort();
-  const nodeOptions = cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : [];
+  const extra = (argv["service-node-options"] ?? "").split(/\s+/).filter(Boolean);
+  const nodeOptions = [...extra, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : [])];
   const startNs = process.hrtime.bigint();
   const proc = spawnNode(name, [DIST_SERVER], {
     logDir: tmp,
@@ -351,17 +358,42 @@ async function throughputPhase(target, emu, rotation, warmupS) {
   return r;
 }
 
-async function pacedPhase(target, emu, rotation) {
-  say(`${target.name}: fixed rate ${opts.rate} req/s × ${opts.rateDurationS} s`);
-  const before = snapshot(target, emu);
-  const r = await paced({ url: target.url, rate: opts.rate, durationS: opts.rateDurationS, warmupS: 1, rotation, headers: SEND_HEADERS });
-  target.sent += Math.round(opts.rate * opts.rateDurationS);
-  r.cpu = cpuDelta(before, snapshot(target, emu), Math.round(opts.rate * opts.rateDurationS));
-  const bad = Object.entries(r.statuses).filter(([s]) => Number(s) >= 300);
-  if (bad.length > 0 || r.errors > 0) warnings.push(`${target.name} fixed rate: statuses ${JSON.stringify(r.statuses)}, ${r.errors} errors`);
-  if (r.cpu.foreignPct > 15) warnings.push(`${target.name} fixed rate: other processes on this machine used ${r.cpu.foreignPct.toFixed(0)}% of a core during the run — numbers are noisy`);
-  if (r.lateMsMax > 20) warnings.push(`${target.name} fixed rate: the generator fell up to ${r.lateMsMax.toFixed(0)} ms behind schedule`);
-  return r;
+/**
+ * Latency at a fixed rate for both targets, in `opts.rateSlices` alternating slices each
+ * (baseline, service, baseline, …) so that a burst of outside load lands on both alike. The
+ * samples of each target are pooled; the first second of each target's first slice is warm-up.
+ */
+async function pacedPhase(targets, emu, rotation) {
+  const sliceS = opts.rateDurationS / opts.rateSlices;
+  say(`fixed rate ${opts.rate} req/s × ${opts.rateDurationS} s per target, in ${opts.rateSlices} alternating slice(s)`);
+  const state = targets.map((t) => ({ t, pacer: createPacer({ url: t.url, rotation, headers: SEND_HEADERS }), runs: [], cpu: [] }));
+  for (let i = 0; i < opts.rateSlices; i++) {
+    for (const st of state) {
+      const before = snapshot(st.t, emu);
+      const r = await st.pacer.run({ rate: opts.rate, durationS: i === 0 ? sliceS + 1 : sliceS, warmupS: i === 0 ? 1 : 0 });
+      st.t.sent += r.sent;
+      st.cpu.push(cpuDelta(before, snapshot(st.t, emu), r.sent));
+      st.runs.push(r);
+    }
+  }
+  return state.map((st) => {
+    st.pacer.close();
+    const r = poolPaced(st.runs, { rate: opts.rate });
+    const wallMs = st.cpu.reduce((a, c) => a + c.wallMs, 0);
+    const sent = st.runs.reduce((a, x) => a + x.sent, 0);
+    r.cpu = {
+      wallMs,
+      targetUsPerReq: (st.cpu.reduce((a, c) => a + c.targetCpuMs, 0) * 1000) / sent,
+      foreignPct: st.cpu.reduce((a, c) => a + c.foreignPct * c.wallMs, 0) / wallMs,
+      emulatorPct: st.cpu.reduce((a, c) => a + c.emulatorPct * c.wallMs, 0) / wallMs,
+    };
+    const name = st.t.name;
+    const bad = Object.entries(r.statuses).filter(([s]) => Number(s) >= 300);
+    if (bad.length > 0 || r.errors > 0) warnings.push(`${name} fixed rate: statuses ${JSON.stringify(r.statuses)}, ${r.errors} errors`);
+    if (r.cpu.foreignPct > 15) warnings.push(`${name} fixed rate: other processes on this machine used ${r.cpu.foreignPct.toFixed(0)}% of a core during the run — numbers are noisy`);
+    if (r.lateMsMax > 20) warnings.push(`${name} fixed rate: the generator fell up to ${r.lateMsMax.toFixed(0)} ms behind schedule`);
+    return r;
+  });
 }
 
 /**
@@ -371,6 +403,7 @@ async function pacedPhase(target, emu, rotation) {
 async function waitQuiet() {
   const deadline = Date.now() + opts.quietWaitS * 1000;
   let foreignPct = NaN;
+  let waited = 0;
   while (Date.now() < deadline) {
     const ours = () => procs.filter((p) => !p.exitInfo).reduce((a, p) => {
       try {
@@ -385,8 +418,11 @@ async function waitQuiet() {
     await sleep(1000);
     const self = process.cpuUsage(s0);
     foreignPct = (machineBusyMs() - m0 - (ours() - o0) - (self.user + self.system) / 1000) / 10;
-    if (foreignPct < 50) return;
-    say(`waiting for other processes to go quiet (${foreignPct.toFixed(0)}% of a core busy)`);
+    if (foreignPct < 50) {
+      if (waited > 0) say(`quiet after ${waited} s`);
+      return;
+    }
+    if (waited++ === 0) say(`waiting up to ${opts.quietWaitS} s for other processes to go quiet (${foreignPct.toFixed(0)}% of a core busy)`);
   }
   if (opts.quietWaitS > 0) warnings.push(`machine not quiet after ${opts.quietWaitS} s (${foreignPct.toFixed(0)}% of a core used by other processes)`);
 }
@@ -456,18 +492,18 @@ async function main() {
   const emu = await startEmulator("emulator", tenants);
   const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile: join(tmp, "client-secret"), raiseLimits: true }));
 
+  const cpuProfDir = argv["cpu-prof"] ? resolve(argv["cpu-prof-dir"] ?? join(tmp, "cpuprof")) : undefined;
   const tokens = watchTokens(emu);
-  const baseline = await startBaseline(configFile);
+  const baseline = await startBaseline(configFile, { cpuProfDir: cpuProfDir && join(cpuProfDir, "baseline") });
   await sanity(baseline, tenants);
   // The baseline fetches its tokens in its sanity pass; every later token request is the service's.
   const baselineTokenIds = new Set((await tokens.entries()).map((e) => e.id));
 
   let service;
   let serviceError;
-  const cpuProfDir = argv["cpu-prof"] ? resolve(argv["cpu-prof-dir"] ?? join(tmp, "cpuprof")) : undefined;
   if (!argv["baseline-only"]) {
     try {
-      service = await startService("service", configFile, { cpuProfDir });
+      service = await startService("service", configFile, { cpuProfDir: cpuProfDir && join(cpuProfDir, "service") });
       await sanity(service, tenants);
     } catch (err) {
       if (!(err instanceof HarnessError)) throw err;
@@ -490,8 +526,7 @@ async function main() {
   }
   for (const r of d.rounds) {
     await waitQuiet();
-    r.baselinePaced = await pacedPhase(baseline, emu, rotation);
-    if (service) r.servicePaced = await pacedPhase(service, emu, rotation);
+    [r.baselinePaced, r.servicePaced] = await pacedPhase(service ? [baseline, service] : [baseline], emu, rotation);
   }
 
   const serviceTokens = (await tokens.entries()).filter((e) => !baselineTokenIds.has(e.id));
@@ -511,10 +546,12 @@ async function main() {
   }
   const tokenRequests = service ? serviceTokens.length : null;
 
-  await stop(baseline.proc);
+  d.baselineMem = memory(baseline.proc.pid);
+  const baselineExit = await stop(baseline.proc);
+  if (cpuProfDir) d.baselineProfile = profileReport("baseline", join(cpuProfDir, "baseline"), baselineExit, baseline.sent);
   if (service) {
     const exit = await stop(service.proc, 25_000);
-    if (cpuProfDir) d.profile = profileReport(cpuProfDir, exit, service.sent);
+    if (cpuProfDir) d.profile = profileReport("service", join(cpuProfDir, "service"), exit, service.sent);
   }
   if (service && !argv["skip-startup"]) d.startup = await startupPhase(emu);
   await stop(emu.proc);
@@ -535,6 +572,8 @@ async function main() {
     p50Overhead: service ? med(R.map((r) => r.servicePaced.latency.p50 - r.baselinePaced.latency.p50)) : NaN,
     p90Overhead: service ? med(R.map((r) => r.servicePaced.latency.p90 - r.baselinePaced.latency.p90)) : NaN,
     p99Overhead: service ? med(R.map((r) => r.servicePaced.latency.p99 - r.baselinePaced.latency.p99)) : NaN,
+    // What the ratio would be if the relay process alone were the bottleneck.
+    cpuCapacityRatio: service ? med(R.map((r) => r.baseline.cpu.targetUsPerReq / r.service.cpu.targetUsPerReq)) : NaN,
   };
   const S = d.summary;
   const r2 = (x, k = 2) => (x === null || x === undefined || Number.isNaN(x) ? null : Number(x.toFixed(k)));
@@ -554,6 +593,8 @@ async function main() {
   if (!jsonOnly) {
     console.log(formatReport(d));
     if (d.profile) console.log(`\n${d.profile.text}`);
+    if (d.baselineProfile) console.log(`\n${d.baselineProfile.text}`);
+    if (d.profile && d.baselineProfile) console.log(`\n${formatProfileDiff(d.profile.summary, d.baselineProfile.summary)}`);
     if (serviceError) console.log(`\nservice half not measured: ${serviceError.message}`);
   }
   if (argv.out) writeFileSync(resolve(argv.out), `${JSON.stringify({ ...d, targets: TARGETS.map((t) => ({ key: t.key, want: t.want })) }, null, 2)}\n`);
@@ -562,15 +603,15 @@ async function main() {
   return serviceError && !argv["baseline-only"] ? 2 : 0;
 }
 
-function profileReport(dir, exit, requests) {
+function profileReport(name, dir, exit, requests) {
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")) : [];
   if (files.length === 0) {
-    warnings.push(`--cpu-prof: no .cpuprofile in ${dir} (service exit ${JSON.stringify(exit)}; the profile is written only when the process exits by itself on SIGTERM)`);
+    warnings.push(`--cpu-prof: no .cpuprofile in ${dir} (${name} exit ${JSON.stringify(exit)}; the profile is written only when the process exits by itself on SIGTERM)`);
     return undefined;
   }
   const file = join(dir, files.sort().at(-1));
   const summary = summariseProfile(JSON.parse(readFileSync(file, "utf8")), { top: 30, requests });
-  return { file, summary, text: `CPU profile of the service: ${file}\n${formatProfileSummary(summary)}` };
+  return { file, summary, text: `CPU profile of the ${name}: ${file}\n${formatProfileSummary(summary)}` };
 }
 
 /** A profile in the temp dir is the point of --cpu-prof: keep it. */

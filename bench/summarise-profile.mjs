@@ -116,6 +116,7 @@ export function summariseProfile(profile, { top = 30, requests } = {}) {
     selfByFunction: rank(selfByFn).slice(0, top),
     inclusiveByFunction: rank(inclByFn).slice(0, top),
     selfByArea: rank(selfByArea).slice(0, top),
+    allAreas: rank(selfByArea),
   };
 }
 
@@ -133,6 +134,28 @@ export function formatProfileSummary(s) {
   block("self time by package / area:", s.selfByArea);
   block("top functions by self time:", s.selfByFunction);
   block("top functions by inclusive time:", s.inclusiveByFunction);
+  return lines.join("\n");
+}
+
+/**
+ * Self time per area of two profiles side by side, in µs per request (both need `requests`):
+ * where the service spends more than the baseline per request.
+ */
+export function formatProfileDiff(service, baseline) {
+  if (!service.requests || !baseline.requests) return "";
+  const areas = new Map();
+  for (const a of service.allAreas) areas.set(a.name, { s: a.usPerReq, b: 0 });
+  for (const a of baseline.allAreas) areas.set(a.name, { s: areas.get(a.name)?.s ?? 0, b: a.usPerReq });
+  areas.delete("(program)");
+  const rows = [...areas].map(([name, v]) => ({ name, ...v, d: v.s - v.b })).sort((x, y) => y.d - x.d);
+  const lines = [
+    `busy CPU per request: service ${service.busyUsPerReq.toFixed(0)} µs, baseline ${baseline.busyUsPerReq.toFixed(0)} µs, difference ${(service.busyUsPerReq - baseline.busyUsPerReq).toFixed(0)} µs`,
+    "",
+    "self time per request by area (µs):   service  baseline     extra",
+  ];
+  for (const r of rows.filter((x) => Math.abs(x.d) >= 1).slice(0, 25)) {
+    lines.push(`  ${r.name.padEnd(34).slice(0, 34)}  ${r.s.toFixed(1).padStart(7)}  ${r.b.toFixed(1).padStart(8)}  ${r.d.toFixed(1).padStart(8)}`);
+  }
   return lines.join("\n");
 }
 

@@ -48,76 +48,100 @@ export function throughput({ url, connections, durationS, rotation, headers, tim
 }
 
 /**
- * Open-loop fixed rate: request n is due at start + n * 1000/rate ms, whatever happened to the
- * previous ones. Samples sent in the first `warmupS` seconds are discarded.
+ * Open-loop fixed rate: within one `run`, request n is due at start + n * 1000/rate ms,
+ * whatever happened to the previous ones. The keep-alive agent lives across runs, so a target
+ * can be measured in several slices (alternating with another target) without reconnecting.
  */
-export async function paced({ url, rate, durationS, warmupS = 1, rotation, headers, maxSockets = 128, timeoutMs = 30_000 }) {
+export function createPacer({ url, rotation, headers, maxSockets = 128, timeoutMs = 30_000 }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets });
   const target = new URL("/send", url);
   const bodies = rotation.map((r) => Buffer.from(r.body));
-  const latencies = [];
-  const statuses = {};
-  let errors = 0;
-  let lateMsMax = 0;
-  let inflight = 0;
-  const t0 = process.hrtime.bigint();
-  const elapsedMs = () => Number(process.hrtime.bigint() - t0) / 1e6;
-  const total = Math.round(rate * durationS);
-  const warmupCount = Math.round(rate * warmupS);
-  let sent = 0;
+  let cursor = 0; // position in the rotation, carried across runs
 
-  const fire = (n) => {
-    const body = bodies[n % bodies.length];
-    const start = process.hrtime.bigint();
-    inflight++;
-    const req = http.request(
-      target,
-      { method: "POST", agent, timeout: timeoutMs, headers: { ...headers, "content-length": body.length } },
-      (res) => {
+  /** Samples sent in the first `warmupS` seconds are discarded. Returns raw samples. */
+  async function run({ rate, durationS, warmupS = 0 }) {
+    const samples = []; // [ms, kind]
+    const statuses = {};
+    let errors = 0;
+    let lateMsMax = 0;
+    let inflight = 0;
+    const t0 = process.hrtime.bigint();
+    const elapsedMs = () => Number(process.hrtime.bigint() - t0) / 1e6;
+    const total = Math.round(rate * durationS);
+    const warmupCount = Math.round(rate * warmupS);
+    let sent = 0;
+
+    const fire = (n) => {
+      const idx = cursor++ % bodies.length;
+      const body = bodies[idx];
+      const start = process.hrtime.bigint();
+      inflight++;
+      const req = http.request(target, { method: "POST", agent, timeout: timeoutMs, headers: { ...headers, "content-length": body.length } }, (res) => {
         res.resume();
         res.once("end", () => {
           inflight--;
           const ms = Number(process.hrtime.bigint() - start) / 1e6;
           if (n < warmupCount) return;
           statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
-          if (res.statusCode >= 200 && res.statusCode < 300) latencies.push(ms);
+          if (res.statusCode >= 200 && res.statusCode < 300) samples.push([ms, rotation[idx].kind]);
         });
-      },
-    );
-    req.once("timeout", () => req.destroy(new Error("timeout")));
-    req.once("error", () => {
-      inflight--;
-      if (n >= warmupCount) errors++;
-    });
-    req.end(body);
-  };
-
-  await new Promise((resolve) => {
-    const tick = () => {
-      const now = elapsedMs();
-      const due = Math.min(total, Math.floor((now * rate) / 1000) + 1);
-      while (sent < due) {
-        lateMsMax = Math.max(lateMsMax, now - (sent * 1000) / rate);
-        fire(sent++);
-      }
-      if (sent >= total) return resolve();
-      const nextAt = (sent * 1000) / rate;
-      setTimeout(tick, Math.max(0, nextAt - elapsedMs()));
+      });
+      req.once("timeout", () => req.destroy(new Error("timeout")));
+      req.once("error", () => {
+        inflight--;
+        if (n >= warmupCount) errors++;
+      });
+      req.end(body);
     };
-    tick();
-  });
-  // Bounded wait for the stragglers.
-  for (let i = 0; i < timeoutMs / 10 && inflight > 0; i++) await sleep(10);
-  agent.destroy();
+
+    await new Promise((resolve) => {
+      const tick = () => {
+        const now = elapsedMs();
+        const due = Math.min(total, Math.floor((now * rate) / 1000) + 1);
+        while (sent < due) {
+          lateMsMax = Math.max(lateMsMax, now - (sent * 1000) / rate);
+          fire(sent++);
+        }
+        if (sent >= total) return resolve();
+        setTimeout(tick, Math.max(0, (sent * 1000) / rate - elapsedMs()));
+      };
+      tick();
+    });
+    // Bounded wait for the stragglers.
+    for (let i = 0; i < timeoutMs / 10 && inflight > 0; i++) await sleep(10);
+    return { sent: total, measured: total - warmupCount, samples, statuses, errors, lateMsMax };
+  }
+
+  return { run, close: () => agent.destroy() };
+}
+
+/** Pools the raw results of several pacer runs into one summary. */
+export function poolPaced(runs, { rate }) {
+  const statuses = {};
+  const all = [];
+  const byKind = {};
+  let errors = 0;
+  let lateMsMax = 0;
+  let measured = 0;
+  for (const r of runs) {
+    for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+    for (const [ms, kind] of r.samples) {
+      all.push(ms);
+      (byKind[kind] ??= []).push(ms);
+    }
+    errors += r.errors;
+    lateMsMax = Math.max(lateMsMax, r.lateMsMax);
+    measured += r.measured;
+  }
   return {
     rate,
-    durationS,
-    measured: total - warmupCount,
-    ok: latencies.length,
+    measured,
+    ok: all.length,
     errors,
     statuses,
     lateMsMax,
-    latency: summarise(latencies),
+    latency: summarise(all),
+    latencyByKind: Object.fromEntries(Object.entries(byKind).map(([k, v]) => [k, summarise(v)])),
   };
 }
 

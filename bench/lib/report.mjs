@@ -43,6 +43,13 @@ export function formatReport(d) {
       prow.push([tag(name, r), p.ok, f(p.latency.p50, 2), f(p.latency.p90, 2), f(p.latency.p99, 2), f(p.latency.max, 1), bad, f(p.cpu?.targetUsPerReq, 0), f(p.cpu?.foreignPct, 0)]);
     }
   }
+  for (const r of R) {
+    for (const [name, p] of [["baseline", r.baselinePaced], ["service", r.servicePaced]]) {
+      for (const [kind, l] of Object.entries(p?.latencyByKind ?? {})) {
+        prow.push([`  ${tag(name, r)}, ${kind} mails`, l.count, f(l.p50, 2), f(l.p90, 2), f(l.p99, 2), f(l.max, 1), "", "", ""]);
+      }
+    }
+  }
   if (d.service) {
     prow.push([`overhead service − baseline${R.length > 1 ? " (median)" : ""}`, "", f(d.summary.p50Overhead, 2), f(d.summary.p90Overhead, 2), f(d.summary.p99Overhead, 2), "", "", "", ""]);
   }
@@ -52,6 +59,14 @@ export function formatReport(d) {
   const other = [["other", "value"]];
   other.push(["token requests (service) / tenants", `${f(r.tokenRequests, 0)} / ${r.tenants}`]);
   other.push(["service RSS after load (peak)", d.service ? `${f(r.rssMb)} MB (${f(d.service.hwmMb)} MB)` : "-"]);
+  if (d.baselineMem) other.push(["baseline RSS after load (peak)", `${f(d.baselineMem.rssMb)} MB (${f(d.baselineMem.hwmMb)} MB)`]);
+  if (d.service?.readyMs !== undefined) other.push([`service start-up, ${d.opts.tenants} tenants`, `${f(d.service.readyMs, 0)} ms`]);
+  const cap = (t) => (t?.cpu?.targetUsPerReq ? 1e6 / t.cpu.targetUsPerReq : NaN);
+  const capRatio = d.rounds.map((x) => cap(x.service) / cap(x.baseline)).filter((x) => !Number.isNaN(x));
+  if (capRatio.length > 0) {
+    const m = [...capRatio].sort((a, b) => a - b)[Math.floor(capRatio.length / 2)];
+    other.push(["CPU-bound capacity ratio (baseline CPU µs/req ÷ service CPU µs/req)", f(m, 3)]);
+  }
   if (d.startup) {
     other.push(["bare node http start-up", `${f(d.startup.bareNodeMs, 0)} ms`]);
     other.push([`service start-up, ${d.startup.tenants} tenants (spawn → /readyz 200)`, `${f(r.startupMs10kTenants, 0)} ms (runs: ${d.startup.runsMs.map((x) => x.toFixed(0)).join(", ")})`]);
