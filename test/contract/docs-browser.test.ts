@@ -119,6 +119,17 @@ describe("the running demo's answers", () => {
     expect((await relay.metrics()).status).toBe(200);
   });
 
+  it("when the demo's admin key reads /tenants, then both demo tenants are listed in the documented shape", async () => {
+    const res = await relay.listTenants();
+    expect(res.status).toBe(200);
+    if (res.status === 200) {
+      expect(res.body.tenants.map((t) => [t.tenant, t.sender])).toEqual([
+        ["contoso", "noreply@contoso.com"],
+        ["fabrikam", "noreply@fabrikam.com"],
+      ]);
+    }
+  });
+
   it("when the consent callback is reached without a state, then it answers the documented 400 page", async () => {
     expect((await relay.consentCallback({ admin_consent: "True" })).status).toBe(400);
   });
