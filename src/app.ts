@@ -284,6 +284,7 @@ function logRequest(logger: Logger, request: FastifyRequest, ctx: RequestContext
   if (ctx.messageId !== undefined) line.messageId = ctx.messageId;
   if (ctx.graphRequestId !== undefined) line.graphRequestId = ctx.graphRequestId;
   if (ctx.attempts !== undefined) line.attempts = ctx.attempts;
+  if (ctx.replayOf !== undefined) line.replayOf = ctx.replayOf;
   if (ctx.aadsts !== undefined) line.aadsts = ctx.aadsts;
   if (ctx.graphCode !== undefined) line.graphCode = ctx.graphCode;
   if (ctx.detail !== undefined) line.detail = ctx.detail;

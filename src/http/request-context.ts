@@ -13,6 +13,8 @@ export class RequestContext {
   messageId: string | undefined = undefined;
   graphRequestId: string | undefined = undefined;
   attempts: number | undefined = undefined;
+  /** For an Idempotency-Key replay: the id of the request whose answer it repeats. */
+  replayOf: string | undefined = undefined;
   /** Why a 5xx happened (logged at error level); never a request body. */
   detail: string | undefined = undefined;
   aadsts: string | undefined = undefined;

@@ -79,7 +79,10 @@ export function registerSendRoute(app: FastifyInstance, deps: SendRouteDeps): vo
       ctx.outcome = "duplicate";
       const tenant = (request.body as { tenant?: unknown } | null)?.tenant;
       if (typeof tenant === "string" && deps.tenants().has(tenant)) ctx.tenant = tenant;
+      // The first response as it was, its X-Request-Id included (a problem's requestId equals it):
+      // the id a caller quotes leads to the log line of the request that did the work.
       const first = claim.response;
+      ctx.replayOf = first.headers["x-request-id"];
       return reply
         .code(first.status)
         .headers({ ...first.headers, "idempotent-replayed": "true" })
@@ -95,6 +98,7 @@ export function registerSendRoute(app: FastifyInstance, deps: SendRouteDeps): vo
           status: problem.status,
           headers: {
             "content-type": PROBLEM_CONTENT_TYPE,
+            "x-request-id": request.id,
             ...(problem.retryAfterSeconds !== undefined ? { "retry-after": String(problem.retryAfterSeconds) } : {}),
           },
           body: problem.body,
@@ -140,7 +144,7 @@ export function registerSendRoute(app: FastifyInstance, deps: SendRouteDeps): vo
     const status = receipt.status === "sent" ? 202 : 200;
     const body = responseBody(receipt);
     if (claim !== undefined && idempotencyDisposition(receipt.status) === "complete") {
-      await claim.complete({ status, headers: { "content-type": JSON_CONTENT_TYPE }, body });
+      await claim.complete({ status, headers: { "content-type": JSON_CONTENT_TYPE, "x-request-id": request.id }, body });
     }
     return reply.code(status).header("content-type", JSON_CONTENT_TYPE).send(JSON.stringify(body));
   }
