@@ -110,4 +110,57 @@ describe("the server process (src/server.ts)", () => {
       expect(logs).toContain('"msg":"stopped"');
     });
   });
+
+  describe("SIGHUP", () => {
+    let emulator: Emulator;
+
+    beforeAll(async () => {
+      emulator = await startEmulator({ scenario: standardScenario() });
+    });
+    afterAll(async () => {
+      await emulator?.close();
+    });
+
+    it("when SIGHUP arrives after the config file changed, then the new tenant sends without a restart, and a broken file is refused", async () => {
+      const keys = { ops: `ops-${randomBytes(16).toString("hex")}`, billing: `billing-${randomBytes(16).toString("hex")}` };
+      await writeStandardFiles(dir, emulator.caPem);
+      const config = standardConfig(emulator.url, dir, keys);
+      // No file watching: only the signal re-reads the file (a ConfigMap mounted with subPath).
+      config.server = { ...config.server, watchConfig: false };
+      const tailspin = config.tenants.tailspin!;
+      delete config.tenants.tailspin;
+      const configPath = join(dir, "sighup.json");
+      await writeFile(configPath, JSON.stringify(config));
+      const server = spawnServer({ NOREPLY_RELAY_CONFIG: configPath });
+      try {
+        const url = await server.listening();
+        const send = () =>
+          http(`${url}/send`, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${keys.ops}` },
+            body: JSON.stringify(message("tailspin")),
+          });
+        const reloads = async (outcome: string) => metricValue((await http(`${url}/metrics`)).text, "noreply_relay_config_reload_total", { outcome });
+        expect((await send()).status).toBe(404);
+
+        await writeFile(configPath, JSON.stringify({ ...config, tenants: { ...config.tenants, tailspin } }));
+        server.child.kill("SIGHUP");
+        const sent = await until("tailspin after SIGHUP", async () => {
+          const res = await send();
+          return res.status === 404 ? undefined : res;
+        });
+        expect(sent.status).toBe(202);
+        expect(await reloads("success")).toBe(1);
+
+        await writeFile(configPath, "tenants: [this is not a config");
+        server.child.kill("SIGHUP");
+        await until("the refused reload", async () => ((await reloads("invalid")) === 1 ? true : undefined));
+        expect((await send()).status).toBe(202);
+        expect(server.stdout.join("\n")).toContain("config reload refused; the previous config stays in force");
+      } finally {
+        server.child.kill("SIGTERM");
+        await server.exited;
+      }
+    });
+  });
 });

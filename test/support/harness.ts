@@ -80,8 +80,10 @@ export async function http(url: string, init: CheckedRequestInit = {}): Promise<
 export interface HarnessOptions {
   /** Emulator scenario; default `standardScenario()`. */
   scenario?: ScenarioInput;
-  /** Changes to the service config before it is written and loaded. */
-  configure?: (config: ConfigInput) => void;
+  /** Changes to the service config before it is written and loaded; `dir` holds the config and secret files. */
+  configure?: (config: ConfigInput, dir: string) => void;
+  /** Writes further files into `dir` before the config is loaded (e.g. a secret a tenant added by `configure` reads). */
+  beforeLoad?: (dir: string) => Promise<void>;
   emulator?: Omit<EmulatorOptions, "scenario" | "port">;
   /** Route modules besides /send and the probes; default [tenantsRoute]. */
   routes?: readonly RouteRegistrar[];
@@ -181,7 +183,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   };
   const secrets = await writeStandardFiles(dir, emulator.caPem);
   const configInput = standardConfig(emulator.url, dir, keys);
-  options.configure?.(configInput);
+  options.configure?.(configInput, dir);
+  await options.beforeLoad?.(dir);
   const configPath = join(dir, "config.json");
   await writeFile(configPath, JSON.stringify(configInput, null, 2));
   const config = loadConfigFile(configPath);
