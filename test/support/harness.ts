@@ -89,6 +89,8 @@ export interface HarnessOptions {
   routes?: readonly RouteRegistrar[];
   /** See StartServerOptions.permissionRecheckMs. */
   permissionRecheckMs?: number;
+  /** Level of the captured service log; default debug. */
+  logLevel?: string;
 }
 
 /** An emulator, a temp dir with config and secret files, and the service (src/server.ts wiring) on 127.0.0.1:0. */
@@ -190,7 +192,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const config = loadConfigFile(configPath);
 
   const logs = new LogCapture();
-  const logger = pino({ level: "debug" }, logs);
+  const logger = pino({ level: options.logLevel ?? "debug" }, logs);
   const server = await startServer({
     config,
     configPath,
