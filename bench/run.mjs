@@ -59,6 +59,7 @@ const { values: argv } = parseArgs({
     "cpu-prof-dir": { type: "string" },
     "log-level": { type: "string" },
     "service-node-options": { type: "string" },
+    "baseline-node-options": { type: "string" },
     out: { type: "string" },
     keep: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
@@ -78,8 +79,8 @@ if (argv.help) {
   --rate-slices N         alternate baseline/service in N slices of the fixed-rate run (default 3, quick 2)
   --rounds N              alternating baseline/service rounds, medians reported (default 3, quick 1)
   --quiet-wait S          before each round, wait up to S s for other processes to go quiet (default 20, quick 0)
-  --nice=N                scheduling niceness for the bench and its children, e.g. -10 on a shared
-                          machine (negative values need root; default 0 = unchanged)
+  --nice=N                scheduling niceness of the bench, its children and its autogroup, e.g. -10
+                          on a shared machine (negative values need root; default 0 = unchanged)
   --startup-tenants N     tenants of the start-up/RSS run (default 10000)
   --startup-runs N        start-up repetitions, median reported (default 3, quick 1)
   --skip-startup          skip the 10,000-tenant start-up run
@@ -87,7 +88,8 @@ if (argv.help) {
   --cpu-prof              run the service under node --cpu-prof and summarise the profile
   --cpu-prof-dir DIR      where to write the .cpuprofile (default: a temp dir)
   --log-level L           service LOG_LEVEL (default info, as in production)
-  --service-node-options "…"  extra node flags for the service (e.g. "--max-semi-space-size=32")
+  --service-node-options "…"   extra node flags for the service (e.g. "--max-semi-space-size=32")
+  --baseline-node-options "…"  extra node flags for the baseline (e.g. "--trace-gc")
   --out FILE              also write every measurement as JSON to FILE
   --json-only             print only the final JSON line on stdout
   --keep                  keep the temp dir (configs, child logs)`);
@@ -227,7 +229,7 @@ async function startBaseline(configFile, { cpuProfDir } = {}) {
   const port = await freePort();
   const proc = spawnNode("baseline", [join(here, "baseline.mjs")], {
     logDir: tmp,
-    nodeOptions: cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : [],
+    nodeOptions: [...(argv["baseline-node-options"] ?? "").split(/\s+/).filter(Boolean), ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : [])],
     nice: opts.nice,
     stdoutPipe: true,
     env: { BENCH_CONFIG: configFile, PORT: String(port), HOST: "127.0.0.1", NODE_ENV: "production" },
@@ -480,7 +482,17 @@ async function startupPhase(emu) {
 
 async function main() {
   const m = machine();
-  if (opts.nice !== 0) os.setPriority(opts.nice);
+  if (opts.nice !== 0) {
+    os.setPriority(opts.nice);
+    // With autogroup scheduling (Linux default on desktops and many VMs) niceness only ranks
+    // processes within their session's group; the group's own niceness ranks the sessions.
+    // The bench's children stay in its session, so this covers all of them.
+    try {
+      writeFileSync("/proc/self/autogroup", String(opts.nice));
+    } catch {
+      /* no autogroup */
+    }
+  }
   say(`machine: ${m.cpus} × ${m.cpuModel}, Node ${m.node}; temp dir ${tmp}`);
   const tenants = benchTenants(opts.tenants);
   const rotation = buildRotation(tenants);
@@ -547,6 +559,7 @@ async function main() {
   const tokenRequests = service ? serviceTokens.length : null;
 
   d.baselineMem = memory(baseline.proc.pid);
+  d.sent = { baseline: baseline.sent, service: service?.sent };
   const baselineExit = await stop(baseline.proc);
   if (cpuProfDir) d.baselineProfile = profileReport("baseline", join(cpuProfDir, "baseline"), baselineExit, baseline.sent);
   if (service) {

@@ -1,7 +1,7 @@
 // Child processes of the bench (emulator, baseline, service): spawn, readiness, CPU and memory
 // from /proc, and a bounded shutdown.
 import { spawn } from "node:child_process";
-import { openSync, readFileSync, closeSync } from "node:fs";
+import { closeSync, createWriteStream, openSync, readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import os from "node:os";
@@ -38,6 +38,8 @@ export function spawnNode(name, args, { env = {}, logDir, nodeOptions = [], stdo
   });
   closeSync(out);
   closeSync(err);
+  // A piped stdout is also copied to the log file (the pipe is only read for the JSON line).
+  if (stdoutPipe) child.stdout.pipe(createWriteStream(outFile));
   if (nice !== 0 && child.pid !== undefined) os.setPriority(child.pid, nice);
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   let exitInfo;
@@ -91,8 +93,6 @@ export function firstJsonLine(proc, timeoutMs) {
       clearTimeout(timer);
       proc.child.stdout.off("data", onData);
       proc.child.off("exit", onExit);
-      // Keep draining so the child never blocks on a full pipe.
-      proc.child.stdout.resume();
       if (err) reject(err);
       else resolve(value);
     }

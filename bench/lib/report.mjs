@@ -57,6 +57,7 @@ export function formatReport(d) {
   out.push("");
   const r = d.result;
   const other = [["other", "value"]];
+  if (d.sent) other.push(["requests sent in all phases (baseline / service)", `${d.sent.baseline} / ${d.sent.service ?? "-"}`]);
   other.push(["token requests (service) / tenants", `${f(r.tokenRequests, 0)} / ${r.tenants}`]);
   other.push(["service RSS after load (peak)", d.service ? `${f(r.rssMb)} MB (${f(d.service.hwmMb)} MB)` : "-"]);
   if (d.baselineMem) other.push(["baseline RSS after load (peak)", `${f(d.baselineMem.rssMb)} MB (${f(d.baselineMem.hwmMb)} MB)`]);
