@@ -6,7 +6,7 @@ import { systemClock, type Clock } from "../mail/ports.js";
  * Idempotency-Key handling for POST /send: a retry with the same key from the same caller
  * gets the first answer and sends nothing.
  *
- * Protocol for the use case (see docs/delivery-integration.md):
+ * Protocol for the use case (POST /send in src/http/send-route.ts; semantics in docs/delivery.md):
  *   let claim = await store.begin(caller, key, fingerprint);
  *   if (claim.kind === "in_flight") claim = await claim.wait(deadlineSignal);
  *   "replay"   → answer claim.response, send nothing;

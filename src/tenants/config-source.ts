@@ -1,8 +1,8 @@
 import type { Config } from "../config/schema.js";
 
 /**
- * Where the app gets its config. Today a fixed object; the hot-reload issue will add a
- * file-watching source that calls its listeners with each new valid config.
+ * Where the app gets its config: a fixed object, or the file-following ConfigWatcher
+ * (src/config/config-watcher.ts) that calls its listeners with each new valid config.
  */
 export interface ConfigSource {
   current(): Config;

@@ -5,7 +5,7 @@ import { RecipientGuard } from "../../src/delivery/recipient-guard.js";
 import { isRelayError, RelayError } from "../../src/http/problems.js";
 
 /*
- * The delivery blocks composed in the order docs/delivery-integration.md prescribes, against a
+ * The delivery blocks composed in the order POST /send uses them (docs/delivery.md), against a
  * Graph stand-in that enforces Graph's own rule (a fifth concurrent request for a mailbox gets
  * 429) and injects faults. It shows the blocks keep the issue's promises before the real send
  * path uses them; the component tests and the soak prove it again over HTTP with the emulator.

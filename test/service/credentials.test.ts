@@ -112,3 +112,22 @@ describe("permission_missing: a token without Mail.Send is not kept for its life
     }
   });
 });
+
+describe("credential expiry warnings", () => {
+  it("when a credential expires within 30 days, then the service warns at start-up, naming the app and its tenants", async () => {
+    const expiresAt = new Date(Date.now() + 10 * 86_400_000 + 3_600_000).toISOString();
+    const h = await startHarness({
+      configure: (c) => {
+        const app = c.app!;
+        app.credential = { ...app.credential, expiresAt } as typeof app.credential;
+      },
+    });
+    try {
+      const warning = h.logs.records().find((r) => r.event === "credential_expiry");
+      expect(warning).toMatchObject({ level: 40, clientId: h.config.app!.clientId, daysLeft: 10, status: "expiring" });
+      expect(warning!.tenants).toEqual(expect.arrayContaining(["contoso", "fabrikam", "tailspin"]));
+    } finally {
+      await h.close();
+    }
+  });
+});

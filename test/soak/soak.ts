@@ -2,7 +2,7 @@ import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import type { FaultHandle, FaultInput } from "../../src/emulator/faults.js";
 import { CONTOSO, message, standardScenario } from "../support/fixtures.js";
-import { metricValue, startHarness, type Harness, type HttpResult } from "../support/harness.js";
+import { metricValue, startHarness, type HttpResult } from "../support/harness.js";
 
 /*
  * The fault soak: thousands of sends through the service (real adapters, HTTP) to the emulator,
