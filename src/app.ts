@@ -82,24 +82,23 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
   const tenantStatus = new TenantStatusBook({ clock });
   // Sized once: a reload does not resize the store (idempotency is a restart-only key).
   const idempotency = deps.idempotencyStore ?? new MemoryIdempotencyStore({ ...config.idempotency, clock });
-  // Recipients are counted per mailbox; the gauge is per tenant key (several tenants may share one mailbox).
-  let tenantsByMailbox = new Map<string, string[]>();
   const publishTenants = (): void => {
     limiter.sync(new Map(tenants.list().map((t) => [t.mailboxKey, t.limits])));
-    tenantsByMailbox = new Map();
-    for (const t of tenants.list()) {
-      const keys = tenantsByMailbox.get(t.mailboxKey);
-      if (keys === undefined) tenantsByMailbox.set(t.mailboxKey, [t.key]);
-      else keys.push(t.key);
-    }
     // No per-tenant zero series: the chart's alerts handle a series' first appearance, and
     // 10,000 tenants × zeros would make every scrape megabytes long.
     metrics.setCredentialExpiries(tenants.credentialExpiries());
   };
   publishTenants();
+  // Recipients are counted per mailbox, the gauge is per tenant key (tenants may share a mailbox).
+  // Mapped at scrape time: one pass over the tenants costs less than a standing map of 10,000.
   metrics.setRecipientsSource(() => {
+    const byMailbox = recipients.usage();
     const byTenant = new Map<string, number>();
-    for (const [mailbox, used] of recipients.usage()) for (const key of tenantsByMailbox.get(mailbox) ?? []) byTenant.set(key, used);
+    if (byMailbox.size === 0) return byTenant;
+    for (const t of tenants.list()) {
+      const used = byMailbox.get(t.mailboxKey);
+      if (used !== undefined) byTenant.set(t.key, used);
+    }
     return byTenant;
   });
   /*

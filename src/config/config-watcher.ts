@@ -64,7 +64,6 @@ export function watchConfigFile(options: ConfigWatcherOptions): ConfigWatcher {
   const report = (err: unknown): void => options.onError?.(err instanceof Error ? err : new Error(String(err)));
 
   let current = options.initial;
-  let currentText = comparable(current);
   let timer: ReturnType<typeof setTimeout> | undefined;
   let watcher: FSWatcher | undefined;
   let closed = false;
@@ -78,15 +77,14 @@ export function watchConfigFile(options: ConfigWatcherOptions): ConfigWatcher {
       options.onOutcome?.("invalid", trigger);
       return "invalid";
     }
-    const text = comparable(next);
     // Comment edits, touches and ConfigMap swaps of other keys change nothing the service uses.
-    if (text === currentText) {
+    // Compared now rather than kept: with 10,000 tenants the text is megabytes, and reloads are rare.
+    if (comparable(next) === comparable(current)) {
       options.onOutcome?.("unchanged", trigger);
       return "unchanged";
     }
     const previous = current;
     current = next;
-    currentText = text;
     for (const listener of [...listeners]) {
       try {
         listener(next, previous);
