@@ -8,7 +8,7 @@ import http from "node:http";
 import https from "node:https";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { clearTimeout, setTimeout } from "node:timers";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -31,6 +31,7 @@ import { formatProfileDiff, formatProfileSummary, summariseProfile } from "./sum
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
 const DIST_SERVER = join(root, "dist", "server.js");
+const RUNTIME_STATS = pathToFileURL(join(here, "lib", "runtime-stats.mjs")).href;
 // BENCH_EMULATOR_CLI: another emulator entry point with the same CLI (for testing the harness).
 const DIST_EMULATOR_CLI = process.env.BENCH_EMULATOR_CLI ? resolve(process.env.BENCH_EMULATOR_CLI) : join(root, "dist", "emulator", "cli.js");
 
@@ -50,8 +51,10 @@ const { values: argv } = parseArgs({
     "startup-tenants": { type: "string" },
     "startup-runs": { type: "string" },
     rounds: { type: "string" },
+    "attachment-share": { type: "string" },
     nice: { type: "string" },
     "quiet-wait": { type: "string" },
+    "runtime-stats": { type: "boolean", default: false },
     "json-only": { type: "boolean", default: false },
     "baseline-only": { type: "boolean", default: false },
     "skip-startup": { type: "boolean", default: false },
@@ -74,6 +77,7 @@ if (argv.help) {
   --connections N         autocannon connections (default 64)
   --latency-ms MS         emulated Graph latency (default 20)
   --tenants N             tenants for the throughput/latency runs (default 10)
+  --attachment-share F    share of HTML + 100 KB attachment mails, 0..1 (default 0.2)
   --rate R                fixed-rate latency run, req/s (default 200)
   --rate-duration S       fixed-rate run per target (default 15, quick 6)
   --rate-slices N         alternate baseline/service in N slices of the fixed-rate run (default 3, quick 2)
@@ -87,6 +91,7 @@ if (argv.help) {
   --baseline-only         measure only the baseline (e.g. before the service exists)
   --cpu-prof              run the service under node --cpu-prof and summarise the profile
   --cpu-prof-dir DIR      where to write the .cpuprofile (default: a temp dir)
+  --runtime-stats         event-loop delay and GC pauses of baseline and service during the fixed-rate phase
   --log-level L           service LOG_LEVEL (default info, as in production)
   --service-node-options "…"   extra node flags for the service (e.g. "--max-semi-space-size=32")
   --baseline-node-options "…"  extra node flags for the baseline (e.g. "--trace-gc")
@@ -111,6 +116,7 @@ const opts = {
   startupTenants: num(argv["startup-tenants"], 10_000),
   startupRuns: num(argv["startup-runs"], quick ? 1 : 3),
   rounds: Math.max(1, num(argv.rounds, quick ? 1 : 3)),
+  attachmentShare: Math.min(1, num(argv["attachment-share"], 0.2)),
   quietWaitS: num(argv["quiet-wait"], quick ? 0 : 20),
   logLevel: argv["log-level"] ?? "info",
   nice: argv.nice === undefined ? 0 : Number(argv.nice),
@@ -225,21 +231,31 @@ function watchTokens(emu) {
 // ---------------------------------------------------------------------------------------------
 // Targets: baseline and service
 
-async function startBaseline(configFile, { cpuProfDir } = {}) {
+async function startBaseline(configFile, { cpuProfDir, stats = false } = {}) {
   const port = await freePort();
   const proc = spawnNode("baseline", [join(here, "baseline.mjs")], {
     logDir: tmp,
-    nodeOptions: [...(argv["baseline-node-options"] ?? "").split(/\s+/).filter(Boolean), ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : [])],
+    nodeOptions: [
+      ...(argv["baseline-node-options"] ?? "").split(/\s+/).filter(Boolean),
+      ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []),
+      ...(stats ? ["--import", RUNTIME_STATS] : []),
+    ],
     nice: opts.nice,
     stdoutPipe: true,
-    env: { BENCH_CONFIG: configFile, PORT: String(port), HOST: "127.0.0.1", NODE_ENV: "production" },
+    env: {
+      BENCH_CONFIG: configFile,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      NODE_ENV: "production",
+      ...(stats ? { BENCH_RUNTIME_STATS_FILE: join(tmp, "baseline.runtime.json") } : {}),
+    },
   });
   procs.push(proc);
   const info = await firstJsonLine(proc, 10_000);
-  return { name: "baseline", proc, url: info.url, sent: 0 };
+  return { name: "baseline", proc, url: info.url, sent: 0, statsFile: stats ? join(tmp, "baseline.runtime.json") : undefined };
 }
 
-async function startService(name, configFile, { cpuProfDir } = {}) {
+async function startService(name, configFile, { cpuProfDir, stats = false } = {}) {
   if (!existsSync(DIST_SERVER)) {
     throw new HarnessError(
       "service not built: dist/server.js is missing — src/server.ts (the entry point reading NOREPLY_RELAY_CONFIG/PORT/HOST/LOG_LEVEL) has not landed yet, or `npm run build` failed. Run with --baseline-only to measure the baseline alone.",
@@ -247,18 +263,26 @@ async function startService(name, configFile, { cpuProfDir } = {}) {
   }
   const port = await freePort();
   const extra = (argv["service-node-options"] ?? "").split(/\s+/).filter(Boolean);
-  const nodeOptions = [...extra, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : [])];
+  const nodeOptions = [...extra, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), ...(stats ? ["--import", RUNTIME_STATS] : [])];
+  const statsFile = join(tmp, `${name}.runtime.json`);
   const startNs = process.hrtime.bigint();
   const proc = spawnNode(name, [DIST_SERVER], {
     logDir: tmp,
     nice: opts.nice,
     nodeOptions,
-    env: { NOREPLY_RELAY_CONFIG: configFile, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: opts.logLevel, NODE_ENV: "production" },
+    env: {
+      NOREPLY_RELAY_CONFIG: configFile,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      LOG_LEVEL: opts.logLevel,
+      NODE_ENV: "production",
+      ...(stats ? { BENCH_RUNTIME_STATS_FILE: statsFile } : {}),
+    },
   });
   procs.push(proc);
   const url = `http://127.0.0.1:${port}`;
   const readyMs = await waitFor200(proc, `${url}/readyz`, { startNs, timeoutMs: 30_000 });
-  return { name: "service", proc, url, readyMs, sent: 0 };
+  return { name: "service", proc, url, readyMs, sent: 0, statsFile: stats ? statsFile : undefined };
 }
 
 function postSend(url, bodyText) {
@@ -495,7 +519,7 @@ async function main() {
   }
   say(`machine: ${m.cpus} × ${m.cpuModel}, Node ${m.node}; temp dir ${tmp}`);
   const tenants = benchTenants(opts.tenants);
-  const rotation = buildRotation(tenants);
+  const rotation = buildRotation(tenants, { attachmentShare: opts.attachmentShare });
   const attachShare = rotation.filter((r) => r.kind === "attachment").length / rotation.length;
   const mix = `${Math.round((1 - attachShare) * 100)}% small text / ${Math.round(attachShare * 100)}% HTML + 100 KB attachment, over ${new Set(rotation.map((r) => r.tenant)).size} tenants`;
 
@@ -506,7 +530,8 @@ async function main() {
 
   const cpuProfDir = argv["cpu-prof"] ? resolve(argv["cpu-prof-dir"] ?? join(tmp, "cpuprof")) : undefined;
   const tokens = watchTokens(emu);
-  const baseline = await startBaseline(configFile, { cpuProfDir: cpuProfDir && join(cpuProfDir, "baseline") });
+  const stats = argv["runtime-stats"];
+  const baseline = await startBaseline(configFile, { cpuProfDir: cpuProfDir && join(cpuProfDir, "baseline"), stats });
   await sanity(baseline, tenants);
   // The baseline fetches its tokens in its sanity pass; every later token request is the service's.
   const baselineTokenIds = new Set((await tokens.entries()).map((e) => e.id));
@@ -515,7 +540,7 @@ async function main() {
   let serviceError;
   if (!argv["baseline-only"]) {
     try {
-      service = await startService("service", configFile, { cpuProfDir: cpuProfDir && join(cpuProfDir, "service") });
+      service = await startService("service", configFile, { cpuProfDir: cpuProfDir && join(cpuProfDir, "service"), stats });
       await sanity(service, tenants);
     } catch (err) {
       if (!(err instanceof HarnessError)) throw err;
@@ -536,6 +561,8 @@ async function main() {
       service: service ? await throughputPhase(service, emu, rotation, warmupS) : undefined,
     });
   }
+  // --runtime-stats: the preload starts its window afresh on SIGUSR2.
+  if (stats) for (const t of [baseline, service]) if (t) t.proc.child.kill("SIGUSR2");
   for (const r of d.rounds) {
     await waitQuiet();
     [r.baselinePaced, r.servicePaced] = await pacedPhase(service ? [baseline, service] : [baseline], emu, rotation);
@@ -565,6 +592,17 @@ async function main() {
   if (service) {
     const exit = await stop(service.proc, 25_000);
     if (cpuProfDir) d.profile = profileReport("service", join(cpuProfDir, "service"), exit, service.sent);
+  }
+  if (stats) {
+    d.runtimeStats = {};
+    for (const t of [baseline, service]) {
+      if (!t) continue;
+      try {
+        d.runtimeStats[t.name] = JSON.parse(readFileSync(t.statsFile, "utf8"));
+      } catch (err) {
+        warnings.push(`--runtime-stats: nothing from ${t.name} (${err.message})`);
+      }
+    }
   }
   if (service && !argv["skip-startup"]) d.startup = await startupPhase(emu);
   await stop(emu.proc);

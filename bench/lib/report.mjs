@@ -55,6 +55,16 @@ export function formatReport(d) {
   }
   out.push(table(prow));
   out.push("");
+  if (d.runtimeStats) {
+    const rows = [["runtime during the fixed-rate phase", "loop delay p50 ms", "p99 ms", "max ms", "GC pauses", "GC ms total", "GC µs per req", "pauses > 5 ms", "scavenge n/ms", "mark-compact n/ms", "incremental n/ms"]];
+    const reqs = (name) => d.rounds.reduce((a, r) => a + (r[`${name}Paced`]?.measured ?? 0), 0) + d.rounds.length * d.opts.rate;
+    for (const [name, st] of Object.entries(d.runtimeStats)) {
+      const g = (k) => (st.gc[k] ? `${st.gc[k].count}/${st.gc[k].totalMs.toFixed(0)}` : "0/0");
+      rows.push([name, f(st.eventLoopDelayMs.p50, 2), f(st.eventLoopDelayMs.p99, 2), f(st.eventLoopDelayMs.max, 1), st.gcPauses.count, f(st.gcPauses.totalMs, 0), f((st.gcPauses.totalMs * 1000) / reqs(name), 0), st.gcPauses.over5Ms, g("scavenge"), g("markCompact"), g("incrementalMarking")]);
+    }
+    out.push(table(rows));
+    out.push("");
+  }
   const r = d.result;
   const other = [["other", "value"]];
   if (d.sent) other.push(["requests sent in all phases (baseline / service)", `${d.sent.baseline} / ${d.sent.service ?? "-"}`]);
