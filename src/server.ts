@@ -86,9 +86,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     logger,
     routes: options.routes ?? optionalRoutes,
   });
-  // At start-up and daily: a log line for each credential that expires within 30 days.
+  try {
+    await relay.fastify.listen({ port: options.port, host: options.host });
+  } catch (err) {
+    watcher?.close();
+    throw err;
+  }
+  // At start-up (once serving: it need not delay readiness) and daily, a log line for each
+  // credential that expires within 30 days.
   const expiry = startExpiryWarnings({ config: () => configSource.current(), logger, clock: systemClock });
-  await relay.fastify.listen({ port: options.port, host: options.host });
   const address = relay.fastify.server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
