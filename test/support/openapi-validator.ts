@@ -1,13 +1,16 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
+import { Ajv2020, type ErrorObject, type Options as AjvOptions, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
+import { OpenAPIBackend, SetMatchType, ValidationContext, type Operation } from "openapi-backend";
 import { parse } from "yaml";
 
 /*
  * Checks real requests and responses against openapi.yaml, so component tests can prove the
- * description and the service agree. JSON Schema 2020-12 (OpenAPI 3.1's dialect) via Ajv; the
- * OpenAPI layer around it (paths, methods, statuses, media types, headers) is matched here.
+ * description and the service agree. The OpenAPI work is openapi-backend's: routing (path, method),
+ * status lookup (exact, `4XX`, `default`), response headers, JSON response bodies, request
+ * parameters and JSON request bodies. Its Ajv is swapped for Ajv 2020 + ajv-formats (OpenAPI 3.1's
+ * dialect). What is left here is glue, plus the shims marked SHIM below.
  *
  *   const spec = loadOpenApiValidator();
  *   expect(spec.validateResponse({ method: "POST", path: "/send", status: 202, headers, body })).toEqual([]);
@@ -123,10 +126,31 @@ interface ResponseObject {
   headers?: Record<string, MaybeRef<HeaderObject>>;
   content?: Record<string, MediaTypeObject>;
 }
+/* After openapi-backend has dereferenced the document: no Ref left. */
+type Resolved<T> = T extends MaybeRef<infer U> ? Exclude<U, Ref> : T;
 
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"] as const;
-const SPEC_ID = "urn:noreply-relay:openapi";
-const COMPONENT_REF = "#/components/schemas/";
+
+const AJV_OPTIONS: AjvOptions = {
+  allErrors: true,
+  // Unknown keywords and formats are errors (openapi-backend's own default is strict: false).
+  strict: true,
+  // OpenAPI's narrowing branches (`allOf: [{$ref}, {properties: {code: {const}}}]`) carry no
+  // `type` of their own, which strictTypes would report; 3.1's `type: [string, "null"]` is a union.
+  strictTypes: false,
+  allowUnionTypes: true,
+};
+
+/**
+ * openapi-backend builds a draft-07 Ajv; OpenAPI 3.1 schemas are JSON Schema 2020-12, so each Ajv it
+ * asks for is an Ajv2020 with the options it chose (e.g. coerceTypes for headers and parameters).
+ */
+function ajv2020(options: AjvOptions): Ajv2020 {
+  const ajv = new Ajv2020(options);
+  addFormats.default(ajv); // uuid, date-time, email, uri, … and OpenAPI's int32, int64, float, double, byte, binary, password
+  ajv.addVocabulary(["example", "discriminator", "xml", "externalDocs"]); // OpenAPI's own annotations
+  return ajv;
+}
 
 /** A validator for the repository's openapi.yaml (or another file). Reads and compiles once; reuse it. */
 export function loadOpenApiValidator(file: string = OPENAPI_FILE): OpenApiValidator {
@@ -136,114 +160,122 @@ export function loadOpenApiValidator(file: string = OPENAPI_FILE): OpenApiValida
 /** A validator for an already parsed OpenAPI 3.1 document. */
 export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator {
   if (!/^3\.1\./.test(spec.openapi)) throw new Error(`expected an OpenAPI 3.1 document, got openapi: ${spec.openapi}`);
-  const ajv = new Ajv2020({
-    allErrors: true,
-    // OpenAPI's narrowing branches (`allOf: [{$ref}, {properties: {code: {const}}}]`) carry no
-    // `type` of their own, which strictTypes would report; 3.1's `type: [string, "null"]` is a union.
-    strictTypes: false,
-    allowUnionTypes: true,
+  const backend = new OpenAPIBackend({
+    definition: keepRefSiblings(spec, spec) as unknown as ConstructorParameters<typeof OpenAPIBackend>[0]["definition"],
+    // quick: an in-memory document is dereferenced synchronously (dereference-json-schema), so this
+    // helper can stay synchronous; validators compile on first use (~80 ms to load instead of ~600);
+    // and openapi-backend's OpenAPI 3.0 document check is skipped (redocly lints openapi.yaml).
+    // strict: a broken $ref rejects init() instead of a console warning.
+    quick: true,
+    strict: true,
+    ignoreTrailingSlashes: false, // `/send/` is not `/send`
+    ajvOpts: AJV_OPTIONS,
+    customizeAjv: (_draft07, options) => ajv2020(options),
   });
-  addFormats.default(ajv);
-  // OpenAPI's own schema keywords: annotations, nothing to validate.
-  ajv.addVocabulary(["example", "discriminator", "xml", "externalDocs"]);
-  const defs: Record<string, JsonSchema> = {};
-  for (const [name, schema] of Object.entries(spec.components?.schemas ?? {})) defs[name] = rebase(schema) as JsonSchema;
-  ajv.addSchema({ $id: SPEC_ID, $defs: defs });
+  backend.init().catch((e: unknown) => console.error("openapi-backend init() failed:", e)); // then `initialized` stays false
+  if (!backend.initialized) throw new Error("openapi-backend could not load the description (its init() error is logged)");
+  const { router, validator: library } = backend;
+  const definition = backend.definition as unknown as { components?: { schemas?: Record<string, JsonSchema>; headers?: Record<string, HeaderObject> } };
 
+  /*
+   * For the schemas openapi-backend does not compile (see SHIM: bodies) and components, the same
+   * Ajv settings. The schemas come dereferenced from the library's copy; openapi.yaml has no
+   * recursive schema (one would make ajv.compile overflow its stack, loudly).
+   */
+  const ajv = library.getAjv(ValidationContext.Response);
   const compiled = new WeakMap<object, ValidateFunction>();
-  function validatorFor(schema: JsonSchema): ValidateFunction {
-    const key = typeof schema === "object" ? schema : { schema };
-    let fn = compiled.get(key);
-    if (fn === undefined) {
-      fn = ajv.compile(typeof schema === "object" ? (rebase(schema) as Record<string, unknown>) : schema);
-      compiled.set(key, fn);
-    }
-    return fn;
-  }
-
   function check(schema: JsonSchema | undefined, value: unknown, where: string): string[] {
     if (schema === undefined) return [];
-    const fn = validatorFor(schema);
+    const key = typeof schema === "object" ? schema : { schema };
+    let fn = compiled.get(key);
+    if (fn === undefined) compiled.set(key, (fn = ajv.compile(schema)));
     return fn(value) ? [] : formatErrors(fn.errors ?? [], where);
   }
 
-  function deref<T>(value: MaybeRef<T>): T {
-    let current: unknown = value;
-    for (let hops = 0; isRef(current); hops++) {
-      if (hops > 20 || !current.$ref.startsWith("#/")) throw new Error(`cannot resolve $ref ${current.$ref}`);
-      current = current.$ref
-        .slice(2)
-        .split("/")
-        .map((p) => p.replaceAll("~1", "/").replaceAll("~0", "~"))
-        .reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], spec);
-      if (current === undefined) throw new Error(`$ref ${(value as Ref).$ref} points nowhere`);
-    }
-    return current as T;
+  function route(method: string, path: string): Operation | undefined {
+    return router.matchOperation({ method, path: toPathname(path), headers: {} });
   }
 
-  const templates = Object.keys(spec.paths ?? {})
-    .map((template) => ({
-      template,
-      regex: new RegExp(`^${template.split(/\{[^}]+\}/).map(escapeRegExp).join("[^/]+")}$`),
-      literal: template.replace(/\{[^}]+\}/g, "").length,
-    }))
-    // A concrete path wins over a templated one that also matches (OpenAPI "Path Templating Matching").
-    .sort((a, b) => b.literal - a.literal);
+  /** The methods openapi-backend routes for this path. */
+  function methodsOf(path: string): string[] {
+    return METHODS.filter((m) => route(m, path) !== undefined);
+  }
 
   function findOperation(method: string, path: string): MatchedOperation | undefined {
-    const pathname = toPathname(path);
-    const m = method.toLowerCase();
-    for (const { template, regex } of templates) {
-      if (!regex.test(pathname)) continue;
-      const item = deref(spec.paths?.[template] as MaybeRef<PathItemObject>);
-      const operation = item[m] as OperationObject | undefined;
-      if (operation !== undefined) return { path: template, method: m, operation };
-    }
-    return undefined;
+    const op = route(method, path);
+    if (op === undefined) return undefined;
+    // The caller gets the operation as written in openapi.yaml ($refs and all), not the library's copy.
+    const operation = (spec.paths?.[op.path]?.[op.method] ?? op) as OperationObject;
+    return { path: op.path, method: op.method, operation };
   }
 
   function describeMiss(method: string, path: string): string {
     const pathname = toPathname(path);
-    const allowed = templates.filter((t) => t.regex.test(pathname));
-    if (allowed.length === 0) return `${pathname} is not a path of the description`;
-    const methods = allowed.flatMap((t) => METHODS.filter((m) => (spec.paths?.[t.template] as PathItemObject)[m] !== undefined));
+    const methods = methodsOf(path);
+    if (methods.length === 0) return `${pathname} is not a path of the description`;
     return `${method.toUpperCase()} ${pathname} is not described (methods: ${methods.map((m) => m.toUpperCase()).join(", ")})`;
   }
 
   function validateResponse(res: ResponseUnderTest): string[] {
     const label = `${res.method.toUpperCase()} ${toPathname(res.path)} → ${res.status}`;
-    const matched = findOperation(res.method, res.path);
-    if (matched === undefined) return [`${label}: ${describeMiss(res.method, res.path)}`];
-    const responses = matched.operation.responses ?? {};
-    const key = [String(res.status), `${String(res.status)[0]}XX`, "default"].find((k) => responses[k] !== undefined);
-    if (key === undefined) {
+    const op = route(res.method, res.path);
+    if (op === undefined) return [`${label}: ${describeMiss(res.method, res.path)}`];
+    const responses = (op.responses ?? {}) as Record<string, Resolved<ResponseObject>>;
+    // SHIM: openapi-backend has no public "which response documents this status" (its
+    // utils.findStatusCodeMatch is internal) and, for a status with no validator, reports the
+    // response valid. Same order as its lookup: exact status, then `4XX`, then `default`.
+    const key = [String(res.status), `${Math.floor(res.status / 100)}XX`, "default"].find((k) => responses[k] !== undefined);
+    const response = key === undefined ? undefined : responses[key];
+    if (response === undefined) {
       return [`${label}: status ${res.status} is not documented (documented: ${Object.keys(responses).join(", ")})`];
     }
-    const response = deref(responses[key] as MaybeRef<ResponseObject>);
     const headers = normalizeHeaders(res.headers);
     const errors: string[] = [];
 
-    for (const [name, headerOrRef] of Object.entries(response.headers ?? {})) {
-      if (name.toLowerCase() === "content-type") continue; // OpenAPI: described by `content`, ignored here
-      const header = deref(headerOrRef);
-      const value = headers.get(name.toLowerCase());
-      if (value === undefined) {
-        if (header.required === true) errors.push(`${label}: header ${name} is required but missing`);
+    const headerResult = library.validateResponseHeaders(Object.fromEntries(headers), op, {
+      statusCode: res.status,
+      setMatchType: SetMatchType.Superset,
+    });
+    const documented = new Map(Object.entries(response.headers ?? {}).map(([name, h]) => [name.toLowerCase(), { name, header: h as HeaderObject }]));
+    for (const e of headerResult.errors ?? []) {
+      const lower = e.keyword === "required" ? String(e.params.missingProperty) : decodePointer(e.instancePath.split("/")[2] ?? "");
+      if (lower === "content-type") continue; // OpenAPI: Content-Type is described by `content`; a `headers` entry is ignored
+      const doc = documented.get(lower);
+      if (e.keyword === "required") {
+        // SHIM: "superset" makes openapi-backend require every documented header that has a schema,
+        // regardless of the Header Object's `required` (default false); "any" requires none. Only
+        // `required: true` headers may be reported missing.
+        if (doc?.header.required === true) errors.push(`${label}: header ${doc.name} is required but missing`);
         continue;
       }
-      errors.push(...check(header.schema, coerce(value, header.schema), `${label}: header ${name}`));
+      const rest = e.instancePath.split("/").slice(3).join("/");
+      errors.push(...formatErrors([{ ...e, instancePath: rest === "" ? "" : `/${rest}` }], `${label}: header ${doc?.name ?? lower}`));
     }
 
-    errors.push(...checkContent(label, response.content, headers, res.body, res.method.toLowerCase() === "head" || res.status === 304));
+    const bodyless = res.method.toLowerCase() === "head" || res.status === 304;
+    errors.push(
+      ...checkContent(label, response.content, headers, res.body, bodyless, (value) =>
+        formatErrors(library.validateResponse(value, op, res.status).errors ?? [], `${label}: body`),
+      ),
+    );
     return errors;
   }
 
+  /*
+   * SHIM: bodies. openapi-backend validates only the `application/json` media type (request and
+   * response) and takes the body already parsed: it neither checks the Content-Type against
+   * `content`, nor an empty or undocumented body, nor schemas of other media types
+   * (`application/problem+json` problems, text/plain /metrics, application/yaml, text/html). So:
+   * pick the documented media type (exact, `type/*`, `*\/*`), parse JSON media types, hand
+   * `application/json` to `json` (the library) and check any other media type's schema here.
+   */
   function checkContent(
     label: string,
     content: Record<string, MediaTypeObject> | undefined,
     headers: Map<string, string>,
     body: unknown,
     bodyless: boolean,
+    json: (value: unknown) => string[],
   ): string[] {
     const empty = body === undefined || body === null || body === "" || (Buffer.isBuffer(body) && body.length === 0);
     if (content === undefined || Object.keys(content).length === 0) {
@@ -269,32 +301,33 @@ export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator 
     } else if (Buffer.isBuffer(body)) {
       value = body.toString("utf8");
     }
+    if (mediaKey === "application/json") return json(value);
     return check(content[mediaKey]?.schema, value, `${label}: body`);
   }
 
   /* The edge answers of the Errors section in info.description: by status, the code they carry. */
   const EDGE_CODES: Readonly<Record<number, string>> = { 404: "not_found", 405: "method_not_allowed" };
 
+  /* No operation to hand the library: these answers are checked against components here. */
   function validateAnyResponse(res: ResponseUnderTest): string[] {
-    if (findOperation(res.method, res.path) !== undefined) return validateResponse(res);
+    if (route(res.method, res.path) !== undefined) return validateResponse(res);
     const pathname = toPathname(res.path);
     const label = `${res.method.toUpperCase()} ${pathname} → ${res.status}`;
-    const listed = templates.filter((t) => t.regex.test(pathname));
-    const expected = listed.length > 0 ? 405 : 404;
+    const described = methodsOf(res.path);
+    const expected = described.length > 0 ? 405 : 404;
     if (res.status !== expected) {
       return [`${label}: ${describeMiss(res.method, res.path)}, so only ${expected} ${EDGE_CODES[expected]} may answer it`];
     }
     const headers = normalizeHeaders(res.headers);
     const errors: string[] = [];
-    const requestId = spec.components?.headers?.RequestId;
+    const requestId = definition.components?.headers?.RequestId;
     if (requestId !== undefined) {
       const value = headers.get("x-request-id");
       if (value === undefined) errors.push(`${label}: header X-Request-Id is required but missing`);
-      else errors.push(...check(deref(requestId).schema, value, `${label}: header X-Request-Id`));
+      else errors.push(...check(requestId.schema, value, `${label}: header X-Request-Id`));
     }
     if (expected === 405) {
       const allow = (headers.get("allow") ?? "").split(",").map((m) => m.trim().toLowerCase());
-      const described = listed.flatMap((t) => METHODS.filter((m) => (spec.paths?.[t.template] as PathItemObject)[m] !== undefined));
       const missing = described.filter((m) => !allow.includes(m));
       if (missing.length > 0) errors.push(`${label}: header Allow must name ${missing.map((m) => m.toUpperCase()).join(", ")}`);
     }
@@ -318,41 +351,53 @@ export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator 
   }
 
   function validateRequest(req: RequestUnderTest): string[] {
-    const label = `${req.method.toUpperCase()} ${toPathname(req.path)}`;
-    const matched = findOperation(req.method, req.path);
-    if (matched === undefined) return [`${label}: ${describeMiss(req.method, req.path)}`];
+    const url = new URL(req.path, "http://relay.invalid");
+    const label = `${req.method.toUpperCase()} ${url.pathname}`;
+    const op = route(req.method, req.path);
+    if (op === undefined) return [`${label}: ${describeMiss(req.method, req.path)}`];
     const headers = normalizeHeaders(req.headers);
-    const query = new URL(req.path, "http://relay.invalid").searchParams;
-    const errors: string[] = [];
-    const pathItem = deref(spec.paths?.[matched.path] as MaybeRef<PathItemObject>);
-    for (const paramOrRef of [...(pathItem.parameters ?? []), ...(matched.operation.parameters ?? [])]) {
-      const param = deref(paramOrRef);
-      if (param.in !== "header" && param.in !== "query") continue; // path parameters matched the template already
-      const value = param.in === "header" ? headers.get(param.name.toLowerCase()) : (query.get(param.name) ?? undefined);
-      if (value === undefined) {
-        if (param.required === true) errors.push(`${label}: ${param.in} parameter ${param.name} is required but missing`);
-        continue;
-      }
-      errors.push(...check(param.schema, coerce(value, param.schema), `${label}: ${param.in} parameter ${param.name}`));
-    }
-    const body = matched.operation.requestBody === undefined ? undefined : deref(matched.operation.requestBody);
     const empty = req.body === undefined || req.body === "";
-    if (body === undefined) {
-      if (!empty) errors.push(`${label}: has a body but the description documents none`);
-    } else if (empty) {
-      if (body.required === true) errors.push(`${label}: body is required`);
-    } else {
-      errors.push(...checkContent(`${label} request`, body.content, headers, req.body, false));
+    const bodyErrors: string[] = [];
+    let jsonBody: unknown; // what the library validates as the body: parsed application/json only
+    const requestBody = op.requestBody as Resolved<RequestBodyObject> | undefined;
+    if (requestBody === undefined) {
+      // SHIM (see bodies): the library ignores a body the operation does not document.
+      if (!empty) bodyErrors.push(`${label}: has a body but the description documents none`);
+    } else if (!empty) {
+      bodyErrors.push(
+        ...checkContent(`${label} request`, requestBody.content, headers, req.body, false, (value) => {
+          jsonBody = value;
+          return [];
+        }),
+      );
     }
-    return errors;
+
+    const result = library.validateRequest({ method: req.method, path: `${url.pathname}${url.search}`, headers: Object.fromEntries(headers), body: jsonBody }, op);
+    const paramErrors: string[] = [];
+    for (const e of result.errors ?? []) {
+      const [, part = "", name, ...rest] = e.instancePath.split("/");
+      if (part === "requestBody") {
+        bodyErrors.push(...formatErrors([{ ...e, instancePath: e.instancePath.slice("/requestBody".length) }], `${label} request: body`));
+      } else if (e.keyword === "required" && e.params.missingProperty === "requestBody") {
+        if (empty) bodyErrors.push(`${label}: body is required`); // otherwise a content error above says why there is none
+      } else if (name === undefined) {
+        // openapi-backend's parameter objects: a required one missing, or (query) one it does not describe
+        const param = String(e.params.missingProperty ?? e.params.additionalProperty ?? "");
+        const what = e.keyword === "required" ? "is required but missing" : e.keyword === "additionalProperties" ? "is not described" : (e.message ?? e.keyword);
+        paramErrors.push(`${label}: ${part} parameter ${paramName(op, part, param)} ${what}`);
+      } else {
+        const where = `${label}: ${part} parameter ${paramName(op, part, decodePointer(name))}`;
+        paramErrors.push(...formatErrors([{ ...e, instancePath: rest.length > 0 ? `/${rest.join("/")}` : "" }], where));
+      }
+    }
+    return [...paramErrors, ...bodyErrors];
   }
 
-  const componentRefs = new Map<string, JsonSchema>();
+  /* openapi-backend validates operations only; a component schema is compiled here (see check). */
   function validateComponent(name: string, value: unknown): string[] {
-    if (spec.components?.schemas?.[name] === undefined) throw new Error(`openapi.yaml has no components.schemas.${name}`);
-    let ref = componentRefs.get(name);
-    if (ref === undefined) componentRefs.set(name, (ref = { $ref: `${COMPONENT_REF}${name}` })); // one compile per name
-    return check(ref, value, name);
+    const schema = definition.components?.schemas?.[name];
+    if (schema === undefined) throw new Error(`openapi.yaml has no components.schemas.${name}`);
+    return check(schema, value, name);
   }
 
   async function validateFetchResponse(method: string, response: Response): Promise<string[]> {
@@ -383,18 +428,27 @@ export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator 
   };
 }
 
-/** Copies a schema with every `#/components/schemas/X` reference pointed at the compiled copy. */
-function rebase(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(rebase);
+/**
+ * SHIM: openapi-backend's synchronous dereference replaces a `{ $ref, ...siblings }` object by its
+ * target and drops the siblings, but in OpenAPI 3.1 (JSON Schema 2020-12) a schema's `$ref`
+ * applies alongside its other keywords. A copy of the document in which such a schema reads
+ * `{ ...siblings, allOf: [{ $ref }] }` keeps them. Reference Objects outside schemas may only
+ * carry `summary` and `description`, so any other sibling marks a schema. On the way, a $ref that
+ * points nowhere is reported here, by name (the library would fail with a TypeError).
+ */
+function keepRefSiblings(node: unknown, root: OpenApiDocument): unknown {
+  if (Array.isArray(node)) return node.map((v) => keepRefSiblings(v, root));
   if (node === null || typeof node !== "object") return node;
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(node)) {
-    out[key] =
-      key === "$ref" && typeof value === "string" && value.startsWith(COMPONENT_REF)
-        ? `${SPEC_ID}#/$defs/${value.slice(COMPONENT_REF.length)}`
-        : rebase(value);
-  }
-  return out;
+  const copy = Object.fromEntries(Object.entries(node).map(([k, v]) => [k, keepRefSiblings(v, root)]));
+  const { $ref, ...siblings } = copy;
+  if (typeof $ref === "string" && resolvePointer(root, $ref) === undefined) throw new Error(`$ref ${$ref} points nowhere (only local references resolve)`);
+  if (typeof $ref !== "string" || Object.keys(siblings).every((k) => k === "summary" || k === "description")) return copy;
+  return { ...siblings, allOf: [...(Array.isArray(siblings.allOf) ? siblings.allOf : []), { $ref }] };
+}
+
+/** A parameter's name as openapi.yaml spells it (openapi-backend lower-cases header names). */
+function paramName(op: Operation, where: string, name: string): string {
+  return (op.parameters as ParameterObject[] | undefined)?.find((p) => p.in === where && (where === "header" ? p.name.toLowerCase() === name.toLowerCase() : p.name === name))?.name ?? name;
 }
 
 function formatErrors(errors: readonly ErrorObject[], where: string): string[] {
@@ -406,16 +460,20 @@ function formatErrors(errors: readonly ErrorObject[], where: string): string[] {
     });
 }
 
-function isRef(value: unknown): value is Ref {
-  return typeof value === "object" && value !== null && typeof (value as Ref).$ref === "string";
+function resolvePointer(root: unknown, ref: string): unknown {
+  if (!ref.startsWith("#/")) return undefined;
+  return ref
+    .slice(2)
+    .split("/")
+    .reduce<unknown>((node, key) => (node === null || typeof node !== "object" ? undefined : (node as Record<string, unknown>)[decodePointer(key)]), root);
+}
+
+function decodePointer(segment: string): string {
+  return segment.replaceAll("~1", "/").replaceAll("~0", "~");
 }
 
 function toPathname(path: string): string {
   return new URL(path, "http://relay.invalid").pathname;
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 function normalizeHeaders(headers: HeadersLike | undefined): Map<string, string> {
@@ -430,15 +488,6 @@ function normalizeHeaders(headers: HeadersLike | undefined): Map<string, string>
     out.set(name.toLowerCase(), Array.isArray(value) ? value.join(", ") : String(value));
   }
   return out;
-}
-
-/** Header and query values are strings; a schema asking for a number or boolean means its text form. */
-function coerce(value: string, schema: JsonSchema | undefined): unknown {
-  const type = typeof schema === "object" ? schema.type : undefined;
-  const types = Array.isArray(type) ? type : [type];
-  if ((types.includes("integer") || types.includes("number")) && /^-?\d+(\.\d+)?$/.test(value)) return Number(value);
-  if (types.includes("boolean") && (value === "true" || value === "false")) return value === "true";
-  return value;
 }
 
 function essence(mediaType: string): string {
