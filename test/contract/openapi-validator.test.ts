@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerDocsRoutes } from "../../src/http/docs-routes.js";
-import { loadOpenApiValidator } from "../support/openapi-validator.js";
+import { createOpenApiValidator, loadOpenApiValidator, type OpenApiDocument } from "../support/openapi-validator.js";
 
 /* The helper must catch drift, or the contract tests built on it prove nothing. */
 
@@ -153,6 +153,134 @@ describe("openapi validator", () => {
 
   it("when the path carries a query string, then the operation is still found", () => {
     expect(validator.findOperation("GET", "/tenants?verbose=1")?.operation.operationId).toBe("listTenants");
+  });
+
+  it("when a problem+json or text answer drifts, then it is caught although openapi-backend itself checks only application/json", () => {
+    const headers = { "x-request-id": RID, "content-type": PROBLEM };
+    expect(validator.validateResponse({ method: "GET", path: "/tenants", status: 403, headers, body: { ...problem("tenant_forbidden", 403), detail: 7 } })).toEqual([
+      "GET /tenants → 403: body/detail must be string",
+    ]);
+    const metrics = { "x-request-id": RID, "content-type": "text/plain; version=0.0.4; charset=utf-8" };
+    expect(validator.validateResponse({ method: "GET", path: "/metrics", status: 200, headers: metrics, body: "up 1\n" })).toEqual([]);
+    expect(validator.validateResponse({ method: "GET", path: "/metrics", status: 200, headers: metrics, body: "" })).toEqual([
+      "GET /metrics → 200: body is empty but text/plain is documented",
+    ]);
+  });
+
+  it("when any response or request openapi.yaml documents is checked, then its schemas compile", () => {
+    for (const [path, item] of Object.entries(validator.spec.paths ?? {})) {
+      for (const [method, operation] of Object.entries(item)) {
+        if (typeof operation !== "object" || operation === null || !("responses" in operation)) continue;
+        expect(() => validator.validateRequest({ method, path, headers: { "content-type": "application/json" }, body: {} }), `${method} ${path}`).not.toThrow();
+        for (const status of Object.keys((operation as { responses: object }).responses)) {
+          for (const contentType of ["application/json", PROBLEM, "text/plain", "text/html", "application/yaml"]) {
+            expect(() => validator.validateResponse({ method, path, status: Number(status), headers: { "content-type": contentType }, body: "{}" }), `${method} ${path} ${status}`).not.toThrow();
+          }
+        }
+      }
+    }
+  });
+});
+
+/* What openapi-backend is relied on for, and what the shims add, on OpenAPI 3.1 features openapi.yaml does not (yet) use. */
+describe("openapi validator on an OpenAPI 3.1 document", () => {
+  const doc = {
+    openapi: "3.1.0",
+    info: { title: "t", version: "1" },
+    paths: {
+      "/items/{id}": {
+        get: {
+          operationId: "getItem",
+          parameters: [
+            { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^[0-9]+$" } },
+            { name: "limit", in: "query", schema: { type: "integer" } },
+          ],
+          responses: {
+            "200": {
+              description: "ok",
+              headers: { "X-Trace": { required: true, schema: { type: "string" } }, "X-Count": { schema: { type: "integer" } } },
+              content: { "application/json": { schema: { $ref: "#/components/schemas/Item", required: ["note"] } } },
+            },
+            "4XX": { description: "refused", content: { "application/problem+json": { schema: { type: "object", properties: { status: { maximum: 499 } }, required: ["status"] } } } },
+            default: { description: "other", content: { "text/plain": { schema: { type: "string", minLength: 2 } } } },
+          },
+        },
+      },
+      "/items/new": { get: { operationId: "newItem", responses: { "204": { description: "nothing" } } } },
+    },
+    components: {
+      schemas: {
+        Item: {
+          type: "object",
+          properties: { name: { type: ["string", "null"], examples: ["a"] }, kind: { const: "item" }, at: { type: "string", format: "date-time" }, note: { type: "string" } },
+          required: ["name", "kind"],
+        },
+      },
+    },
+  } as unknown as OpenApiDocument;
+  const v = createOpenApiValidator(doc);
+  const ok = { "x-trace": "t", "content-type": "application/json" };
+
+  it("when a body uses null unions, const and formats, then they are checked as JSON Schema 2020-12", () => {
+    expect(v.validateResponse({ method: "GET", path: "/items/1", status: 200, headers: ok, body: { name: null, kind: "item", note: "" } })).toEqual([]);
+    expect(v.validateResponse({ method: "GET", path: "/items/1", status: 200, headers: ok, body: { name: 1, kind: "thing", at: "noon", note: "" } })).toEqual([
+      "GET /items/1 → 200: body/name must be string,null",
+      'GET /items/1 → 200: body/kind must be equal to constant ({"allowedValue":"item"})',
+      'GET /items/1 → 200: body/at must match format "date-time"',
+    ]);
+  });
+
+  it("when a $ref has sibling keywords, then they apply too", () => {
+    expect(v.validateResponse({ method: "GET", path: "/items/1", status: 200, headers: ok, body: { name: "a", kind: "item" } })).toEqual([
+      "GET /items/1 → 200: body must have required property 'note'",
+    ]);
+  });
+
+  it("when a header is optional, then only its value is checked; when required, then its absence is reported", () => {
+    const body = { name: "a", kind: "item", note: "" };
+    expect(v.validateResponse({ method: "GET", path: "/items/1", status: 200, headers: ok, body })).toEqual([]);
+    expect(v.validateResponse({ method: "GET", path: "/items/1", status: 200, headers: { "content-type": "application/json", "x-count": "many" }, body })).toEqual([
+      "GET /items/1 → 200: header X-Trace is required but missing",
+      "GET /items/1 → 200: header X-Count must be integer",
+    ]);
+  });
+
+  it("when the status falls to 4XX or default, then that response's media type and schema apply", () => {
+    expect(v.validateResponse({ method: "GET", path: "/items/1", status: 404, headers: { "content-type": "application/problem+json" }, body: { status: 404 } })).toEqual([]);
+    expect(v.validateResponse({ method: "GET", path: "/items/1", status: 409, headers: { "content-type": "application/problem+json" }, body: { status: 500 } })).toEqual([
+      "GET /items/1 → 409: body/status must be <= 499",
+    ]);
+    expect(v.validateResponse({ method: "GET", path: "/items/1", status: 503, headers: { "content-type": "text/plain" }, body: "x" })).toEqual([
+      "GET /items/1 → 503: body must NOT have fewer than 2 characters",
+    ]);
+    expect(v.validateResponse({ method: "GET", path: "/items/new", status: 500 })).toEqual(["GET /items/new → 500: status 500 is not documented (documented: 204)"]);
+  });
+
+  it("when a response documents no content, then a body is reported", () => {
+    expect(v.validateResponse({ method: "GET", path: "/items/new", status: 204 })).toEqual([]);
+    expect(v.validateResponse({ method: "GET", path: "/items/new", status: 204, body: "x" })).toEqual(["GET /items/new → 204: has a body but the description documents none"]);
+  });
+
+  it("when paths are matched, then a concrete path wins over a template and a trailing slash is another path", () => {
+    expect(v.findOperation("GET", "/items/new")?.operation.operationId).toBe("newItem");
+    expect(v.findOperation("GET", "/items/7")?.operation.operationId).toBe("getItem");
+    expect(v.findOperation("GET", "/items/new/")).toBeUndefined();
+  });
+
+  it("when a request's parameters are wrong or undescribed, then each is reported", () => {
+    expect(v.validateRequest({ method: "GET", path: "/items/12?limit=3" })).toEqual([]);
+    expect(v.validateRequest({ method: "GET", path: "/items/ab?limit=x&extra=1", body: "x" })).toEqual([
+      'GET /items/ab: path parameter id must match pattern "^[0-9]+$"',
+      "GET /items/ab: query parameter extra is not described",
+      "GET /items/ab: query parameter limit must be integer",
+      "GET /items/ab: has a body but the description documents none",
+    ]);
+  });
+
+  it("when a $ref points nowhere, then loading says which", () => {
+    const broken = structuredClone(doc);
+    (broken.paths!["/items/new"]!.get as { responses: object }).responses = { "200": { $ref: "#/components/responses/Gone" } };
+    expect(() => createOpenApiValidator(broken)).toThrow("$ref #/components/responses/Gone points nowhere");
   });
 });
 
