@@ -89,7 +89,7 @@ if (argv.help) {
   --startup-runs N        start-up repetitions, median reported (default 3, quick 1)
   --skip-startup          skip the 10,000-tenant start-up run
   --baseline-only         measure only the baseline (e.g. before the service exists)
-  --cpu-prof              run the service under node --cpu-prof and summarise the profile
+  --cpu-prof              run service and baseline under node --cpu-prof, summarise and diff the profiles
   --cpu-prof-dir DIR      where to write the .cpuprofile (default: a temp dir)
   --runtime-stats         event-loop delay and GC pauses of baseline and service during the fixed-rate phase
   --log-level L           service LOG_LEVEL (default info, as in production)
@@ -545,6 +545,7 @@ async function main() {
     } catch (err) {
       if (!(err instanceof HarnessError)) throw err;
       serviceError = err;
+      if (service) await stop(service.proc);
       service = undefined;
     }
   }
@@ -649,7 +650,7 @@ async function main() {
     if (serviceError) console.log(`\nservice half not measured: ${serviceError.message}`);
   }
   if (argv.out) writeFileSync(resolve(argv.out), `${JSON.stringify({ ...d, targets: TARGETS.map((t) => ({ key: t.key, want: t.want })) }, null, 2)}\n`);
-  if (keepTmp() && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
+  if ((keepTmp() || serviceError) && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
   console.log(JSON.stringify(d.result));
   return serviceError && !argv["baseline-only"] ? 2 : 0;
 }
@@ -678,7 +679,7 @@ try {
   code = 1;
 } finally {
   await Promise.all(procs.map((p) => stop(p, 3000).catch(() => undefined)));
-  if (code !== 0 && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
+  if (code === 1 && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
   if (!keepTmp() && code === 0) {
     rmSync(tmp, { recursive: true, force: true });
   }
