@@ -285,7 +285,7 @@ export interface components {
          *     | sender_not_allowed | 403 | `from` is not the tenant's configured sender. |
          *     | policy_denied | 403 | The tenant's Exchange ApplicationAccessPolicy or RBAC scope does not let the app use the sender mailbox. |
          *     | unknown_tenant | 404 | No tenant has this key. |
-         *     | idempotency_conflict | 409 | The `Idempotency-Key` was used before with a different body. |
+         *     | idempotency_conflict | 409 | The `Idempotency-Key` was used before with a different body, or its first request was still being processed at this request's deadline. |
          *     | payload_too_large | 413 | The message is over Graph's 4 MB or the relay's limits. |
          *     | recipient_rejected | 422 | Microsoft Graph rejected a recipient address. |
          *     | rate_limited | 429 | A local limit or Graph throttling; wait `Retry-After` seconds. |
@@ -316,7 +316,7 @@ export interface components {
             code: components["schemas"]["ProblemCode"];
             /** @description Whether sending the same request again, after `Retry-After` when given, may succeed. */
             retryable: boolean;
-            /** @description The relay's ID of this request, the same as the `X-Request-Id` header; quote it when you ask the operators. */
+            /** @description The relay's ID of this request, the same as the `X-Request-Id` header (for a replay, the first request's); quote it when you ask the operators. */
             requestId: string;
             /** @description For `validation_failed`, every invalid field. */
             errors?: components["schemas"]["FieldError"][];
@@ -331,7 +331,7 @@ export interface components {
         } & (unknown & unknown);
         /** @description One invalid field of a `validation_failed` problem. */
         FieldError: {
-            /** @description The field in the request body, for example `subject`, `to[1].address` or `headers["X-Order-Id"]`; `(body)` for the body as a whole. */
+            /** @description The field in the request body, for example `subject`, `to[1].address` or `headers["X-Order-Id"]`; `(body)` for the body as a whole; `Idempotency-Key` for that header. */
             path: string;
             /** @description What is wrong with it. */
             message: string;
@@ -496,7 +496,17 @@ export interface components {
                 };
             };
         };
-        /** @description This `Idempotency-Key` was used in the last 24 hours with a different body. Use a new key for a new message. */
+        /**
+         * @description This request's `Idempotency-Key` cannot be used for it, and nothing was sent. Two cases,
+         *     told apart by `detail`:
+         *     - **Different body.** The key was used with a different body, within the last 24 hours or
+         *       by a request still running. Use a new key for a new message.
+         *     - **Still being processed.** A request with the same key and body was still being
+         *       processed when this request's deadline came. `retryable` is `false` for every
+         *       `idempotency_conflict`, but here the same request sent again once the first has
+         *       finished gets the first request's answer (or is handled as new, if that answer is not
+         *       remembered).
+         */
         IdempotencyConflict: {
             headers: {
                 "X-Request-Id": components["headers"]["RequestId"];
@@ -577,6 +587,27 @@ export interface components {
             };
         };
         /**
+         * @description An unexpected error in the relay (a bug). Quote `requestId` when you report it to the
+         *     operators. The message may have been sent before the error, so with an `Idempotency-Key`
+         *     this answer is remembered: a retry with the same key and body gets it again (with
+         *     `Idempotent-Replayed: true` and the first request's `X-Request-Id`) and sends nothing.
+         */
+        SendInternalError: {
+            headers: {
+                "X-Request-Id": components["headers"]["RequestId"];
+                "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    code?: "internal_error";
+                    /** @constant */
+                    status?: 500;
+                };
+            };
+        };
+        /**
          * @description Microsoft Entra ID or Graph refused the relay because of how the tenant or the relay is set
          *     up. Retrying will not help; the operators or the tenant's administrator must act (see `detail`).
          */
@@ -613,11 +644,15 @@ export interface components {
         /**
          * @description Microsoft Graph may have accepted the message but did not confirm it (timeout or broken
          *     connection after the message was sent). The relay does not retry, to avoid sending twice.
-         *     Retrying may deliver the message twice; retry only where a duplicate is acceptable.
+         *     With an `Idempotency-Key` this answer is remembered: a retry with the same key and body
+         *     gets it again (with `Idempotent-Replayed: true` and the first request's `X-Request-Id`)
+         *     and sends nothing. A retry with a new key (or none) may deliver the message twice; do
+         *     that only where a duplicate is acceptable.
          */
         OutcomeUnknown: {
             headers: {
                 "X-Request-Id": components["headers"]["RequestId"];
+                "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                 [name: string]: unknown;
             };
             content: {
@@ -632,11 +667,36 @@ export interface components {
     };
     parameters: {
         /**
-         * @description A key you choose, unique per message (for example a UUID or `invoice-2024-0042-mail`).
-         *     Within 24 hours, a request with the same key and the same body from the same API key
-         *     returns the first response and sends nothing; the same key with a different body is
-         *     refused with `409 idempotency_conflict`. Keys are per API key, so other apps cannot
-         *     collide with yours.
+         * @description A key you choose, unique per message (for example a UUID or `invoice-2024-0042-mail`):
+         *     1 to 255 printable ASCII characters (space to `~`), not only spaces; spaces at either end
+         *     are not part of the key (HTTP drops them). Any other value is refused with
+         *     `400 validation_failed` (`errors[].path` is `Idempotency-Key`) and nothing is sent. Keys belong to the API key that sends them, so other apps cannot collide with yours.
+         *     The key is looked at right after the API key, before the body is validated.
+         *
+         *     - **Replay.** The same key with the same body (the same JSON: key order and whitespace do
+         *       not matter, any changed or added value does) within 24 hours of the first answer gets
+         *       that answer again: its status, body and `X-Request-Id` (so `requestId` names the
+         *       request that did the work), plus `Idempotent-Replayed: true`. Nothing is sent, and
+         *       nothing is validated or counted against a limit again.
+         *     - **Remembered** are only the answers after which the message may exist: `202` (sent),
+         *       `504 outcome_unknown`, and `500 internal_error` (an unexpected error, possibly after
+         *       Graph was called). A second message is worse than a repeated error.
+         *     - **Not remembered** are the answers after which provably nothing was sent: dry runs
+         *       (`200`), `400 validation_failed`, the refusals before Graph (`401`, `403`, `404`,
+         *       `413`), every `429`, `503`, and the refusals of Entra ID or Graph (`403 policy_denied`,
+         *       `422`, `502`). The key stays free, so a retry with the same key after you (or an
+         *       administrator) fixed the cause is handled as a new request and can succeed.
+         *     - **Still sending.** A replay that arrives while the first request with the key is still
+         *       being processed waits for that request's answer and gets it (or, when that answer is
+         *       not remembered, is handled as a new request itself). If the first request is still
+         *       running when the replay reaches its own request deadline (30 seconds unless the
+         *       operators changed it), the replay gets `409 idempotency_conflict` and nothing is sent;
+         *       send it again later to get the first request's answer.
+         *     - **Conflict.** The same key with a different body gets `409 idempotency_conflict` at
+         *       once while the key is remembered or its first request is still running.
+         *
+         *     The 24 hours count from the first answer and are the default (the operators may change
+         *     them). Keys are kept by the relay instance that answered, in bounded memory.
          */
         IdempotencyKey: string;
     };
@@ -650,10 +710,19 @@ export interface components {
         /**
          * @description The relay's ID of this request, sent with every answer, errors included; a problem's
          *     `requestId` has the same value. It also appears in the relay's log line for the request:
-         *     quote it when you ask the operators about a request.
+         *     quote it when you ask the operators about a request. A replay (`Idempotent-Replayed:
+         *     true`) carries the ID of the first request, whose answer it repeats; the replay's own log
+         *     line names that ID as `replayOf`.
          * @example 0b8f2d6e-3c1a-4e59-8f7d-2a6b9c4e1f03
          */
         RequestId: string;
+        /**
+         * @description `true` when this answer is a replay: the remembered answer to an earlier request with the
+         *     same `Idempotency-Key` and body, repeated without sending anything. Status, body and
+         *     `X-Request-Id` are those of that first request. Absent on every other answer.
+         * @example true
+         */
+        IdempotentReplayed: "true";
         /**
          * @description Version of the file; send it back as `If-None-Match` to get `304 Not Modified` while it is unchanged.
          * @example "q3L0nE6Yl2m4pZ0e6Y0s8b1c2d3e4f5"
@@ -669,11 +738,36 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description A key you choose, unique per message (for example a UUID or `invoice-2024-0042-mail`).
-                 *     Within 24 hours, a request with the same key and the same body from the same API key
-                 *     returns the first response and sends nothing; the same key with a different body is
-                 *     refused with `409 idempotency_conflict`. Keys are per API key, so other apps cannot
-                 *     collide with yours.
+                 * @description A key you choose, unique per message (for example a UUID or `invoice-2024-0042-mail`):
+                 *     1 to 255 printable ASCII characters (space to `~`), not only spaces; spaces at either end
+                 *     are not part of the key (HTTP drops them). Any other value is refused with
+                 *     `400 validation_failed` (`errors[].path` is `Idempotency-Key`) and nothing is sent. Keys belong to the API key that sends them, so other apps cannot collide with yours.
+                 *     The key is looked at right after the API key, before the body is validated.
+                 *
+                 *     - **Replay.** The same key with the same body (the same JSON: key order and whitespace do
+                 *       not matter, any changed or added value does) within 24 hours of the first answer gets
+                 *       that answer again: its status, body and `X-Request-Id` (so `requestId` names the
+                 *       request that did the work), plus `Idempotent-Replayed: true`. Nothing is sent, and
+                 *       nothing is validated or counted against a limit again.
+                 *     - **Remembered** are only the answers after which the message may exist: `202` (sent),
+                 *       `504 outcome_unknown`, and `500 internal_error` (an unexpected error, possibly after
+                 *       Graph was called). A second message is worse than a repeated error.
+                 *     - **Not remembered** are the answers after which provably nothing was sent: dry runs
+                 *       (`200`), `400 validation_failed`, the refusals before Graph (`401`, `403`, `404`,
+                 *       `413`), every `429`, `503`, and the refusals of Entra ID or Graph (`403 policy_denied`,
+                 *       `422`, `502`). The key stays free, so a retry with the same key after you (or an
+                 *       administrator) fixed the cause is handled as a new request and can succeed.
+                 *     - **Still sending.** A replay that arrives while the first request with the key is still
+                 *       being processed waits for that request's answer and gets it (or, when that answer is
+                 *       not remembered, is handled as a new request itself). If the first request is still
+                 *       running when the replay reaches its own request deadline (30 seconds unless the
+                 *       operators changed it), the replay gets `409 idempotency_conflict` and nothing is sent;
+                 *       send it again later to get the first request's answer.
+                 *     - **Conflict.** The same key with a different body gets `409 idempotency_conflict` at
+                 *       once while the key is remembered or its first request is still running.
+                 *
+                 *     The 24 hours count from the first answer and are the default (the operators may change
+                 *     them). Keys are kept by the relay instance that answered, in bounded memory.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -697,12 +791,14 @@ export interface operations {
                 };
             };
             /**
-             * @description Microsoft Graph accepted the message. A replay with the same `Idempotency-Key` within
-             *     24 hours returns this same answer again and sends nothing.
+             * @description Microsoft Graph accepted the message. A replay with the same `Idempotency-Key` and body
+             *     within 24 hours returns this same answer again, with `Idempotent-Replayed: true` and
+             *     the first request's `X-Request-Id`, and sends nothing.
              */
             202: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -717,7 +813,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["RecipientRejected"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
+            500: components["responses"]["SendInternalError"];
             502: components["responses"]["UpstreamRefused"];
             503: components["responses"]["UpstreamUnavailable"];
             504: components["responses"]["OutcomeUnknown"];
