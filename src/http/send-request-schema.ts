@@ -26,15 +26,47 @@ const DOMAIN = /^(?:[A-Za-z0-9\u0080-\uFFFF](?:[A-Za-z0-9\u0080-\uFFFF-]*[A-Za-z
 const HEADER_NAME = /^[Xx]-[!-9;-~]+$/;
 const MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(?:\s*;[^\r\n]*)?$/;
 
+/** Characters decoded per step: a multiple of 4, so each slice decodes on its own. */
+const BASE64_SLICE = 64 * 1024;
+/** Decoding target, reused: the decoded bytes are never needed, only how many there are. */
+const decodeScratch = Buffer.allocUnsafeSlow((BASE64_SLICE / 4) * 3);
+
+/** The 6-bit value of a base64 character (the alphabet already checked). */
+function base64Value(c: number): number {
+  if (c >= 97) return c - 71; // a-z
+  if (c >= 65) return c - 65; // A-Z
+  if (c >= 48) return c + 4; // 0-9
+  return c === 43 ? 62 : 63; // + /
+}
+
 /**
- * Standard, padded base64 without whitespace. Checked by decoding and re-encoding: Node's
- * decoder skips what it does not understand (spaces, line breaks, the URL-safe alphabet,
- * missing padding), so any of those makes the round trip differ. Native code: about 3x
- * faster than a character-class regex on a 100 KB attachment, which dominated the CPU
- * profile of sends with attachments.
+ * Standard, padded base64 without whitespace: exactly the strings that
+ * `Buffer.from(v, "base64").toString("base64")` returns unchanged, checked without building
+ * that second string (the 100 KB attachment case took 70 µs and a 137 KB string; this takes
+ * about 15 µs and allocates nothing the GC sees). Node's decoder skips what it does not
+ * understand (spaces, line breaks, other characters) and stops at a `=`, so all characters are
+ * in the alphabet exactly when the decoded length is the one the string's length and padding
+ * imply. What it would wrongly accept is ruled out first: the URL-safe `-` and `_`, and
+ * characters above U+00FF, which it reads by their low byte (hence: ASCII only). The last
+ * character before padding must carry no unused bits, as re-encoding would have shown.
  */
 export function isStrictBase64(value: string): boolean {
-  return value.length % 4 === 0 && Buffer.from(value, "base64").toString("base64") === value;
+  const n = value.length;
+  if (n % 4 !== 0) return false;
+  if (n === 0) return true;
+  if (Buffer.byteLength(value, "utf8") !== n) return false;
+  if (value.indexOf("-") !== -1 || value.indexOf("_") !== -1) return false;
+  const pad = value.charCodeAt(n - 1) !== 61 ? 0 : value.charCodeAt(n - 2) !== 61 ? 1 : 2;
+  for (let start = 0; start < n; start += BASE64_SLICE) {
+    const end = Math.min(n, start + BASE64_SLICE);
+    const slice = start === 0 && end === n ? value : value.slice(start, end);
+    const want = ((end - start) / 4) * 3 - (end === n ? pad : 0);
+    if (decodeScratch.write(slice, 0, "base64") !== want) return false;
+  }
+  if (pad === 0) return true;
+  // "QR==" decodes like "QQ==": only the canonical form (unused bits zero) is accepted.
+  const last = base64Value(value.charCodeAt(n - 1 - pad));
+  return (last & (pad === 1 ? 0b11 : 0b1111)) === 0;
 }
 
 /** Why `address` is not a mailbox address we pass on, or undefined when it is fine. */
