@@ -110,7 +110,8 @@ export class UndiciTransport implements Middleware {
     const url = new URL(context.request);
     const init = context.options ?? {};
     const headers: Record<string, string> = { ...(init.headers as Record<string, string> | undefined), "user-agent": this.userAgent };
-    const body = typeof init.body === "string" ? Buffer.from(init.body) : null;
+    // The use case's serialised body is already a Buffer: handed over as is, never copied.
+    const body = typeof init.body === "string" || init.body instanceof Uint8Array ? init.body : null;
     const result = await exchange(
       this.dispatcher,
       { origin: url.origin, path: `${url.pathname}${url.search}`, method: (init.method ?? "GET") as Dispatcher.HttpMethod, headers, body },

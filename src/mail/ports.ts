@@ -60,11 +60,12 @@ export interface GraphSendRequest {
   readonly message: GraphMessage;
   readonly saveToSentItems: boolean;
   /**
-   * Optional: `JSON.stringify({ message, saveToSentItems })`, already made by the send use
-   * case to check Graph's 4 MB limit. When present, adapters send these exact bytes as the
-   * sendMail body instead of serialising `message` a second time (it can be megabytes).
+   * Optional: `JSON.stringify({ message, saveToSentItems })` (as UTF-8 bytes, see
+   * serializeSendMail), already made by the send use case to check Graph's 4 MB limit. When
+   * present, adapters send these exact bytes as the sendMail body instead of serialising
+   * `message` a second time (it can be megabytes).
    */
-  readonly body?: string;
+  readonly body?: string | Buffer;
   /** Epoch milliseconds after which no further attempt or wait may start. */
   readonly deadline: number;
   /** Sent as `client-request-id` so Graph's logs and ours meet. */

@@ -163,14 +163,11 @@ function assertSenderAllowed(from: string | undefined, tenant: Tenant): void {
   }
 }
 
-function assertGraphSize(body: string): void {
-  // Cheap bound first: UTF-8 needs at most 3 bytes per UTF-16 unit.
-  if (body.length * 3 <= GRAPH_MAX_REQUEST_BYTES) return;
-  const bytes = Buffer.byteLength(body, "utf8");
-  if (bytes > GRAPH_MAX_REQUEST_BYTES) {
+function assertGraphSize(body: Buffer): void {
+  if (body.length > GRAPH_MAX_REQUEST_BYTES) {
     throw new RelayError(
       "payload_too_large",
-      `the message is ${mib(bytes)} MB as Graph would receive it (attachments count a third more in base64); Graph accepts at most 4 MB`,
+      `the message is ${mib(body.length)} MB as Graph would receive it (attachments count a third more in base64); Graph accepts at most 4 MB`,
     );
   }
 }
