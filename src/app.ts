@@ -10,6 +10,7 @@ import { MailboxLimiter } from "./delivery/mailbox-limiter.js";
 import { RecipientGuard } from "./delivery/recipient-guard.js";
 import { describeTenants, TenantStatusBook } from "./delivery/tenant-status.js";
 import { BEARER_CHALLENGE } from "./http/api-key.js";
+import { registerJsonBodyParser } from "./http/json-body.js";
 import { Lifecycle } from "./http/lifecycle.js";
 import { registerProbeRoutes } from "./http/probe-routes.js";
 import { asRelayError, PROBLEM_CONTENT_TYPE, toProblemResponse } from "./http/problem-response.js";
@@ -147,6 +148,7 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
 
   // Bodies are JSON only: a text/plain body would otherwise reach validation as a string.
   app.removeContentTypeParser("text/plain");
+  registerJsonBodyParser(app);
 
   // Static paths and their methods, to tell 405 from 404.
   const methodsByPath = new Map<string, Set<string>>();

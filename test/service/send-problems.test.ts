@@ -182,6 +182,25 @@ describe("POST /send: problem codes", () => {
       expect(networkCalls()).toBe(0);
     });
 
+    it("when the body has a __proto__ or constructor.prototype key anywhere, then 400 validation_failed and nothing is polluted or sent", async () => {
+      const mail = JSON.stringify(message("contoso")).slice(1, -1);
+      const bodies = [
+        `{${mail},"__proto__":{"isAdmin":true}}`,
+        `{${mail},"\\u005f_proto__":{"isAdmin":true}}`,
+        `{${mail},"headers":{"__proto__":"v"}}`,
+        `{${mail},"attachments":[{"filename":"a.txt","contentType":"text/plain","content":"QQ==","__proto__":{"isAdmin":true}}]}`,
+        `{${mail},"constructor":{"prototype":{"isAdmin":true}}}`,
+      ];
+      for (const body of bodies) {
+        const res = await h.send(body, { headers: { "idempotency-key": `poison-${bodies.indexOf(body)}` } });
+        expectProblem(res, "validation_failed");
+        expect(res.json.errors, body).toEqual([{ path: "(body)", message: expect.stringMatching(/not valid JSON/) }]);
+      }
+      expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
+      expect(networkCalls()).toBe(0);
+      expect((await h.send(`{${mail}}`)).status).toBe(202);
+    });
+
     it("when the body is empty, then 400 validation_failed", async () => {
       expectProblem(await h.send(""), "validation_failed");
     });
