@@ -1,3 +1,4 @@
+import { StringDecoder } from "node:string_decoder";
 import { errorCodes, type FastifyInstance } from "fastify";
 
 const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
@@ -32,26 +33,78 @@ export function parseJsonBody(text: string): unknown {
   return value;
 }
 
+/** Fastify's body-size refusals carry a status; a stream error without one is the caller's (400). */
+interface StreamError extends Error {
+  statusCode?: number;
+}
+
 /**
  * Replaces Fastify's default JSON body parser with one that refuses the same bodies with the
- * same errors, but checks for prototype-poisoning keys by walking the parsed objects (a few
- * dozen nodes) instead of running two regular expressions over the whole text, which took
- * ≈ 70 µs on a 137 KB body with an attachment.
+ * same errors, and is lighter on the garbage collector and the CPU:
+ *
+ * - the body's chunks are decoded to text as they arrive (a StringDecoder, which gives the same
+ *   text as decoding them joined) instead of being copied into one Buffer first. A Buffer's
+ *   memory counts against V8's old-generation limit until a GC frees it, and with bodies of
+ *   137 KB that extra copy made full mark-compacts start several times a second;
+ * - prototype-poisoning keys are looked for in the parsed objects (a few dozen nodes) instead
+ *   of by two regular expressions over the whole text (≈ 70 µs on a 137 KB body).
+ *
+ * The size checks are Fastify's (content-length above the route's bodyLimit, more bytes than
+ * the limit, fewer or more bytes than content-length), with its errors.
  */
 export function registerJsonBodyParser(app: FastifyInstance): void {
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
-    const text = body as string;
-    if (text.length === 0) {
-      done(new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY(), undefined);
+  app.addContentTypeParser("application/json", (request, payload, done) => {
+    const limit = request.routeOptions.bodyLimit;
+    const declared = Number(request.headers["content-length"]);
+    if (declared > limit) {
+      done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), undefined);
       return;
     }
-    let value: unknown;
-    try {
-      value = parseJsonBody(text);
-    } catch {
-      done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), undefined);
-      return;
+    const decoder = new StringDecoder("utf8");
+    let text = "";
+    let received = 0;
+    const stopListening = (): void => {
+      payload.removeListener("data", onData);
+      payload.removeListener("end", onEnd);
+      payload.removeListener("error", onEnd);
+    };
+    function onData(chunk: Buffer): void {
+      received += chunk.length;
+      if (received > limit) {
+        stopListening();
+        done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), undefined);
+        return;
+      }
+      text += decoder.write(chunk);
     }
-    done(null, value);
+    function onEnd(err?: StreamError): void {
+      stopListening();
+      if (err !== undefined) {
+        if (!(typeof err.statusCode === "number" && err.statusCode >= 400)) err.statusCode = 400;
+        done(err, undefined);
+        return;
+      }
+      if (!Number.isNaN(declared) && received !== declared) {
+        done(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH(), undefined);
+        return;
+      }
+      text += decoder.end();
+      if (text.length === 0) {
+        done(new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY(), undefined);
+        return;
+      }
+      let value: unknown;
+      try {
+        value = parseJsonBody(text);
+      } catch {
+        done(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), undefined);
+        return;
+      }
+      done(null, value);
+    }
+    payload.on("data", onData);
+    payload.on("end", onEnd);
+    payload.on("error", onEnd);
+    payload.resume();
   });
 }
