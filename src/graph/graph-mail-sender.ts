@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
 import { RelayError, isRelayError } from "../http/problems.js";
-import type { GraphSendRequest, GraphSendResult, GraphSender, SendObserver, TokenProvider, TokenTarget } from "../mail/ports.js";
+import type { GraphSendRequest, GraphSendResult, GraphSender, SendMailBody, SendObserver, TokenProvider, TokenTarget } from "../mail/ports.js";
 import { NO_PERMISSIONS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
 import { SendAttempt, TokenAuthMiddleware, UndiciTransport, type AttemptResult } from "./graph-middleware.js";
 import { createHttpsAgent } from "./http-dispatcher.js";
@@ -108,7 +108,8 @@ class GraphMailSenderImpl implements GraphMailSender {
   private async attempts(request: GraphSendRequest, tokenSignal: AbortSignal): Promise<GraphSendResult> {
     const { target } = request;
     const path = `/users/${encodeSender(request.sender)}/sendMail`;
-    const payload = request.body ?? JSON.stringify({ message: request.message, saveToSentItems: request.saveToSentItems });
+    const given = request.body ?? JSON.stringify({ message: request.message, saveToSentItems: request.saveToSentItems });
+    const body: SendMailBody = typeof given === "string" ? { parts: [given], bytes: Buffer.byteLength(given, "utf8") } : given;
     let attempts = 0;
     let notSentRetries = 0;
     let tokenRenewed = false;
@@ -117,14 +118,15 @@ class GraphMailSenderImpl implements GraphMailSender {
       const remaining = request.deadline - Date.now();
       if (remaining <= 0) throw unavailable("The request's deadline passed before Microsoft Graph could be asked.");
       attempts++;
-      const attempt = new SendAttempt(target, Math.min(this.attemptTimeoutMs, remaining), tokenSignal, request.signal);
+      const attempt = new SendAttempt(target, Math.min(this.attemptTimeoutMs, remaining), tokenSignal, request.signal, body);
       try {
+        // The body travels in the attempt (see SendAttempt.body); the SDK still sets its Content-Type.
         await this.client
           .api(path)
           .header("client-request-id", request.requestId)
           .responseType(ResponseType.RAW)
           .middlewareOptions([attempt])
-          .post(payload);
+          .post(undefined);
       } catch (err) {
         if (attempt.result === undefined) throw this.beforeGraph(attempt.tokenError ?? err);
       }

@@ -1,6 +1,6 @@
 import type { Context, Middleware, MiddlewareOptions } from "@microsoft/microsoft-graph-client";
 import type { Dispatcher } from "undici";
-import type { TokenProvider, TokenTarget } from "../mail/ports.js";
+import type { SendMailBody, TokenProvider, TokenTarget } from "../mail/ports.js";
 import type { ResponseHeaders } from "./retry-policy.js";
 
 /** What one HTTP attempt to Graph ended with. */
@@ -44,6 +44,11 @@ export class SendAttempt implements MiddlewareOptions {
     readonly tokenSignal: AbortSignal | undefined,
     /** The caller's own signal: aborts the HTTP exchange. */
     readonly signal: AbortSignal | undefined,
+    /**
+     * The request body, carried past the SDK: its post() would JSON-stringify anything but one
+     * string or Buffer, and not joining the parts into one is the point (see SendMailBody).
+     */
+    readonly body?: SendMailBody,
   ) {}
 }
 
@@ -110,8 +115,18 @@ export class UndiciTransport implements Middleware {
     const url = new URL(context.request);
     const init = context.options ?? {};
     const headers: Record<string, string> = { ...(init.headers as Record<string, string> | undefined), "user-agent": this.userAgent };
-    // The use case's serialised body is already a Buffer: handed over as is, never copied.
-    const body = typeof init.body === "string" || init.body instanceof Uint8Array ? init.body : null;
+    let body: Dispatcher.DispatchOptions["body"] = typeof init.body === "string" || init.body instanceof Uint8Array ? init.body : null;
+    if (attempt.body !== undefined) {
+      const { parts, bytes } = attempt.body;
+      if (parts.length === 1) body = parts[0]!;
+      else {
+        // Written part by part as strings: no Buffer copy of the attachments, whose memory
+        // V8 would count against its heap limit until a GC (see src/http/json-body.ts).
+        // undici's Dispatcher docs list Iterable bodies; its types do not (yet).
+        body = parts as unknown as Dispatcher.DispatchOptions["body"];
+        headers["content-length"] = String(bytes);
+      }
+    }
     const result = await exchange(
       this.dispatcher,
       { origin: url.origin, path: `${url.pathname}${url.search}`, method: (init.method ?? "GET") as Dispatcher.HttpMethod, headers, body },
@@ -205,11 +220,10 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
     this.callbacks.onConnect((err) => abort(err));
   }
 
-  onBodySent(): void {
-    this.written = true;
-  }
-
-  /** Not in undici's types but called by its HTTP/1.1 client once headers and body are on the socket. */
+  /**
+   * Not in undici's types but called by its HTTP/1.1 client once headers and the whole body are
+   * on the socket (onBodySent comes after each part of a body in parts, so it cannot tell).
+   */
   onRequestSent(): void {
     this.written = true;
   }

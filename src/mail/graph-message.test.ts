@@ -54,7 +54,14 @@ describe("serializeSendMail", () => {
       },
     ],
   ])("when the message has %s, then the bytes equal JSON.stringify's as UTF-8", (_, message) => {
-    for (const save of [false, true]) expect(serializeSendMail(message, save).equals(reference(message, save))).toBe(true);
+    for (const save of [false, true]) {
+      const body = serializeSendMail(message, save);
+      const joined = Buffer.from(body.parts.join(""), "utf8");
+      expect(joined.equals(reference(message, save))).toBe(true);
+      expect(body.bytes).toBe(joined.length);
+      // Each attachment's base64 is its own part, the very string of the message.
+      for (const a of message.attachments ?? []) expect(body.parts.some((p) => p === a.contentBytes)).toBe(true);
+    }
   });
 
   it("when serialised, then the message given is left unchanged", () => {

@@ -53,6 +53,17 @@ export interface GraphMessage {
   internetMessageId?: string;
 }
 
+/**
+ * A request body as text in parts, sent one after the other: large parts (attachments' base64)
+ * are the strings the caller sent, never copied into one string or Buffer.
+ */
+export interface SendMailBody {
+  /** Joined, the body's text. */
+  readonly parts: readonly string[];
+  /** The body's length in UTF-8 bytes. */
+  readonly bytes: number;
+}
+
 export interface GraphSendRequest {
   readonly target: TokenTarget;
   /** The tenant's configured sender: the only mailbox ever used in the URL. */
@@ -60,12 +71,12 @@ export interface GraphSendRequest {
   readonly message: GraphMessage;
   readonly saveToSentItems: boolean;
   /**
-   * Optional: `JSON.stringify({ message, saveToSentItems })` (as UTF-8 bytes, see
+   * Optional: `JSON.stringify({ message, saveToSentItems })` (as text, or in parts: see
    * serializeSendMail), already made by the send use case to check Graph's 4 MB limit. When
-   * present, adapters send these exact bytes as the sendMail body instead of serialising
-   * `message` a second time (it can be megabytes).
+   * present, adapters send exactly this as the sendMail body instead of serialising `message`
+   * a second time (it can be megabytes).
    */
-  readonly body?: string | Buffer;
+  readonly body?: string | SendMailBody;
   /** Epoch milliseconds after which no further attempt or wait may start. */
   readonly deadline: number;
   /** Sent as `client-request-id` so Graph's logs and ours meet. */

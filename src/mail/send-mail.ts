@@ -7,7 +7,7 @@ import { callerMayUse, type Caller } from "../tenants/caller-directory.js";
 import type { Tenant, TenantDirectory } from "../tenants/tenant-directory.js";
 import { buildGraphMessage, GRAPH_MAX_REQUEST_BYTES, internetMessageIdFor, serializeSendMail } from "./graph-message.js";
 import { recipientCount, type MailDraft } from "./mail-draft.js";
-import type { Clock, GraphSender, TokenProvider } from "./ports.js";
+import type { Clock, GraphSender, SendMailBody, TokenProvider } from "./ports.js";
 
 /** Time a Graph attempt needs after a slot is granted; the graph adapter's retry policy uses the same second. */
 const SLOT_HEADROOM_MS = 1_000;
@@ -163,11 +163,11 @@ function assertSenderAllowed(from: string | undefined, tenant: Tenant): void {
   }
 }
 
-function assertGraphSize(body: Buffer): void {
-  if (body.length > GRAPH_MAX_REQUEST_BYTES) {
+function assertGraphSize(body: SendMailBody): void {
+  if (body.bytes > GRAPH_MAX_REQUEST_BYTES) {
     throw new RelayError(
       "payload_too_large",
-      `the message is ${mib(body.length)} MB as Graph would receive it (attachments count a third more in base64); Graph accepts at most 4 MB`,
+      `the message is ${mib(body.bytes)} MB as Graph would receive it (attachments count a third more in base64); Graph accepts at most 4 MB`,
     );
   }
 }

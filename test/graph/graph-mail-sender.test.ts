@@ -1,9 +1,10 @@
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createEntraTokenProvider, type EntraTokenProvider } from "../../src/auth/entra-token-provider.js";
 import type { Config } from "../../src/config/schema.js";
 import { createGraphMailSender, type GraphMailSender } from "../../src/graph/graph-mail-sender.js";
 import { RelayError } from "../../src/http/problems.js";
+import { serializeSendMail } from "../../src/mail/graph-message.js";
 import type { GraphMessage, GraphSendRequest } from "../../src/mail/ports.js";
 import {
   APP,
@@ -138,6 +139,23 @@ describe("accepted", () => {
     const body = JSON.stringify({ message: { ...message, subject: "Pre-serialised" }, saveToSentItems: false });
     await s.send(request("contoso", { body }));
     expect(h.emulator.state.messages()[0]?.subject).toBe("Pre-serialised");
+  });
+
+  it("when the body comes in parts (an attachment's base64 on its own), then the parts joined are sent, attachment intact", async () => {
+    const s = makeSender();
+    const contentBytes = randomBytes(100 * 1024).toString("base64");
+    const withFile: GraphMessage = {
+      ...message,
+      subject: "In parts ✓",
+      attachments: [{ "@odata.type": "#microsoft.graph.fileAttachment", name: "invoice.pdf", contentType: "application/pdf", contentBytes }],
+    };
+    const body = serializeSendMail(withFile, false);
+    expect(body.parts.length).toBeGreaterThan(1);
+    await s.send(request("contoso", { message: withFile, body }));
+    const stored = h.emulator.state.messages();
+    expect(stored).toHaveLength(1);
+    expect(stored[0]!.raw).toBe(JSON.stringify({ message: withFile, saveToSentItems: false }));
+    expect(stored[0]!.attachments[0]).toMatchObject({ name: "invoice.pdf", size: 100 * 1024, contentBytes });
   });
 });
 
