@@ -79,6 +79,7 @@ export function createEntraTokenProvider(options: EntraTokenProviderOptions): En
 
 class EntraTokenProviderImpl implements EntraTokenProvider {
   private readonly entries = new Map<string, CredentialEntry>();
+  private readonly keys = new WeakMap<TokenTarget, string>();
   private readonly authorityHost: string;
   private readonly scope: string;
   private readonly dispatcher: Dispatcher;
@@ -119,7 +120,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
   }
 
   invalidate(target: TokenTarget, options: { readonly olderThanMs?: number } = {}): void {
-    const entry = this.entries.get(credentialFingerprint(target, this.authorityHost));
+    const entry = this.entries.get(this.keyOf(target));
     if (entry === undefined) return;
     if (options.olderThanMs !== undefined && this.clock.now() - entry.obtainedAt < options.olderThanMs) return;
     entry.token = undefined;
@@ -135,7 +136,8 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
 
   retain(targets: Iterable<TokenTarget>): number {
     const keep = new Set<string>();
-    for (const t of targets) keep.add(credentialFingerprint(t, this.authorityHost));
+    // Not cached here: a reload lists every tenant, most of which may never send.
+    for (const t of targets) keep.add(this.keys.get(t) ?? credentialFingerprint(t, this.authorityHost));
     let dropped = 0;
     for (const key of [...this.entries.keys()]) {
       if (!keep.has(key)) {
@@ -152,8 +154,21 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     if (this.ownsDispatcher) await this.dispatcher.destroy();
   }
 
+  /**
+   * credentialFingerprint (a JSON text and a SHA-256) once per target object rather than on
+   * every token lookup: targets from the config are frozen, so their key cannot change.
+   */
+  private keyOf(target: TokenTarget): string {
+    let key = this.keys.get(target);
+    if (key === undefined) {
+      key = credentialFingerprint(target, this.authorityHost);
+      if (Object.isFrozen(target) && Object.isFrozen(target.app) && Object.isFrozen(target.app.credential)) this.keys.set(target, key);
+    }
+    return key;
+  }
+
   private entryFor(target: TokenTarget): CredentialEntry {
-    const key = credentialFingerprint(target, this.authorityHost);
+    const key = this.keyOf(target);
     let entry = this.entries.get(key);
     if (entry === undefined) {
       const tenantKey = target.tenantKey;
