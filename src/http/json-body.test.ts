@@ -39,8 +39,8 @@ describe("parseJsonBody", () => {
 
 describe("registerJsonBodyParser", () => {
   /** Answers with what the parser produced, or with the error Fastify got from it. */
-  async function appWith(ours: boolean): Promise<FastifyInstance> {
-    const app = Fastify({ bodyLimit: 64 });
+  async function appWith(ours: boolean, bodyLimit = 64): Promise<FastifyInstance> {
+    const app = Fastify({ bodyLimit });
     if (ours) registerJsonBodyParser(app);
     app.setErrorHandler((err: FastifyError, _request, reply) => reply.code(err.statusCode ?? 500).send({ error: err.code }));
     app.post("/", async (request) => ({ body: request.body }));
@@ -77,6 +77,28 @@ describe("registerJsonBodyParser", () => {
       };
       const [expected, actual] = [await send(theirs), await send(ours)];
       expect({ status: actual.statusCode, body: actual.json() as unknown }).toEqual({ status: expected.statusCode, body: expected.json() as unknown });
+    } finally {
+      await Promise.all([theirs.close(), ours.close()]);
+    }
+  });
+
+  it.each([
+    ["a few chunks, larger than the first join buffer", 200 * 1024],
+    ["many chunks, larger than the join buffer's limit", 1536 * 1024],
+  ])("when a large body with multi-byte characters comes in %s, then it parses as Fastify's default parser parses it", async (_, size) => {
+    const text = JSON.stringify({ a: "x€y😀z".repeat(Math.ceil(size / 12)).slice(0, size) });
+    const bytes = Buffer.from(text);
+    const parts: Buffer[] = [];
+    // Odd chunk sizes, so characters are split across chunks.
+    for (let at = 0, n = 0; at < bytes.length; at += 16_381 + (n++ % 7)) parts.push(bytes.subarray(at, at + 16_381 + (n % 7)));
+    const [theirs, ours] = await Promise.all([appWith(false, 4 * 1024 * 1024), appWith(true, 4 * 1024 * 1024)]);
+    try {
+      const send = (app: FastifyInstance) =>
+        app.inject({ method: "POST", url: "/", headers: { "content-type": "application/json", "content-length": String(bytes.length) }, payload: Readable.from(parts, { objectMode: false }) });
+      const [expected, actual] = [await send(theirs), await send(ours)];
+      expect(actual.statusCode).toBe(200);
+      expect(actual.body).toBe(expected.body);
+      expect((actual.json() as { body: unknown }).body).toEqual(JSON.parse(text));
     } finally {
       await Promise.all([theirs.close(), ours.close()]);
     }
