@@ -241,13 +241,15 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     return;
   }
   const detail = err.code === "HPE_HEADER_OVERFLOW" ? "the request headers are too large" : "the request is not valid HTTP";
+  // Even a request the parser refused gets its id, so the answer matches the spec and the problem's requestId.
+  const requestId = randomUUID();
   const problem = toProblemResponse(
     new RelayError("validation_failed", detail, { errors: [{ path: "(request)", message: detail }] }),
-    randomUUID(),
+    requestId,
   );
   const body = JSON.stringify(problem.body);
   socket.end(
-    `HTTP/1.1 400 Bad Request\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 400 Bad Request\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 
