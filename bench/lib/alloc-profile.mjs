@@ -3,7 +3,10 @@
 // process exits. `node --heap-prof` only reports objects still alive at exit, which hides
 // the short-lived garbage a request handler makes.
 //
-// Env: BENCH_ALLOC_PROFILE_DIR (required), BENCH_ALLOC_SAMPLING_BYTES (default 32768).
+// Env: BENCH_ALLOC_PROFILE_DIR (required), BENCH_ALLOC_SAMPLING_BYTES (default 32768),
+// BENCH_ALLOC_SURVIVORS=1: leave out what scavenges collected, i.e. keep only what survived
+// into the old generation (promoted, then freed by a mark-compact, or still alive): the
+// allocation sites behind old-generation growth and so behind mark-compacts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
 import { join } from "node:path";
@@ -16,7 +19,7 @@ if (dir) {
   session.post("HeapProfiler.startSampling", {
     samplingInterval: Number(process.env.BENCH_ALLOC_SAMPLING_BYTES ?? 32768),
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    includeObjectsCollectedByMinorGC: process.env.BENCH_ALLOC_SURVIVORS !== "1",
   });
   process.once("exit", () => {
     // Same-thread inspector sessions answer synchronously, so this works in an exit handler.
