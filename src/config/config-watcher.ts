@@ -143,6 +143,7 @@ export const RESTART_REQUIRED_KEYS = [
   "server.drainTimeoutSeconds",
   "server.watchConfig",
   "idempotency",
+  "store",
 ] as const;
 
 /** Which of RESTART_REQUIRED_KEYS differ between two configs, to warn that a reload left them as they were. */

@@ -169,6 +169,12 @@ export function checkReferences(config: Config, env: NodeJS.ProcessEnv): string[
   for (const [key, tenant] of Object.entries(config.tenants)) {
     if (tenant.app) credential(tenant.app.credential, `tenants.${key}.app.credential`);
   }
+  const { store } = config;
+  if (store.urlFile !== undefined) file(store.urlFile, "store.urlFile");
+  if (store.urlEnv !== undefined) variable(store.urlEnv, "store.urlEnv");
+  if (store.passwordFile !== undefined) file(store.passwordFile, "store.passwordFile");
+  if (store.passwordEnv !== undefined) variable(store.passwordEnv, "store.passwordEnv");
+  if (store.tls.caFile !== undefined) file(store.tls.caFile, "store.tls.caFile");
   if (config.consent?.stateSecretFile !== undefined) file(config.consent.stateSecretFile, "consent.stateSecretFile");
   if (config.consent?.stateSecretEnv !== undefined) variable(config.consent.stateSecretEnv, "consent.stateSecretEnv");
   return problems;

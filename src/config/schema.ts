@@ -121,6 +121,86 @@ export const callerSchema = z.strictObject({
   admin: z.boolean().default(false).describe("Admin callers may read GET /tenants."),
 });
 
+/** A redis:// or rediss:// URL (Redis or Valkey). */
+const redisUrl = z
+  .string()
+  .refine((v) => {
+    try {
+      return ["redis:", "rediss:"].includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  }, "must be a redis:// or rediss:// URL")
+  .refine((v) => {
+    try {
+      return new URL(v).password === "";
+    } catch {
+      return true;
+    }
+  }, "must not hold a password: put it in passwordFile/passwordEnv, or the whole URL in urlFile/urlEnv");
+
+export const storeSchema = z
+  .strictObject({
+    type: z
+      .enum(["memory", "redis"])
+      .default("memory")
+      .describe("memory: this process only (one replica); redis: shared by every replica (Redis or Valkey)."),
+    url: redisUrl.optional().describe("redis://host:6379/0 or rediss://… (TLS); without a password (see passwordFile)."),
+    urlFile: filePath.optional().describe("File holding the Redis URL, password included if it has one (a mounted Secret)."),
+    urlEnv: envName.optional().describe("Environment variable holding the Redis URL, password included if it has one."),
+    passwordFile: filePath.optional().describe("File holding the Redis password (AUTH), when the URL has none."),
+    passwordEnv: envName.optional().describe("Environment variable holding the Redis password (AUTH), when the URL has none."),
+    keyPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._:-]{1,64}$/, "use 1 to 64 letters, digits or . _ : -")
+      .default("noreply-relay:")
+      .describe("Prefix of every Redis key and channel: lets several installations share one Redis."),
+    tls: z
+      .strictObject({
+        caFile: filePath.optional().describe("Extra CA (PEM) trusted for rediss:// connections."),
+        serverName: z.string().min(1).optional().describe("TLS server name to verify when it differs from the URL's host."),
+      })
+      .prefault({})
+      .describe("TLS trust for rediss:// URLs."),
+    onUnavailable: z
+      .enum(["reject", "local"])
+      .default("reject")
+      .describe(
+        "When Redis cannot be reached: reject answers sends without Idempotency-Key with 503 too; local lets them through under this pod's own limits. Sends with an Idempotency-Key always get 503.",
+      ),
+    leaseSeconds: z
+      .number()
+      .min(2)
+      .max(120)
+      .default(10)
+      .describe("Lease of a mailbox slot or a pending Idempotency-Key, renewed while the pod works: how soon a killed pod's holds come back."),
+    commandTimeoutMs: z
+      .int()
+      .min(50)
+      .max(30_000)
+      .default(1_000)
+      .describe("A Redis command not answered within this is treated as Redis being unavailable."),
+    connectTimeoutSeconds: z
+      .number()
+      .min(1)
+      .max(120)
+      .default(10)
+      .describe("How long start-up waits for Redis before it exits with an error."),
+  })
+  .superRefine((s, ctx) => {
+    const urls = [s.url, s.urlFile, s.urlEnv].filter((v) => v !== undefined).length;
+    if (s.type === "redis" && urls !== 1) {
+      ctx.addIssue({ code: "custom", path: ["url"], message: "with type redis, give exactly one of url, urlFile or urlEnv" });
+    }
+    if (s.type === "memory" && urls > 0) {
+      ctx.addIssue({ code: "custom", path: ["type"], message: "a Redis URL is set but type is memory: set type: redis (or remove the URL)" });
+    }
+    if (s.passwordFile !== undefined && s.passwordEnv !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["passwordFile"], message: "give at most one of passwordFile or passwordEnv" });
+    }
+  })
+  .describe("Where delivery state lives (Idempotency-Keys, mailbox slots, throttling, daily recipients, credential rejections).");
+
 export const configSchema = z
   .strictObject({
     cloud: z
@@ -180,6 +260,7 @@ export const configSchema = z
       })
       .prefault({})
       .describe("The in-memory Idempotency-Key store."),
+    store: storeSchema.prefault({}),
     consent: z
       .strictObject({
         redirectUri: httpsUrlOrHttp().optional().describe("Redirect URI registered on the app for admin consent (default {server.publicUrl}/consent/callback)."),
@@ -226,3 +307,4 @@ export type CallerConfig = z.output<typeof callerSchema>;
 export type AppConfig = z.output<typeof appSchema>;
 export type CredentialConfig = z.output<typeof credentialSchema>;
 export type LimitsConfig = z.output<typeof limitsSchema>;
+export type StoreConfig = z.output<typeof storeSchema>;
