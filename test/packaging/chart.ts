@@ -86,6 +86,17 @@ export function lint(opts: RenderOptions = {}): HelmResult {
   return withScratch((dir) => helm(["lint", "--strict", chartDir, "--namespace", NAMESPACE, ...valuesArgs(opts, dir)]));
 }
 
+/**
+ * NOTES.txt as `helm install --dry-run=client` prints it (`helm template` does not render it).
+ * Client-only: no cluster is contacted. Throws with helm's error when the install would fail.
+ */
+export function notes(opts: RenderOptions = {}): string {
+  const r = withScratch((dir) => helm(["install", RELEASE, chartDir, "--namespace", NAMESPACE, "--dry-run=client", "--output", "json", ...valuesArgs(opts, dir)]));
+  if (r.status !== 0) throw new Error(`helm install --dry-run=client failed:\n${r.stderr}`);
+  const release = JSON.parse(r.stdout) as { info?: { notes?: string } };
+  return release.info?.notes ?? "";
+}
+
 /** Parses a multi-document manifest; empty documents are dropped. */
 export function parseManifest(text: string): K8sObject[] {
   const objects: K8sObject[] = [];
@@ -132,8 +143,8 @@ export interface PodSpecView {
   volumes?: Array<{
     name: string;
     emptyDir?: Record<string, unknown>;
-    configMap?: { name: string };
-    secret?: { secretName: string; items?: Array<{ key: string; path: string }> };
+    configMap?: { name: string; defaultMode?: number; items?: Array<{ key: string; path: string }> };
+    secret?: { secretName: string; defaultMode?: number; items?: Array<{ key: string; path: string }> };
   }>;
 }
 

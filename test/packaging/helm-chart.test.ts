@@ -27,9 +27,9 @@ function objectsFor(label: string): K8sObject[] {
 }
 
 describe("helm chart: lint and render", () => {
-  it("when the chart's ci folder is listed, then it has the full, certificate, workload identity and existing-secret value sets", () => {
+  it("when the chart's ci folder is listed, then it has the full, certificate, workload identity, existing-secret and Redis value sets", () => {
     expect(ciValuesFiles()).toEqual(
-      expect.arrayContaining(["full-values.yaml", "certificate-values.yaml", "workload-identity-values.yaml", "existing-secret-values.yaml"]),
+      expect.arrayContaining(["full-values.yaml", "certificate-values.yaml", "workload-identity-values.yaml", "existing-secret-values.yaml", "redis-values.yaml"]),
     );
   });
 
@@ -72,13 +72,13 @@ describe("helm chart: lint and render", () => {
     );
   });
 
-  it("when rendered with the default values, then the optional monitoring objects and the HPA are left out", () => {
+  it("when rendered with the default values (one pod, memory store), then the optional monitoring objects, the HPA and the PodDisruptionBudget are left out", () => {
     const kinds = objectsFor("the default values").map((o) => o.kind);
     expect(kinds).not.toContain("ServiceMonitor");
     expect(kinds).not.toContain("PrometheusRule");
     expect(kinds).not.toContain("HorizontalPodAutoscaler");
+    expect(kinds).not.toContain("PodDisruptionBudget");
     expect(kinds).toContain("NetworkPolicy");
-    expect(kinds).toContain("PodDisruptionBudget");
   });
 });
 
@@ -151,7 +151,7 @@ describe("helm chart: bad values fail at install", () => {
     { why: "a caller names a tenant that is not configured", values: { callers: { billing: { keySha256: "a".repeat(64), tenants: ["fabrikam"] } } }, error: 'callers.billing.tenants: unknown tenant "fabrikam"' },
     { why: "tenants exist but no app is configured anywhere", values: { app: { clientId: "", credential: { type: "secret" } } }, error: "tenants.contoso.app: no app" },
     { why: "the grace period would cut the drain short", values: { terminationGracePeriodSeconds: 20 }, error: "terminationGracePeriodSeconds (20) must be greater than" },
-    { why: "autoscaling has min above max", values: { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 2 } }, error: "minReplicas" },
+    { why: "autoscaling has min above max", values: { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 2 }, store: { type: "redis", redis: { url: "redis://redis.example:6379" } } }, error: "minReplicas" },
   ])("when $why, then rendering fails with a message naming the value", ({ values, error }) => {
     const r = templateRaw({ values: { ...base, ...values } });
     expect(r.status).not.toBe(0);

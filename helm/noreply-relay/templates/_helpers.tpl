@@ -54,6 +54,54 @@ app.kubernetes.io/part-of: noreply-relay
 {{- define "noreply-relay.configDir" -}}/etc/noreply-relay{{- end }}
 {{- define "noreply-relay.credentialDir" -}}/var/run/secrets/noreply-relay/credential{{- end }}
 {{- define "noreply-relay.workloadIdentityTokenFile" -}}/var/run/secrets/azure/tokens/azure-identity-token{{- end }}
+{{- define "noreply-relay.redisDir" -}}/var/run/secrets/noreply-relay/redis{{- end }}
+{{- define "noreply-relay.redisCaDir" -}}/var/run/secrets/noreply-relay/redis-ca{{- end }}
+
+{{/* True ("true") when the release can run more than one pod at a time. */}}
+{{- define "noreply-relay.multiplePods" -}}
+{{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
+
+{{/* True ("true") when the store is Redis. */}}
+{{- define "noreply-relay.redisStore" -}}
+{{- if eq .Values.store.type "redis" }}true{{ end }}
+{{- end }}
+
+{{/* True ("true") when the pod mounts a Redis CA (from a Secret or a ConfigMap). */}}
+{{- define "noreply-relay.redisCa" -}}
+{{- $t := .Values.store.redis.tls }}
+{{- if and (include "noreply-relay.redisStore" .) (or $t.caSecret $t.caConfigMap) }}true{{ end }}
+{{- end }}
+
+{{/*
+The `store` block of the config file for type redis, pointing at the files this chart mounts
+from store.redis.existingSecret (the URL or password never enter the ConfigMap).
+*/}}
+{{- define "noreply-relay.storeConfig" -}}
+{{- $s := .Values.store }}
+{{- $r := $s.redis }}
+{{- $dir := include "noreply-relay.redisDir" . }}
+{{- $out := dict "type" "redis" "keyPrefix" $s.keyPrefix "onUnavailable" $s.onUnavailable "leaseSeconds" $s.leaseSeconds "commandTimeoutMs" $s.commandTimeoutMs "connectTimeoutSeconds" $s.connectTimeoutSeconds }}
+{{- if $r.url }}
+{{- $_ := set $out "url" $r.url }}
+{{- else }}
+{{- $_ := set $out "urlFile" (printf "%s/url" $dir) }}
+{{- end }}
+{{- if $r.passwordKey }}
+{{- $_ := set $out "passwordFile" (printf "%s/password" $dir) }}
+{{- end }}
+{{- $tls := dict }}
+{{- if include "noreply-relay.redisCa" . }}
+{{- $_ := set $tls "caFile" (printf "%s/ca.crt" (include "noreply-relay.redisCaDir" .)) }}
+{{- end }}
+{{- with $r.tls.serverName }}
+{{- $_ := set $tls "serverName" . }}
+{{- end }}
+{{- with $tls }}
+{{- $_ := set $out "tls" . }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
 
 {{/* The credential type of the top-level app, or "" when no app is configured. */}}
 {{- define "noreply-relay.credentialType" -}}
@@ -115,6 +163,9 @@ Empty optional sections are left out so the service's own defaults apply.
 {{- $_ := set $cfg "server" (deepCopy ($v.server | default dict)) }}
 {{- if $v.app.clientId }}
 {{- $_ := set $cfg "app" (dict "clientId" $v.app.clientId "credential" (include "noreply-relay.credentialConfig" . | fromYaml)) }}
+{{- end }}
+{{- if include "noreply-relay.redisStore" . }}
+{{- $_ := set $cfg "store" (include "noreply-relay.storeConfig" . | fromYaml) }}
 {{- end }}
 {{- $_ := set $cfg "tenants" ($v.tenants | default dict) }}
 {{- $_ := set $cfg "callers" ($v.callers | default dict) }}
@@ -179,6 +230,7 @@ names the value. (The service re-validates the whole config at start-up.)
 {{- end }}
 {{- end }}
 {{- end }}
+{{- include "noreply-relay.validateStore" . }}
 {{- range $key, $tenant := $v.tenants }}
 {{- if not (or $v.app.clientId $tenant.app) }}
 {{- fail (printf "tenants.%s.app: no app: set app.clientId (and app.credential) or this tenant's app" $key) }}
@@ -204,4 +256,45 @@ sum by (namespace, job, tenant) (
   or
   increase({{ .m }}[{{ .w }}])
 ) > 0
+{{- end }}
+
+{{/*
+The store values, and the refusal to run several pods that each keep their own state: with
+the memory store, N pods would each allow limits.maxConcurrency Graph requests per mailbox and
+limits.recipientsPerDay recipients, and replay an Idempotency-Key only on the pod that saw it.
+This fails rather than warns because NOTES.txt is not shown by Argo CD, Flux or CI pipelines.
+*/}}
+{{- define "noreply-relay.validateStore" -}}
+{{- $s := .Values.store }}
+{{- $r := $s.redis }}
+{{- $t := $r.tls }}
+{{- if eq $s.type "redis" }}
+{{- if and $r.url $r.urlKey }}
+{{- fail "store.redis: give url or urlKey (a key of existingSecret holding the URL), not both" }}
+{{- end }}
+{{- if not (or $r.url $r.urlKey) }}
+{{- fail "store.redis: with store.type redis, give url (redis://host:6379/0, no password) or existingSecret and urlKey (a Secret key holding the whole URL)" }}
+{{- end }}
+{{- if and (or $r.urlKey $r.passwordKey) (not $r.existingSecret) }}
+{{- fail "store.redis.urlKey and store.redis.passwordKey are keys of store.redis.existingSecret: set existingSecret to the name of your Secret" }}
+{{- end }}
+{{- if and $r.existingSecret (not (or $r.urlKey $r.passwordKey)) }}
+{{- fail "store.redis.existingSecret is set but neither urlKey nor passwordKey names a key of it" }}
+{{- end }}
+{{- if and $t.caSecret $t.caConfigMap }}
+{{- fail "store.redis.tls: give caSecret or caConfigMap, not both" }}
+{{- end }}
+{{- if and $r.url (hasPrefix "redis://" $r.url) (or $t.caSecret $t.caConfigMap $t.serverName) }}
+{{- fail "store.redis.tls is set but store.redis.url is redis:// (no TLS): use a rediss:// URL" }}
+{{- end }}
+{{- else }}
+{{- if or $r.url $r.existingSecret $r.urlKey $r.passwordKey $t.caSecret $t.caConfigMap $t.serverName }}
+{{- fail "store.redis is set but store.type is memory: set store.type redis (or remove store.redis)" }}
+{{- end }}
+{{- if and (include "noreply-relay.multiplePods" .) (not $s.allowPerPodState) }}
+{{- $n := ternary (int .Values.autoscaling.maxReplicas) (int .Values.replicaCount) (.Values.autoscaling.enabled | default false) }}
+{{- $pods := ternary (printf "up to %d pods (autoscaling.maxReplicas)" $n) (printf "%d pods (replicaCount)" $n) (.Values.autoscaling.enabled | default false) }}
+{{- fail (printf "store.type memory keeps delivery state in each pod, but this release runs %s: an Idempotency-Key replay that reaches another pod would send the mail again, and each sender mailbox would get up to %d x limits.maxConcurrency Graph requests and %d x limits.recipientsPerDay recipients. Set store.type redis (see docs/helm-redis.md), or replicaCount 1 with autoscaling.enabled false, or store.allowPerPodState true to accept per-pod state" $pods $n $n) }}
+{{- end }}
+{{- end }}
 {{- end }}
