@@ -14,6 +14,8 @@ import { only, prepareHelm, render } from "./chart.js";
 
 const fixture = new URL("./fixtures/alert-rules.test.yaml", import.meta.url);
 const RUNBOOK = "https://runbooks.example.com/noreply-relay";
+const REDIS_STORE = { type: "redis", redis: { url: "redis://redis.example:6379/0" } };
+const STORE_ALERTS = ["NoreplyRelayStoreUnavailable", "NoreplyRelayStoreFallback"];
 
 interface Rule {
   alert?: string;
@@ -41,7 +43,8 @@ function alerts(): Rule[] {
 
 beforeAll(() => {
   prepareHelm();
-  const objects = render({ values: { prometheusRule: { enabled: true, runbookBaseUrl: RUNBOOK } } });
+  // With store.type redis, so the store alerts are among the rules.
+  const objects = render({ values: { prometheusRule: { enabled: true, runbookBaseUrl: RUNBOOK }, store: REDIS_STORE } });
   groups = (only(objects, "PrometheusRule") as unknown as { spec: RuleGroups }).spec;
   dir = mkdtempSync(join(tmpdir(), "noreply-relay-rules-"));
   writeFileSync(join(dir, "rules.yaml"), stringify(groups));
@@ -107,6 +110,7 @@ describe("PrometheusRule alerts", () => {
         "NoreplyRelayHighErrorRatio",
         "NoreplyRelayGraphThrottled",
         "NoreplyRelayOutcomeUnknown",
+        ...STORE_ALERTS,
       ]),
     );
     for (const a of alerts()) {
@@ -117,6 +121,21 @@ describe("PrometheusRule alerts", () => {
     }
     const expiry = alerts().find((a) => a.alert === "NoreplyRelayCredentialExpiresSoon");
     expect(expiry?.expr).toContain("< 30 * 86400");
+  });
+
+  it("when the store is memory, then the store alerts are left out (their series exist only with store.type redis)", () => {
+    const memory = render({ values: { prometheusRule: { enabled: true } } });
+    const names = (only(memory, "PrometheusRule") as unknown as { spec: RuleGroups }).spec.groups.flatMap((g) => g.rules).map((r) => r.alert);
+    expect(names).toContain("NoreplyRelayDown");
+    for (const a of STORE_ALERTS) expect(names).not.toContain(a);
+  });
+
+  it("when the store is Redis, then the unavailable-store alert is critical and names what callers get", () => {
+    const unavailable = alerts().find((a) => a.alert === "NoreplyRelayStoreUnavailable");
+    expect(unavailable?.labels?.["severity"]).toBe("critical");
+    expect(unavailable?.for).toBe("2m");
+    expect(unavailable?.annotations?.["description"]).toContain("sends with an Idempotency-Key get 503");
+    expect(alerts().find((a) => a.alert === "NoreplyRelayStoreFallback")?.labels?.["severity"]).toBe("warning");
   });
 
   it("when the rules are rendered, then every expression is scoped to this release's job and namespace", () => {

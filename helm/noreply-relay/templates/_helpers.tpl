@@ -246,12 +246,13 @@ names the value. (The service re-validates the whole config at start-up.)
 {{- end }}
 
 {{/*
-Events in the last $w of a counter, per tenant. prom-client creates a labelled counter at its
-first increment, so increase() alone misses the first event of a new series (pod restart,
-first denial ever): series that did not exist $w ago count with their whole value.
+Events in the last $w of a counter, per tenant (or per the labels in $by). prom-client creates
+a labelled counter at its first increment, so increase() alone misses the first event of a new
+series (pod restart, first denial ever): series that did not exist $w ago count with their
+whole value.
 */}}
 {{- define "noreply-relay.eventsExpr" -}}
-sum by (namespace, job, tenant) (
+sum by ({{ .by | default "namespace, job, tenant" }}) (
   ({{ .m }} unless {{ .m }} offset {{ .w }})
   or
   increase({{ .m }}[{{ .w }}])
