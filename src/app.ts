@@ -5,10 +5,8 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Config } from "./config/schema.js";
 import type { RememberingTokenProvider } from "./delivery/credential-failure-memory.js";
-import { MemoryIdempotencyStore, type IdempotencyStore } from "./delivery/idempotency-store.js";
-import { MailboxLimiter } from "./delivery/mailbox-limiter.js";
-import { RecipientGuard } from "./delivery/recipient-guard.js";
-import { describeTenants, TenantStatusBook } from "./delivery/tenant-status.js";
+import { createMemoryStores, type DeliveryStores } from "./delivery/delivery-stores.js";
+import { describeTenants } from "./delivery/tenant-status.js";
 import { BEARER_CHALLENGE } from "./http/api-key.js";
 import { registerJsonBodyParser } from "./http/json-body.js";
 import { Lifecycle } from "./http/lifecycle.js";
@@ -48,8 +46,11 @@ export interface AppDeps {
   readonly clock?: Clock;
   /** Route modules of other capabilities (docs, consent, /tenants); see src/http/optional-routes.ts. */
   readonly routes?: readonly RouteRegistrar[];
-  /** Where Idempotency-Keys are kept; default the in-memory store sized by the start-up config's `idempotency`. */
-  readonly idempotencyStore?: IdempotencyStore;
+  /**
+   * Where Idempotency-Keys, mailbox slots, daily recipients and last outcomes are kept (see
+   * src/delivery/delivery-stores.ts); default this process's memory, sized by the start-up config.
+   */
+  readonly stores?: DeliveryStores;
 }
 
 /** The built app: Fastify plus the handles server.ts needs for probes and shutdown. */
@@ -78,11 +79,9 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
   let config: Config = configSource.current();
   let tenants = buildTenantDirectory(config);
   let callers = new CallerDirectory(config);
-  const limiter = new MailboxLimiter({ clock });
-  const recipients = new RecipientGuard({ clock });
-  const tenantStatus = new TenantStatusBook({ clock });
-  // Sized once: a reload does not resize the store (idempotency is a restart-only key).
-  const idempotency = deps.idempotencyStore ?? new MemoryIdempotencyStore({ ...config.idempotency, clock });
+  // Made once: a reload does not resize or move them (idempotency and store are restart-only keys).
+  const stores = deps.stores ?? createMemoryStores(config, clock);
+  const { mailboxes: limiter, recipients, activity: tenantStatus, idempotency } = stores;
   const publishTenants = (): void => {
     limiter.sync(new Map(tenants.list().map((t) => [t.mailboxKey, t.limits])));
     // No per-tenant zero series: the chart's alerts handle a series' first appearance, and
@@ -92,11 +91,12 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
   publishTenants();
   // Recipients are counted per mailbox, the gauge is per tenant key (tenants may share a mailbox).
   // Mapped at scrape time: one pass over the tenants costs less than a standing map of 10,000.
-  metrics.setRecipientsSource(() => {
-    const byMailbox = recipients.usage();
+  metrics.setRecipientsSource(async () => {
+    const list = tenants.list();
+    const byMailbox = await recipients.usage([...new Set(list.map((t) => t.mailboxKey))]);
     const byTenant = new Map<string, number>();
     if (byMailbox.size === 0) return byTenant;
-    for (const t of tenants.list()) {
+    for (const t of list) {
       const used = byMailbox.get(t.mailboxKey);
       if (used !== undefined) byTenant.set(t.key, used);
     }
@@ -193,7 +193,7 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
     sendProblem(request, reply, new RelayError("not_found", `no resource at ${path}`));
   });
 
-  registerProbeRoutes(app, { lifecycle, registry });
+  registerProbeRoutes(app, { lifecycle, registry, stores });
   registerSendRoute(app, {
     sendMail,
     callers: () => callers,
@@ -212,7 +212,7 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
     tokenProvider,
     tenants: () => tenants,
     callers: () => callers,
-    tenantStatus: () =>
+    tenantStatus: async () =>
       describeTenants(tenants.list(), { activity: tenantStatus, recipients, limiter, ...(credentials !== undefined ? { credentials } : {}) }),
   };
   for (const register of deps.routes ?? []) await register(app, routeContext);

@@ -9,12 +9,14 @@ import { restartRequiredChanges, watchConfigFile, type ConfigReloadOutcome, type
 import { ConfigError, loadConfigFile } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
 import { createRememberingTokenProvider } from "./delivery/credential-failure-memory.js";
+import { createDeliveryStores } from "./delivery/delivery-stores.js";
 import { createGraphMailSender } from "./graph/graph-mail-sender.js";
 import { createHttpsAgent } from "./graph/http-dispatcher.js";
 import { optionalRoutes } from "./http/optional-routes.js";
 import type { RouteRegistrar } from "./http/route-registrar.js";
+import { lapsedLeaseResponse } from "./http/send-route.js";
 import { systemClock } from "./mail/ports.js";
-import { getRelayMetrics } from "./metrics/relay-metrics.js";
+import { getRelayMetrics, StoreMetrics } from "./metrics/relay-metrics.js";
 import { startExpiryWarnings } from "./onboarding/expiry.js";
 import { fixedConfigSource, type ConfigSource } from "./tenants/config-source.js";
 
@@ -55,6 +57,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const { config, logger } = options;
   const registry = new Registry();
   const metrics = getRelayMetrics(registry);
+  // First, because with `store.type: redis` an unreachable Redis must stop start-up before anything listens.
+  const stores = await createDeliveryStores({
+    config,
+    logger,
+    ...(options.env !== undefined ? { env: options.env } : {}),
+    ...(config.store.type === "redis" ? { observer: new StoreMetrics(registry) } : {}),
+    expiredResponse: lapsedLeaseResponse,
+  });
   // One keep-alive pool for Entra and Graph: both live behind the same cloud endpoints' TLS trust.
   const dispatcher = createHttpsAgent(config.tls);
   const watcher = options.configPath !== undefined ? followConfigFile(options.configPath, config, logger, metrics.configReload.bind(metrics)) : undefined;
@@ -68,7 +78,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       dispatcher,
       ...(options.env !== undefined ? { env: options.env } : {}),
     }),
-    { holdMs: () => configSource.current().server.credentialFailureHoldSeconds * 1000 },
+    { holdMs: () => configSource.current().server.credentialFailureHoldSeconds * 1000, book: stores.rejections },
   );
   const graphSender = createGraphMailSender({
     config,
@@ -84,12 +94,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     graphSender,
     registry,
     logger,
+    stores,
     routes: options.routes ?? optionalRoutes,
   });
   try {
     await relay.fastify.listen({ port: options.port, host: options.host });
   } catch (err) {
     watcher?.close();
+    await stores.close();
     throw err;
   }
   // At start-up (once serving: it need not delay readiness) and daily, a log line for each
@@ -98,7 +110,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const address = relay.fastify.server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  logger.info({ url, tenants: relay.tenants().size }, "noreply-relay listening");
+  logger.info({ url, tenants: relay.tenants().size, store: config.store.type }, "noreply-relay listening");
   return {
     relay,
     url,
@@ -111,7 +123,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       watcher?.close();
       const result = await relay.shutdown(drainTimeoutMs);
       await Promise.allSettled([graphSender.close(), tokenProvider.close()]);
-      await dispatcher.close();
+      await Promise.allSettled([dispatcher.close(), stores.close()]);
       return result;
     },
   };

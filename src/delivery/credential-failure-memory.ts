@@ -16,6 +16,8 @@ export interface RememberingTokenProviderOptions {
    */
   readonly holdMs: number | (() => number);
   readonly clock?: Clock;
+  /** Where rejections are kept; default this process's memory (RedisRejectionBook shares them between replicas). */
+  readonly book?: RejectionBook;
 }
 
 /** A rejection being answered from memory. */
@@ -35,9 +37,59 @@ export interface RememberingTokenProvider extends TokenProvider {
   rejection(tenantKey: string): RememberedRejection | undefined;
 }
 
-interface Entry extends RememberedRejection {
+/** A remembered rejection with the tenant key it belongs to. */
+export interface RejectionEntry extends RememberedRejection {
   readonly tenantKey: string;
 }
+
+/**
+ * Where remembered rejections live, by target id. Reads are synchronous and local (the send
+ * path's common case looks at `size` only); a shared book copies writes to the other replicas.
+ */
+export interface RejectionBook {
+  readonly size: number;
+  get(id: string): RejectionEntry | undefined;
+  set(id: string, entry: RejectionEntry): void;
+  delete(id: string): void;
+  /** Forgets a tenant's rejections, or all without an argument. */
+  forget(tenantKey?: string): void;
+  entries(): IterableIterator<[string, RejectionEntry]>;
+}
+
+/** The default book: a Map in this process. */
+export class MemoryRejectionBook implements RejectionBook {
+  readonly #entries = new Map<string, RejectionEntry>();
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get(id: string): RejectionEntry | undefined {
+    return this.#entries.get(id);
+  }
+
+  set(id: string, entry: RejectionEntry): void {
+    this.#entries.set(id, entry);
+  }
+
+  delete(id: string): void {
+    this.#entries.delete(id);
+  }
+
+  forget(tenantKey?: string): void {
+    if (tenantKey === undefined) {
+      this.#entries.clear();
+      return;
+    }
+    for (const [id, entry] of this.#entries) if (entry.tenantKey === tenantKey) this.#entries.delete(id);
+  }
+
+  entries(): IterableIterator<[string, RejectionEntry]> {
+    return this.#entries.entries();
+  }
+}
+
+type Entry = RejectionEntry;
 
 /**
  * Wraps `inner`. Rejections are remembered per token target — tenant key, tenant id and the app
@@ -51,7 +103,7 @@ export function createRememberingTokenProvider<P extends TokenProvider>(
   options: RememberingTokenProviderOptions,
 ): Omit<P, keyof RememberingTokenProvider> & RememberingTokenProvider {
   const clock = options.clock ?? systemClock;
-  const entries = new Map<string, Entry>();
+  const entries: RejectionBook = options.book ?? new MemoryRejectionBook();
   // Targets are frozen and kept across reloads while their tenant is unchanged: one id each.
   const ids = new WeakMap<TokenTarget, string>();
   const idOf = (target: TokenTarget): string => {
@@ -89,17 +141,13 @@ export function createRememberingTokenProvider<P extends TokenProvider>(
     },
 
     forget(tenantKey?: string): void {
-      if (tenantKey === undefined) {
-        entries.clear();
-        return;
-      }
-      for (const [id, entry] of entries) if (entry.tenantKey === tenantKey) entries.delete(id);
+      entries.forget(tenantKey);
     },
 
     rejection(tenantKey: string): RememberedRejection | undefined {
       const now = clock.now();
       let found: Entry | undefined;
-      for (const id of [...entries.keys()]) {
+      for (const id of [...entries.entries()].map(([id]) => id)) {
         const entry = live(id, now);
         if (entry?.tenantKey === tenantKey && (!found || entry.since > found.since)) found = entry;
       }

@@ -78,7 +78,13 @@ export interface IdempotencyStore {
    * request body (see requestFingerprint); a known key with another fingerprint is a conflict,
    * whether the first request has finished or not.
    */
-  begin(callerKey: string, key: string, fingerprint: string): Promise<IdempotencyClaim>;
+  begin(callerKey: string, key: string, fingerprint: string, context?: IdempotencyContext): Promise<IdempotencyClaim>;
+}
+
+/** About the request that claims a key. */
+export interface IdempotencyContext {
+  /** Its X-Request-Id: a shared store names it when the claim outlives its pod (see lapsedLeaseResponse). */
+  readonly requestId?: string;
 }
 
 /**

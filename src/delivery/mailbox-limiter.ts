@@ -23,6 +23,24 @@ export interface MailboxPermit {
   release(): void;
 }
 
+/**
+ * Slots per sender mailbox, as the send use case sees them: this class for one process,
+ * RedisMailboxLimiter (src/delivery/redis) for all replicas. Same contract for both; the
+ * store contract tests run against each.
+ */
+export interface MailboxGate {
+  /** Sets every mailbox's limits (start-up and reload); mailboxes not listed are forgotten once idle. */
+  sync(limits: ReadonlyMap<string, MailboxLimits>): void;
+  /** See MailboxLimiter.acquire. */
+  acquire(key: string, options: { deadline: number; signal?: AbortSignal }): Promise<MailboxPermit>;
+  /** Graph asked this mailbox to wait until `untilMs` (epoch ms). */
+  noteThrottled(key: string, untilMs: number): void;
+  /** Forgets Graph's throttling of this mailbox (config reload, SIGHUP). */
+  clearThrottle(key: string): void;
+  /** Counts of one mailbox (for /tenants), or undefined when nothing is known of it. */
+  snapshot(key: string): MailboxSnapshot | undefined | Promise<MailboxSnapshot | undefined>;
+}
+
 /** Starts a timer; returns its cancel function. */
 export type SetTimer = (callback: () => void, ms: number) => () => void;
 
@@ -128,7 +146,7 @@ const EWMA_WEIGHT = 0.2;
  * Slots per sender mailbox, see the module comment. All state is per key: pass
  * mailboxKey(tenant.sender).
  */
-export class MailboxLimiter {
+export class MailboxLimiter implements MailboxGate {
   readonly #clock: Clock;
   readonly #setTimer: SetTimer;
   readonly #defaults: MailboxLimits;
@@ -252,6 +270,17 @@ export class MailboxLimiter {
     this.#scheduleWake(key, state);
   }
 
+  clearThrottle(key: string): void {
+    const state = this.#states.get(key);
+    if (!state || state.throttledUntil === 0) return;
+    state.throttledUntil = 0;
+    if (state.cancelWake) {
+      state.cancelWake();
+      state.cancelWake = undefined;
+    }
+    this.#dispatch(key, state);
+  }
+
   /** Epoch ms until which the mailbox is held back after Graph's 429, if still ahead. */
   throttledUntil(key: string): number | undefined {
     const until = this.#states.get(key)?.throttledUntil ?? 0;
@@ -344,6 +373,7 @@ export class MailboxLimiter {
   }
 }
 
-function rateLimited(detail: string, waitMs: number): RelayError {
+/** 429 rate_limited with an honest Retry-After (whole seconds, at least 1). */
+export function rateLimited(detail: string, waitMs: number): RelayError {
   return new RelayError("rate_limited", detail, { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) });
 }

@@ -36,13 +36,41 @@ interface Tally {
   total: number;
 }
 
-const noReservation: RecipientReservation = { count: 0, release: () => {} };
+/**
+ * The daily recipient guard as the send use case sees it: this class for one process,
+ * RedisRecipientGuard (src/delivery/redis) for all replicas, counting each mailbox once.
+ */
+export interface RecipientLedger {
+  /** See RecipientGuard.reserve. */
+  reserve(key: string, count: number, limit: number): RecipientReservation | Promise<RecipientReservation>;
+  /** Recipients counted for `key` in the current window. */
+  used(key: string): number | Promise<number>;
+  /** Recipients counted per key for the given keys (keys with none left out), for the gauge. */
+  usage(keys: readonly string[]): ReadonlyMap<string, number> | Promise<ReadonlyMap<string, number>>;
+}
+
+/** A reservation that holds nothing (zero recipients). */
+export const noReservation: RecipientReservation = { count: 0, release: () => {} };
+
+/** validation_failed when one message alone has more recipients than the daily limit: waiting would never help. */
+export function assertWithinDailyLimit(count: number, limit: number): void {
+  if (count > limit) {
+    throw new RelayError("validation_failed", `the message has ${count} recipients; this tenant may send to ${limit} a day`, {
+      errors: [{ path: "to", message: `more recipients (${count}) than the tenant's daily limit (${limit})` }],
+    });
+  }
+}
+
+/** 429 for a mailbox at its daily limit, with the seconds until enough recipients leave the window. */
+export function dailyLimitReached(limit: number, retryAfterSeconds: number): RelayError {
+  return new RelayError("rate_limited", `the sender mailbox has reached its limit of ${limit} recipients in 24 hours`, { retryAfterSeconds });
+}
 
 /**
  * Recipients per rolling window per key. Use mailboxKey(tenant.sender) as key: Exchange counts
  * per mailbox, so the count survives a tenant being renamed or re-added on reload.
  */
-export class RecipientGuard {
+export class RecipientGuard implements RecipientLedger {
   readonly #clock: Clock;
   readonly #windowMs: number;
   readonly #bucketMs: number;
@@ -62,17 +90,11 @@ export class RecipientGuard {
    */
   reserve(key: string, count: number, limit: number): RecipientReservation {
     if (count <= 0) return noReservation;
-    if (count > limit) {
-      throw new RelayError("validation_failed", `the message has ${count} recipients; this tenant may send to ${limit} a day`, {
-        errors: [{ path: "to", message: `more recipients (${count}) than the tenant's daily limit (${limit})` }],
-      });
-    }
+    assertWithinDailyLimit(count, limit);
     const now = this.#clock.now();
     let tally = this.#prune(key, now);
     if (tally && tally.total + count > limit) {
-      throw new RelayError("rate_limited", `the sender mailbox has reached its limit of ${limit} recipients in 24 hours`, {
-        retryAfterSeconds: this.#secondsUntilRoom(tally, tally.total + count - limit, now),
-      });
+      throw dailyLimitReached(limit, this.#secondsUntilRoom(tally, tally.total + count - limit, now));
     }
     if (!tally) {
       tally = { buckets: [], total: 0 };
@@ -105,11 +127,11 @@ export class RecipientGuard {
     return this.#prune(key, this.#clock.now())?.total ?? 0;
   }
 
-  /** Every key with recipients in the window, for a gauge's collect(). */
-  usage(): Map<string, number> {
+  /** Every key with recipients in the window (or those of `keys`), for a gauge's collect(). */
+  usage(keys?: readonly string[]): Map<string, number> {
     const now = this.#clock.now();
     const out = new Map<string, number>();
-    for (const key of [...this.#tallies.keys()]) {
+    for (const key of keys ?? [...this.#tallies.keys()]) {
       const tally = this.#prune(key, now);
       if (tally) out.set(key, tally.total);
     }

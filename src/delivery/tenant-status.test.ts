@@ -85,7 +85,7 @@ describe("describeTenants", () => {
     await tokens.getToken(contoso.target).catch(() => {});
     const permit = await limiter.acquire("noreply@fabrikam.com", { deadline: clock.now() + 1000 });
 
-    const rows = describeTenants([contoso, fabrikam], { activity: book, recipients: guard, limiter, credentials: tokens });
+    const rows = await describeTenants([contoso, fabrikam], { activity: book, recipients: guard, limiter, credentials: tokens });
     permit.release();
 
     expect(rows[0]).toEqual({
@@ -108,8 +108,8 @@ describe("describeTenants", () => {
     expect(rows[1]).not.toHaveProperty("lastOutcome");
   });
 
-  it("when rendered to JSON, then no secret file path or environment variable name appears", () => {
-    const json = JSON.stringify(describeTenants([contoso, fabrikam], { activity: new TenantStatusBook() }));
+  it("when rendered to JSON, then no secret file path or environment variable name appears", async () => {
+    const json = JSON.stringify(await describeTenants([contoso, fabrikam], { activity: new TenantStatusBook() }));
     for (const leak of ["/run/secrets", "CONTOSO_NEXT", "/var/run/token", "secretFile", "tokenFile"]) expect(json).not.toContain(leak);
   });
 });

@@ -4,20 +4,40 @@ import type { Lifecycle } from "./lifecycle.js";
 
 const JSON_TYPE = "application/json; charset=utf-8";
 const OK = JSON.stringify({ status: "ok" });
-const READY = JSON.stringify({ status: "ready" });
-const DRAINING = JSON.stringify({ status: "shutting_down" });
+
+/** What readiness needs to know of the delivery stores. */
+export interface ProbeStore {
+  readonly type: "memory" | "redis";
+  readonly up: boolean;
+  /** False with `store.onUnavailable: reject`: a pod that cannot reach Redis could not send, so it takes no traffic. */
+  readonly readyWithoutStore: boolean;
+}
+
+/**
+ * The readiness answer. With the shared store, a pod that lost Redis is not ready unless it may
+ * send on its own (`onUnavailable: local`): traffic goes to the replicas that can still keep
+ * the guarantees. The body says which store and whether it answers.
+ */
+export function readiness(draining: boolean, store: ProbeStore | undefined): { ready: boolean; body: string } {
+  const storeStatus = store === undefined ? undefined : { type: store.type, status: store.up ? "ok" : "unavailable" };
+  if (draining) return { ready: false, body: JSON.stringify({ status: "shutting_down", ...(storeStatus ? { store: storeStatus } : {}) }) };
+  if (store !== undefined && !store.up && !store.readyWithoutStore) {
+    return { ready: false, body: JSON.stringify({ status: "store_unavailable", store: storeStatus }) };
+  }
+  return { ready: true, body: JSON.stringify({ status: "ready", ...(storeStatus ? { store: storeStatus } : {}) }) };
+}
 
 /** GET /healthz, GET /readyz, GET /metrics: no auth, cheap, never touch Entra or Graph. */
-export function registerProbeRoutes(app: FastifyInstance, deps: { lifecycle: Lifecycle; registry: Registry }): void {
+export function registerProbeRoutes(app: FastifyInstance, deps: { lifecycle: Lifecycle; registry: Registry; stores?: ProbeStore }): void {
   // Liveness stays 200 while draining: restarting a process that is finishing its sends would lose them.
   app.get("/healthz", (_request, reply) => reply.header("content-type", JSON_TYPE).send(OK));
 
   app.get("/readyz", (_request, reply) => {
-    const ready = deps.lifecycle.ready;
+    const { ready, body } = readiness(!deps.lifecycle.ready, deps.stores);
     return reply
       .code(ready ? 200 : 503)
       .header("content-type", JSON_TYPE)
-      .send(ready ? READY : DRAINING);
+      .send(body);
   });
 
   app.get("/metrics", async (_request, reply) => {

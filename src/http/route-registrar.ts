@@ -19,7 +19,7 @@ export interface RouteContext {
   /** The current callers, to authenticate an API key (`authenticate(key)`). */
   readonly callers: () => CallerDirectory;
   /** Every configured tenant's configuration and live state, in config order (the GET /tenants rows). */
-  readonly tenantStatus: () => TenantView[];
+  readonly tenantStatus: () => Promise<TenantView[]>;
 }
 
 /**

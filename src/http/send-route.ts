@@ -6,6 +6,7 @@ import {
   type IdempotencyNew,
   type IdempotencySettled,
   type IdempotencyStore,
+  type StoredResponse,
 } from "../delivery/idempotency-store.js";
 import type { MailAddress, MailDraft } from "../mail/mail-draft.js";
 import type { SendMail, SendReceipt } from "../mail/send-mail.js";
@@ -114,7 +115,7 @@ export function registerSendRoute(app: FastifyInstance, deps: SendRouteDeps): vo
   async function claimKey(request: FastifyRequest, ctx: RequestContext, raw: string | string[]): Promise<IdempotencySettled> {
     const bad = Array.isArray(raw) ? { path: "Idempotency-Key", message: "send the header once" } : checkIdempotencyKey(raw);
     if (bad !== undefined) throw new RelayError("validation_failed", "the Idempotency-Key header is invalid", { errors: [bad] });
-    const claim = await deps.idempotency.begin(ctx.caller!.name, raw as string, requestFingerprint(request.body));
+    const claim = await deps.idempotency.begin(ctx.caller!.name, raw as string, requestFingerprint(request.body), { requestId: request.id });
     if (claim.kind !== "in_flight") return claim;
     // The first request with this key is still sending: wait for its answer, at most until our deadline.
     const left = ctx.receivedAt + deps.deadlineSeconds() * 1000 - Date.now();
@@ -148,6 +149,22 @@ export function registerSendRoute(app: FastifyInstance, deps: SendRouteDeps): vo
     }
     return reply.code(status).header("content-type", JSON_CONTENT_TYPE).send(JSON.stringify(body));
   }
+}
+
+/**
+ * What a replay gets when the first request with its Idempotency-Key was being sent by a pod
+ * that stopped (killed, or cut off from the shared store) before it answered: the message may
+ * have gone out, so 504 outcome_unknown, with the first request's id to look it up by.
+ */
+export function lapsedLeaseResponse(firstRequestId: string): StoredResponse {
+  const problem = toProblemResponse(
+    new RelayError(
+      "outcome_unknown",
+      "the instance that handled the first request with this Idempotency-Key stopped before it answered; the message may have been sent",
+    ),
+    firstRequestId,
+  );
+  return { status: problem.status, headers: { "content-type": PROBLEM_CONTENT_TYPE, "x-request-id": firstRequestId }, body: problem.body };
 }
 
 function responseBody(r: SendReceipt): SendResponseBody {

@@ -17,6 +17,6 @@ export const tenantsRoute: RouteRegistrar = (app, ctx) => {
 
   app.get("/tenants", async (request, reply) => {
     admitAdmin(request);
-    return reply.header("content-type", "application/json; charset=utf-8").send(JSON.stringify({ tenants: ctx.tenantStatus() }));
+    return reply.header("content-type", "application/json; charset=utf-8").send(JSON.stringify({ tenants: await ctx.tenantStatus() }));
   });
 };

@@ -137,3 +137,15 @@ export const silentObserver: SendObserver = {
   graphResponse: () => {},
   graphThrottled: () => {},
 };
+
+/** What the shared store reports (src/delivery/redis); src/metrics implements it when the store is Redis. */
+export interface StoreObserver {
+  /** A command failed (Redis down, timeout, refused), by operation. */
+  storeError(operation: string): void;
+  /** The connection came up (true) or went down (false). */
+  storeUp(up: boolean): void;
+  /** A send went on under this pod's own limits because Redis was unavailable (`onUnavailable: local`). */
+  storeFallback(operation: "mailbox" | "recipients"): void;
+  /** A lease lapsed while this pod still worked under it. */
+  storeLeaseLost(kind: "mailbox" | "idempotency"): void;
+}

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import type { MailboxLimiter } from "../delivery/mailbox-limiter.js";
-import type { RecipientGuard } from "../delivery/recipient-guard.js";
+import type { MailboxGate, MailboxPermit } from "../delivery/mailbox-limiter.js";
+import type { RecipientLedger, RecipientReservation } from "../delivery/recipient-guard.js";
 import type { TenantStatusBook } from "../delivery/tenant-status.js";
 import { isRelayError, RelayError } from "../http/problems.js";
 import { callerMayUse, type Caller } from "../tenants/caller-directory.js";
@@ -44,9 +44,9 @@ export interface SendMailDeps {
   readonly tokenProvider: TokenProvider;
   readonly graphSender: GraphSender;
   /** Slots per sender mailbox (Graph allows 4 concurrent sends per app and mailbox). */
-  readonly limiter: MailboxLimiter;
+  readonly limiter: MailboxGate;
   /** Recipients per sender mailbox and rolling 24 h. */
-  readonly recipients: RecipientGuard;
+  readonly recipients: RecipientLedger;
   readonly clock: Clock;
   /** `server.requestDeadlineSeconds` of the current config. */
   readonly deadlineSeconds: () => number;
@@ -104,12 +104,17 @@ export class SendMail {
     }
 
     const { inflight, work, limiter, clock } = this.deps;
-    const reservation = this.deps.recipients.reserve(tenant.mailboxKey, recipientCount(draft), tenant.limits.recipientsPerDay);
     inflight.inc();
     work?.enter();
+    let reservation: RecipientReservation | undefined;
     try {
       // A slot granted too close to the deadline could only end in a timeout, i.e. outcome_unknown.
-      const permit = await limiter.acquire(tenant.mailboxKey, { deadline: Math.max(clock.now(), deadline - SLOT_HEADROOM_MS) });
+      const admitted = await admit(
+        () => this.deps.recipients.reserve(tenant.mailboxKey, recipientCount(draft), tenant.limits.recipientsPerDay),
+        (signal) => limiter.acquire(tenant.mailboxKey, { deadline: Math.max(clock.now(), deadline - SLOT_HEADROOM_MS), signal }),
+      );
+      reservation = admitted.reservation;
+      const { permit } = admitted;
       try {
         const result = await this.deps.graphSender.send({
           target: tenant.target,
@@ -136,7 +141,7 @@ export class SendMail {
       }
     } catch (err) {
       // Recipients of a message that may have gone out still count against the daily limit.
-      if (!(isRelayError(err) && err.code === "outcome_unknown")) reservation.release();
+      if (!(isRelayError(err) && err.code === "outcome_unknown")) reservation?.release();
       throw err;
     } finally {
       inflight.dec();
@@ -154,6 +159,34 @@ export class SendMail {
     const tenant = this.deps.tenants().get(key);
     if (tenant === undefined) throw new RelayError("unknown_tenant", `no tenant "${key}" is configured`);
     return tenant;
+  }
+}
+
+/**
+ * The daily recipient count and a mailbox slot, asked for at the same time: with the shared
+ * store both go to Redis in one round trip. Whichever refuses first wins; what the other got
+ * is given back (a slot wait is cancelled).
+ */
+async function admit(
+  reserve: () => RecipientReservation | Promise<RecipientReservation>,
+  acquire: (signal: AbortSignal) => Promise<MailboxPermit>,
+): Promise<{ reservation: RecipientReservation; permit: MailboxPermit }> {
+  const cancel = new AbortController();
+  const reserving = Promise.resolve().then(reserve);
+  const acquiring = acquire(cancel.signal);
+  let reservation: RecipientReservation;
+  try {
+    reservation = await reserving;
+  } catch (err) {
+    cancel.abort(err);
+    acquiring.then((p) => p.release(), () => {});
+    throw err;
+  }
+  try {
+    return { reservation, permit: await acquiring };
+  } catch (err) {
+    reservation.release();
+    throw err;
   }
 }
 

@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { ConfigReloadOutcome } from "../config/config-watcher.js";
-import type { SendObserver } from "../mail/ports.js";
+import type { SendObserver, StoreObserver } from "../mail/ports.js";
 
 /** Tenant label for refusals that happen before a configured tenant is known (never a caller-chosen string). */
 export const NO_TENANT = "_unknown";
@@ -81,7 +81,7 @@ export class RelayMetrics implements SendObserver {
   readonly credentialFallbacks: Counter<"tenant">;
   readonly recipientsUsed: Gauge<"tenant">;
   readonly configReloads: Counter<"outcome">;
-  private recipientsSource: () => ReadonlyMap<string, number> = () => new Map();
+  private recipientsSource: () => ReadonlyMap<string, number> | Promise<ReadonlyMap<string, number>> = () => new Map();
 
   private readonly tenants = new Map<string, TenantSeries>();
   // route -> method -> status -> child
@@ -155,9 +155,15 @@ export class RelayMetrics implements SendObserver {
       labelNames: ["tenant"],
       registers,
       // Read at scrape time: one series per tenant whose mailbox sent in the window, none for idle tenants.
-      collect: () => {
+      collect: async () => {
         this.recipientsUsed.reset();
-        for (const [tenant, used] of this.recipientsSource()) this.recipientsUsed.labels(tenant).set(used);
+        let source: ReadonlyMap<string, number>;
+        try {
+          source = await this.recipientsSource();
+        } catch {
+          return; // the shared store is away: no series rather than a failed scrape
+        }
+        for (const [tenant, used] of source) this.recipientsUsed.labels(tenant).set(used);
       },
     });
     this.configReloads = new Counter({
@@ -190,7 +196,7 @@ export class RelayMetrics implements SendObserver {
   }
 
   /** Where the recipients gauge reads its values at scrape time: tenant key → recipients used. */
-  setRecipientsSource(source: () => ReadonlyMap<string, number>): void {
+  setRecipientsSource(source: () => ReadonlyMap<string, number> | Promise<ReadonlyMap<string, number>>): void {
     this.recipientsSource = source;
   }
 
@@ -227,6 +233,62 @@ export class RelayMetrics implements SendObserver {
 
   graphThrottled(tenantKey: string): void {
     this.series(tenantKey).throttled.inc();
+  }
+}
+
+/**
+ * Metrics of the shared store, registered only when the service runs with `store.type: redis`
+ * (a memory store has nothing to report, and a constant `store_up 0` would trip the alert).
+ */
+export class StoreMetrics implements StoreObserver {
+  readonly up: Gauge;
+  readonly errors: Counter<"operation">;
+  readonly fallbacks: Counter<"operation">;
+  readonly leasesLost: Counter<"kind">;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.up = new Gauge({
+      name: "noreply_relay_store_up",
+      help: "1 while this pod reaches the shared store (Redis), 0 while it does not.",
+      registers,
+    });
+    this.errors = new Counter({
+      name: "noreply_relay_store_errors_total",
+      help: "Shared-store (Redis) commands that failed or timed out, by operation.",
+      labelNames: ["operation"],
+      registers,
+    });
+    this.fallbacks = new Counter({
+      name: "noreply_relay_store_fallback_total",
+      help: "Sends let through under this pod's own limits while Redis was unavailable (store.onUnavailable: local), by limit.",
+      labelNames: ["operation"],
+      registers,
+    });
+    this.leasesLost = new Counter({
+      name: "noreply_relay_store_lease_lost_total",
+      help: "Leases (mailbox slots, pending Idempotency-Keys) that lapsed while this pod still worked under them.",
+      labelNames: ["kind"],
+      registers,
+    });
+    for (const op of ["mailbox", "recipients"]) this.fallbacks.labels(op).inc(0);
+    for (const kind of ["mailbox", "idempotency"]) this.leasesLost.labels(kind).inc(0);
+  }
+
+  storeUp(up: boolean): void {
+    this.up.set(up ? 1 : 0);
+  }
+
+  storeError(operation: string): void {
+    this.errors.labels(operation).inc();
+  }
+
+  storeFallback(operation: "mailbox" | "recipients"): void {
+    this.fallbacks.labels(operation).inc();
+  }
+
+  storeLeaseLost(kind: "mailbox" | "idempotency"): void {
+    this.leasesLost.labels(kind).inc();
   }
 }
 

@@ -109,6 +109,6 @@ describe("metrics, logs and probes", () => {
     expect(health.json).toEqual({ status: "ok" });
     const ready = await h.get("/readyz");
     expect(ready.status).toBe(200);
-    expect(ready.json).toEqual({ status: "ready" });
+    expect(ready.json).toEqual({ status: "ready", store: { type: "memory", status: "ok" } });
   });
 });

@@ -94,7 +94,7 @@ describe("the server process (src/server.ts)", () => {
         const res = await http(`${url}/readyz`);
         return res.status === 503 ? res : undefined;
       });
-      expect(readyz.json).toEqual({ status: "shutting_down" });
+      expect(readyz.json).toEqual({ status: "shutting_down", store: { type: "memory", status: "ok" } });
       expect((await http(`${url}/healthz`)).status).toBe(200);
       const late = await send(50);
       expect(late.status).toBe(503);
