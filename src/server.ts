@@ -58,13 +58,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const registry = new Registry();
   const metrics = getRelayMetrics(registry);
   // First, because with `store.type: redis` an unreachable Redis must stop start-up before anything listens.
+  const storeMetrics = config.store.type === "redis" ? new StoreMetrics(registry) : undefined;
   const stores = await createDeliveryStores({
     config,
     logger,
     ...(options.env !== undefined ? { env: options.env } : {}),
-    ...(config.store.type === "redis" ? { observer: new StoreMetrics(registry) } : {}),
+    ...(storeMetrics !== undefined ? { observer: storeMetrics } : {}),
     expiredResponse: lapsedLeaseResponse,
   });
+  storeMetrics?.setRoundTripsSource(() => stores.roundTrips);
   // One keep-alive pool for Entra and Graph: both live behind the same cloud endpoints' TLS trust.
   const dispatcher = createHttpsAgent(config.tls);
   const watcher = options.configPath !== undefined ? followConfigFile(options.configPath, config, logger, metrics.configReload.bind(metrics)) : undefined;

@@ -245,9 +245,22 @@ export class StoreMetrics implements StoreObserver {
   readonly errors: Counter<"operation">;
   readonly fallbacks: Counter<"operation">;
   readonly leasesLost: Counter<"kind">;
+  readonly roundTrips: Counter;
+  #roundTripsSource: () => number = () => 0;
+  #roundTripsSeen = 0;
 
   constructor(registry: Registry) {
     const registers = [registry];
+    this.roundTrips = new Counter({
+      name: "noreply_relay_store_round_trips_total",
+      help: "Network round trips to the shared store (Redis): pipelined commands count once.",
+      registers,
+      collect: () => {
+        const now = this.#roundTripsSource();
+        if (now > this.#roundTripsSeen) this.roundTrips.inc(now - this.#roundTripsSeen);
+        this.#roundTripsSeen = now;
+      },
+    });
     this.up = new Gauge({
       name: "noreply_relay_store_up",
       help: "1 while this pod reaches the shared store (Redis), 0 while it does not.",
@@ -273,6 +286,11 @@ export class StoreMetrics implements StoreObserver {
     });
     for (const op of ["mailbox", "recipients"]) this.fallbacks.labels(op).inc(0);
     for (const kind of ["mailbox", "idempotency"]) this.leasesLost.labels(kind).inc(0);
+  }
+
+  /** Where the round-trip counter reads its total at scrape time. */
+  setRoundTripsSource(source: () => number): void {
+    this.#roundTripsSource = source;
   }
 
   storeUp(up: boolean): void {
