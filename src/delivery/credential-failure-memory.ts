@@ -53,7 +53,8 @@ export interface RejectionBook {
   delete(id: string): void;
   /** Forgets a tenant's rejections, or all without an argument. */
   forget(tenantKey?: string): void;
-  entries(): IterableIterator<[string, RejectionEntry]>;
+  /** Every remembered rejection, expired ones possibly included (they are dropped when looked up). */
+  values(): IterableIterator<RejectionEntry>;
 }
 
 /** The default book: a Map in this process. */
@@ -84,8 +85,8 @@ export class MemoryRejectionBook implements RejectionBook {
     for (const [id, entry] of this.#entries) if (entry.tenantKey === tenantKey) this.#entries.delete(id);
   }
 
-  entries(): IterableIterator<[string, RejectionEntry]> {
-    return this.#entries.entries();
+  values(): IterableIterator<RejectionEntry> {
+    return this.#entries.values();
   }
 }
 
@@ -147,9 +148,8 @@ export function createRememberingTokenProvider<P extends TokenProvider>(
     rejection(tenantKey: string): RememberedRejection | undefined {
       const now = clock.now();
       let found: Entry | undefined;
-      for (const id of [...entries.entries()].map(([id]) => id)) {
-        const entry = live(id, now);
-        if (entry?.tenantKey === tenantKey && (!found || entry.since > found.since)) found = entry;
+      for (const entry of entries.values()) {
+        if (entry.until > now && entry.tenantKey === tenantKey && (!found || entry.since > found.since)) found = entry;
       }
       return found ? { error: found.error, since: found.since, until: found.until } : undefined;
     },

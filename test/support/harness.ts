@@ -118,7 +118,21 @@ export interface Harness {
   rewriteConfig(change: (config: ConfigInput) => void): Promise<string>;
   /** What SIGHUP does: forget credential rejections and re-read the file now. */
   reload(): ConfigReloadOutcome;
+  /**
+   * Another replica of the service: the same config file, the same emulator, its own process
+   * state and port (for the shared store's tests). Stopped by close() if not before.
+   */
+  replica(): Promise<Replica>;
   close(): Promise<void>;
+}
+
+/** A further instance of the service beside the harness's own. */
+export interface Replica {
+  readonly relay: RelayApp;
+  readonly url: string;
+  send(body: unknown, options?: { key?: string | null; headers?: Record<string, string> }): Promise<HttpResult>;
+  get(path: string, options?: { key?: string }): Promise<HttpResult>;
+  stop(): Promise<void>;
 }
 
 export interface HarnessKeys {
@@ -193,17 +207,35 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
 
   const logs = new LogCapture();
   const logger = pino({ level: options.logLevel ?? "debug" }, logs);
-  const server = await startServer({
-    config,
-    configPath,
-    logger,
-    port: 0,
-    host: "127.0.0.1",
-    routes: options.routes ?? [tenantsRoute],
-    ...(options.permissionRecheckMs !== undefined ? { permissionRecheckMs: options.permissionRecheckMs } : {}),
-  });
+  const start = (log: Logger) =>
+    startServer({
+      config,
+      configPath,
+      logger: log,
+      port: 0,
+      host: "127.0.0.1",
+      routes: options.routes ?? [tenantsRoute],
+      ...(options.permissionRecheckMs !== undefined ? { permissionRecheckMs: options.permissionRecheckMs } : {}),
+    });
+  const server = await start(logger);
   const { relay, url } = server;
   let written = 0;
+  const send = (base: string): Harness["send"] =>
+    (body, opts = {}) => {
+      const key = opts.key === undefined ? keys.ops : opts.key;
+      return http(`${base}/send`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(key !== null ? { authorization: `Bearer ${key}` } : {}),
+          ...opts.headers,
+        },
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      });
+    };
+  const get = (base: string): Harness["get"] =>
+    (path, opts = {}) => http(`${base}${path}`, opts.key !== undefined ? { headers: { authorization: `Bearer ${opts.key}` } } : {});
+  const replicas = new Set<Replica>();
 
   return {
     emulator,
@@ -217,21 +249,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     secrets: [...secrets, keys.ops, keys.billing, keys.admin],
     logs,
     logger,
-    send(body, opts = {}) {
-      const key = opts.key === undefined ? keys.ops : opts.key;
-      return http(`${url}/send`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          ...(key !== null ? { authorization: `Bearer ${key}` } : {}),
-          ...opts.headers,
-        },
-        body: typeof body === "string" ? body : JSON.stringify(body),
-      });
-    },
-    get(path, opts = {}) {
-      return http(`${url}${path}`, opts.key !== undefined ? { headers: { authorization: `Bearer ${opts.key}` } } : {});
-    },
+    send: send(url),
+    get: get(url),
     async rewriteConfig(change) {
       change(configInput);
       const text = JSON.stringify(configInput, null, 2);
@@ -241,7 +260,26 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       return text;
     },
     reload: () => server.reload(),
+    async replica() {
+      const other = await start(logger.child({ replica: replicas.size + 2 }));
+      let stopped = false;
+      const replica: Replica = {
+        relay: other.relay,
+        url: other.url,
+        send: send(other.url),
+        get: get(other.url),
+        async stop() {
+          if (stopped) return;
+          stopped = true;
+          replicas.delete(replica);
+          await other.stop(1000);
+        },
+      };
+      replicas.add(replica);
+      return replica;
+    },
     async close() {
+      await Promise.all([...replicas].map((r) => r.stop()));
       await server.stop(1000);
       await emulator.close();
       await rm(dir, { recursive: true, force: true });

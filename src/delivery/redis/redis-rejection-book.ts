@@ -89,8 +89,8 @@ export class RedisRejectionBook implements RejectionBook {
       .catch(() => this.#logger.warn({ tenant: tenantKey ?? "*" }, "store: could not forget credential rejections in Redis; other pods keep them until they expire"));
   }
 
-  entries(): IterableIterator<[string, RejectionEntry]> {
-    return this.#local.entries();
+  values(): IterableIterator<RejectionEntry> {
+    return this.#local.values();
   }
 
   #forgetLocal(tenantKey: string | undefined): void {
