@@ -88,6 +88,23 @@ export interface RequestLogEntry {
   faultId?: string;
 }
 
+/**
+ * sendMail requests at the same time per (app, mailbox), as Graph's MailboxConcurrency rule
+ * counts them: what `/_emulator/concurrency` returns. Since the start or the last reset.
+ */
+export interface MailboxConcurrency {
+  appId: string;
+  /** Primary address of the mailbox (its id when the scenario no longer has it). */
+  mailbox: string;
+  mailboxId: string;
+  /** Requests being processed now. */
+  inFlight: number;
+  /** Most requests at once, counting one that arrived only to be refused by the MailboxConcurrency rule. */
+  peak: number;
+  /** Requests refused with 429 ApplicationThrottled for concurrency (injected faults not counted). */
+  concurrencyRejections: number;
+}
+
 /** Query filters for the request log. */
 export interface RequestFilter {
   kind?: RequestKind;

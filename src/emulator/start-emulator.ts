@@ -15,6 +15,7 @@ import {
   MessageStore,
   renderMessagesPage,
   RequestLog,
+  type MailboxConcurrency,
   type MessageFilter,
   type RequestFilter,
   type RequestLogEntry,
@@ -81,6 +82,8 @@ export interface EmulatorState {
   patchScenario(patch: ScenarioInput): Scenario;
   messages(filter?: MessageFilter): StoredMessage[];
   requests(filter?: RequestFilter): RequestLogEntry[];
+  /** sendMail requests at once per (app, mailbox): in flight now, peak, MailboxConcurrency 429s; `mailbox` = address, alias or id. */
+  concurrency(filter?: { mailbox?: string }): MailboxConcurrency[];
   inject(fault: FaultInput): FaultHandle;
   faults(): FaultInfo[];
   clearFaults(): void;
@@ -88,7 +91,7 @@ export interface EmulatorState {
   setLatency(latency: Partial<LatencyConfig> | null): void;
   /** Overrides throttling (`false` = off); `null` removes the override. */
   setThrottling(throttling: Partial<ThrottlingConfig> | false | null): void;
-  /** Clears messages, requests and faults; with `reloadScenario` also reloads the original scenario and drops overrides. */
+  /** Clears messages, requests, faults and concurrency peaks; with `reloadScenario` also reloads the original scenario and drops overrides. */
   reset(options?: { reloadScenario?: boolean }): void;
   /** A token from the emulator's OIDC issuer, for `ClientAssertionCredential` (workload identity). */
   mintFederatedToken(options: { subject: string; audience?: string; lifetimeSeconds?: number }): Promise<string>;
@@ -511,6 +514,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       } else if (route === "requests" && method === "GET") {
         const all = state.requests(requestFilter(query));
         json(200, { count: all.length, value: all.slice(-limitOf(query)) });
+      } else if (route === "concurrency" && method === "GET") {
+        const mailbox = query.get("mailbox");
+        json(200, { value: state.concurrency(mailbox !== null && mailbox !== "" ? { mailbox } : {}) });
       } else if (route === "requests" && method === "DELETE") {
         requestLog.clear();
         json(200, { ok: true });
@@ -654,6 +660,20 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     requests(filter = {}) {
       return requestLog.list(filter);
     },
+    concurrency(filter = {}) {
+      const wanted = filter.mailbox === undefined ? undefined : (dir.mailbox(filter.mailbox)?.mailbox.id ?? filter.mailbox);
+      return throttle
+        .concurrency()
+        .filter((m) => wanted === undefined || m.mailboxId === wanted)
+        .map((m) => ({
+          appId: m.appId,
+          mailbox: dir.mailbox(m.mailboxId)?.mailbox.address ?? m.mailboxId,
+          mailboxId: m.mailboxId,
+          inFlight: m.inFlight,
+          peak: m.peak,
+          concurrencyRejections: m.concurrencyRejections,
+        }));
+    },
     inject(fault) {
       return faults.add(fault);
     },
@@ -674,6 +694,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       requestLog.clear();
       faults.clear();
       throttle.resetWindows();
+      throttle.resetConcurrency();
       if (opts.reloadScenario === true) {
         latencyOverride = undefined;
         throttleOverride = undefined;

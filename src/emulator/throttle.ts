@@ -5,26 +5,56 @@ export type ThrottleDecision =
   | { ok: true; release: () => void }
   | { ok: false; reason: "concurrency" | "rate"; retryAfterSeconds: number };
 
-const noop = () => {};
+/** What the emulator measured for one (app, mailbox): see `Throttle.meters`. */
+export interface ConcurrencyMeter {
+  readonly appId: string;
+  readonly mailboxId: string;
+  /** sendMail requests being processed now. */
+  readonly inFlight: number;
+  /**
+   * Most sendMail requests for this mailbox at the same time since the last reset, counting a
+   * request that arrived while the others ran even if the MailboxConcurrency rule refused it.
+   */
+  readonly peak: number;
+  /** Requests refused with 429 ApplicationThrottled (the MailboxConcurrency rule). */
+  readonly concurrencyRejections: number;
+}
+
+interface Meter {
+  readonly appId: string;
+  readonly mailboxId: string;
+  inFlight: number;
+  peak: number;
+  concurrencyRejections: number;
+}
 
 /**
  * Outlook's per (app, mailbox) limits: requests in flight (MailboxConcurrency, 4 in Exchange
  * Online) and requests per time window (10,000 per 10 minutes). A limit of 0 disables it.
  * Slots are held until the response is finished, so injected latency counts as in flight.
+ * Requests in flight are measured even with the limits off, so tests can read the peak.
  */
 export class Throttle {
-  private readonly inFlight = new Map<string, number>();
+  private readonly meters = new Map<string, Meter>();
   private readonly windows = new Map<string, { start: number; count: number }>();
 
   constructor(private readonly config: () => ThrottlingConfig) {}
 
   tryAcquire(appId: string, mailboxId: string): ThrottleDecision {
     const { mailboxConcurrency, requestsPerWindow, windowSeconds } = this.config();
-    if (mailboxConcurrency === 0 && requestsPerWindow === 0) return { ok: true, release: noop };
     const key = `${appId.toLowerCase()}|${mailboxId}`;
+    let meter = this.meters.get(key);
+    if (meter === undefined) {
+      meter = { appId: appId.toLowerCase(), mailboxId, inFlight: 0, peak: 0, concurrencyRejections: 0 };
+      this.meters.set(key, meter);
+    }
+    const current = meter.inFlight;
+    meter.peak = Math.max(meter.peak, current + 1);
 
-    const current = this.inFlight.get(key) ?? 0;
-    if (mailboxConcurrency > 0 && current >= mailboxConcurrency) return { ok: false, reason: "concurrency", retryAfterSeconds: 1 };
+    if (mailboxConcurrency > 0 && current >= mailboxConcurrency) {
+      meter.concurrencyRejections++;
+      return { ok: false, reason: "concurrency", retryAfterSeconds: 1 };
+    }
 
     if (requestsPerWindow > 0) {
       const now = Date.now();
@@ -40,17 +70,15 @@ export class Throttle {
       w.count++;
     }
 
-    if (mailboxConcurrency === 0) return { ok: true, release: noop };
-    this.inFlight.set(key, current + 1);
+    meter.inFlight = current + 1;
+    const held = meter;
     let released = false;
     return {
       ok: true,
       release: () => {
         if (released) return;
         released = true;
-        const n = (this.inFlight.get(key) ?? 1) - 1;
-        if (n <= 0) this.inFlight.delete(key);
-        else this.inFlight.set(key, n);
+        held.inFlight = Math.max(0, held.inFlight - 1);
       },
     };
   }
@@ -58,5 +86,21 @@ export class Throttle {
   /** Forgets windows (in-flight counts stay: those requests are still running). */
   resetWindows(): void {
     this.windows.clear();
+  }
+
+  /** Per (app, mailbox) that sendMail reached since the last reset: in flight now, peak, concurrency refusals. */
+  concurrency(): ConcurrencyMeter[] {
+    return [...this.meters.values()].map((m) => ({ ...m }));
+  }
+
+  /** Starts peaks and refusal counts afresh (at the requests in flight now). */
+  resetConcurrency(): void {
+    for (const [key, m] of this.meters) {
+      if (m.inFlight === 0) this.meters.delete(key);
+      else {
+        m.peak = m.inFlight;
+        m.concurrencyRejections = 0;
+      }
+    }
   }
 }
