@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StoredMessage } from "../../src/emulator/inspection.js";
 import { createApiClient, type ApiClient } from "../support/api-client.js";
 import { specValidator } from "../support/checked-fetch.js";
+import { describeWithTool } from "../support/external-tools.js";
 
 /*
  * `npm run demo` as a developer runs it (src/demo.ts in a child process, on free ports), then
@@ -22,8 +22,6 @@ import { specValidator } from "../support/checked-fetch.js";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CHROMIUM = "/usr/bin/chromium";
 const SCREENSHOT = join(ROOT, "test-results", "docs-try-it-out.png");
-const hasChromium = existsSync(CHROMIUM);
-const inCi = process.env.CI === "true";
 
 /*
  * As this machine's closed network needs: no sandbox (root), no GPU, and none of Chromium's
@@ -135,7 +133,7 @@ describe("the running demo's answers", () => {
   });
 });
 
-describe.runIf(hasChromium)("GET /docs of the running demo in Chromium", () => {
+describeWithTool("chromium", "GET /docs of the running demo in Chromium", () => {
   let context: BrowserContext;
   let profile = "";
 
@@ -221,11 +219,5 @@ describe.runIf(hasChromium)("GET /docs of the running demo in Chromium", () => {
     expect(foreign).toEqual([]);
     expect(answers.length).toBeGreaterThanOrEqual(3); // /docs, /openapi.yaml, POST /send
     expect((await Promise.all(answers)).flat()).toEqual([]);
-  });
-});
-
-describe.runIf(!hasChromium && inCi)("Chromium in CI", () => {
-  it("when the suite runs in CI, then Debian's chromium is installed at /usr/bin/chromium (.ci/run installs it)", () => {
-    expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`).toBe(true);
   });
 });

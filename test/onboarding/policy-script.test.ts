@@ -9,6 +9,7 @@ import { opathQuote, psQuote, sanitizeLabel, UnsafeScriptValueError } from "../.
 import { APP_ID, baseConfig, CONTOSO_TID } from "./fixtures.js";
 import { assignedLiteral, skeleton, tokenize } from "./ps-tokens.js";
 import { stringify } from "yaml";
+import { itWithTool } from "../support/external-tools.js";
 
 const benign: PolicyScriptInput = { tenantKey: "contoso", tenantId: CONTOSO_TID, appId: APP_ID, sender: "noreply@contoso.com", displayName: "Contoso Ltd" };
 
@@ -28,11 +29,6 @@ const generators = [
   ["RBAC for Applications", rbacPolicyScript],
   ["ApplicationAccessPolicy (--legacy)", legacyPolicyScript],
 ] as const;
-
-function pwsh(): string | undefined {
-  const r = spawnSync("pwsh", ["-NoProfile", "-Command", "exit 0"], { encoding: "utf8" });
-  return r.status === 0 ? "pwsh" : undefined;
-}
 
 describe("psQuote", () => {
   it("when a value has quotes of any kind, then each is doubled inside one single-quoted literal", () => {
@@ -93,12 +89,8 @@ describe.each(generators)("policy script: %s", (_name, generate) => {
     expect(script).toContain("$ErrorActionPreference = 'Stop'");
   });
 
-  it("when pwsh is installed, then it parses the script without errors", (ctx) => {
-    const bin = pwsh();
-    if (!bin) {
-      ctx.skip();
-      return;
-    }
+  itWithTool("pwsh", "when pwsh is installed, then it parses the script without errors", () => {
+    const bin = "pwsh";
     const dir = mkdtempSync(join(tmpdir(), "nrr-ps-"));
     try {
       for (const displayName of HOSTILE_NAMES) {

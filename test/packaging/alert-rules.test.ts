@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
+import { itWithTool } from "../support/external-tools.js";
 import { only, prepareHelm, render } from "./chart.js";
 
 /**
@@ -56,26 +57,26 @@ afterAll(() => {
 });
 
 describe("PrometheusRule alerts", () => {
-  it("when promtool checks the rendered rules, then every expression parses", () => {
+  itWithTool("promtool", "when promtool checks the rendered rules, then every expression parses", () => {
     const r = promtool(["check", "rules", "rules.yaml"]);
     expect(r.output).toContain(`SUCCESS: ${groups.groups.flatMap((g) => g.rules).length} rules found`);
     expect(r.status).toBe(0);
   });
 
-  it("when an expression is broken, then promtool check rules fails (the check is real)", () => {
+  itWithTool("promtool", "when an expression is broken, then promtool check rules fails (the check is real)", () => {
     const broken = structuredClone(groups);
     (broken.groups[0]?.rules[0] as Rule).expr = "sum by (tenant) (rate(noreply_relay_send_total[5m])";
     writeFileSync(join(dir, "broken.yaml"), stringify(broken));
     expect(promtool(["check", "rules", "broken.yaml"]).status).not.toBe(0);
   });
 
-  it("when promtool runs the alert unit tests, then each alert fires on its input series and stays quiet otherwise", () => {
+  itWithTool("promtool", "when promtool runs the alert unit tests, then each alert fires on its input series and stays quiet otherwise", () => {
     const r = promtool(["test", "rules", "alert-rules.test.yaml"]);
     expect(r.output).toContain("SUCCESS");
     expect(r.status).toBe(0);
   });
 
-  it("when a series only appears at its first event, then the event alerts still fire (a plain increase() would miss it)", () => {
+  itWithTool("promtool", "when a series only appears at its first event, then the event alerts still fire (a plain increase() would miss it)", () => {
     const plain = structuredClone(groups);
     let rewritten = 0;
     for (const rule of plain.groups.flatMap((g) => g.rules)) {

@@ -1,10 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { message } from "../support/fixtures.js";
+import { itWithTool } from "../support/external-tools.js";
 import { metricValue, startHarness, type Harness } from "../support/harness.js";
-
-const promtool = spawnSync("promtool", ["--version"], { encoding: "utf8" });
-const hasPromtool = promtool.error === undefined && promtool.status === 0;
 
 describe("metrics, logs and probes", () => {
   let h: Harness;
@@ -32,17 +30,13 @@ describe("metrics, logs and probes", () => {
     await h?.close();
   });
 
-  it.skipIf(!hasPromtool)("when /metrics is scraped, then promtool check metrics passes", async () => {
+  itWithTool("promtool", "when /metrics is scraped, then promtool check metrics passes", async () => {
     const res = await h.get("/metrics");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
     const check = spawnSync("promtool", ["check", "metrics"], { input: res.text, encoding: "utf8" });
     expect(check.stdout + check.stderr).toBe("");
     expect(check.status).toBe(0);
-  });
-
-  it.runIf(!hasPromtool)("promtool is not on PATH: the promtool check is skipped (CI installs it: apt-get install prometheus)", () => {
-    console.warn("promtool not found on PATH; skipping `promtool check metrics`");
   });
 
   it("when requests were served, then every contract metric is exported with its labels", async () => {
