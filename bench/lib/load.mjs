@@ -10,18 +10,32 @@ import http from "node:http";
 import { setTimeout } from "node:timers";
 import { setTimeout as sleep } from "node:timers/promises";
 
-/** Closed-loop throughput with autocannon. Returns rps (2xx only), latency and status counts. */
-export function throughput({ url, connections, durationS, rotation, headers, timeoutS = 30 }) {
+/**
+ * Closed-loop throughput with autocannon. Returns rps (2xx only), latency and status counts.
+ * With `nextKey` (a function returning a fresh Idempotency-Key), every request carries one:
+ * autocannon then rebuilds each request buffer (a copy of the body), so the bodies are
+ * handed over as Buffers to spare it a UTF-8 encode as well.
+ */
+export function throughput({ url, connections, durationS, rotation, headers, timeoutS = 30, nextKey }) {
   return new Promise((resolve, reject) => {
     const statuses = {};
     const latencies = [];
+    const requests = nextKey
+      ? rotation.map((r) => ({
+          method: "POST",
+          path: "/send",
+          headers,
+          body: Buffer.from(r.body),
+          setupRequest: (req) => ({ ...req, headers: { ...req.headers, "idempotency-key": nextKey() } }),
+        }))
+      : rotation.map((r) => ({ method: "POST", path: "/send", headers, body: r.body }));
     const instance = autocannon(
       {
         url,
         connections,
         duration: durationS,
         timeout: timeoutS,
-        requests: rotation.map((r) => ({ method: "POST", path: "/send", headers, body: r.body })),
+        requests,
       },
       (err, result) => {
         if (err) return reject(err);
@@ -52,7 +66,7 @@ export function throughput({ url, connections, durationS, rotation, headers, tim
  * whatever happened to the previous ones. The keep-alive agent lives across runs, so a target
  * can be measured in several slices (alternating with another target) without reconnecting.
  */
-export function createPacer({ url, rotation, headers, maxSockets = 128, timeoutMs = 30_000 }) {
+export function createPacer({ url, rotation, headers, maxSockets = 128, timeoutMs = 30_000, nextKey }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets });
   const target = new URL("/send", url);
   const bodies = rotation.map((r) => Buffer.from(r.body));
@@ -76,7 +90,9 @@ export function createPacer({ url, rotation, headers, maxSockets = 128, timeoutM
       const body = bodies[idx];
       const start = process.hrtime.bigint();
       inflight++;
-      const req = http.request(target, { method: "POST", agent, timeout: timeoutMs, headers: { ...headers, "content-length": body.length } }, (res) => {
+      const h = { ...headers, "content-length": body.length };
+      if (nextKey) h["idempotency-key"] = nextKey();
+      const req = http.request(target, { method: "POST", agent, timeout: timeoutMs, headers: h }, (res) => {
         res.resume();
         res.once("end", () => {
           inflight--;
@@ -113,6 +129,49 @@ export function createPacer({ url, rotation, headers, maxSockets = 128, timeoutM
   }
 
   return { run, close: () => agent.destroy() };
+}
+
+/**
+ * One request at a time (the next leaves `gapMs` after the previous answer), over one
+ * keep-alive connection: what a single send costs with nothing to share a round trip with.
+ * Returns latencies and each request's [start, end] in process.hrtime nanoseconds (a clock
+ * every process on the machine shares, so a child's timestamps can be matched to requests).
+ */
+export async function sequential({ url, rotation, headers, count, nextKey, gapMs = 0, offset = 0, timeoutMs = 30_000 }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const target = new URL("/send", url);
+  const bodies = rotation.map((r) => Buffer.from(r.body));
+  const statuses = {};
+  const latencies = [];
+  const spans = [];
+  let errors = 0;
+  try {
+    for (let n = 0; n < count; n++) {
+      const idx = (offset + n) % bodies.length;
+      const body = bodies[idx];
+      const h = { ...headers, "content-length": body.length };
+      if (nextKey) h["idempotency-key"] = nextKey();
+      const start = process.hrtime.bigint();
+      const status = await new Promise((resolve) => {
+        const req = http.request(target, { method: "POST", agent, timeout: timeoutMs, headers: h }, (res) => {
+          res.resume();
+          res.once("end", () => resolve(res.statusCode));
+        });
+        req.once("timeout", () => req.destroy(new Error("timeout")));
+        req.once("error", () => resolve(0));
+        req.end(body);
+      });
+      const end = process.hrtime.bigint();
+      if (status === 0) errors++;
+      else statuses[status] = (statuses[status] ?? 0) + 1;
+      if (status >= 200 && status < 300) latencies.push(Number(end - start) / 1e6);
+      spans.push({ start, end, kind: rotation[idx].kind, status });
+      if (gapMs > 0) await sleep(gapMs);
+    }
+  } finally {
+    agent.destroy();
+  }
+  return { sent: count, statuses, errors, latency: summarise(latencies), spans };
 }
 
 /** Pools the raw results of several pacer runs into one summary. */

@@ -27,12 +27,17 @@ export function freePort() {
  * Spawns `node <args>` with stdout/stderr going to files in `logDir` (files, not pipes, so
  * the load generator's event loop never has to drain a busy child's output).
  */
-export function spawnNode(name, args, { env = {}, logDir, nodeOptions = [], stdoutPipe = false, nice = 0 }) {
+export function spawnNode(name, args, { nodeOptions = [], ...options }) {
+  return spawnProcess(name, process.execPath, [...nodeOptions, ...args], options);
+}
+
+/** Spawns any program the same way (e.g. redis-server); see spawnNode. */
+export function spawnProcess(name, command, args, { env = {}, logDir, stdoutPipe = false, nice = 0 }) {
   const outFile = join(logDir, `${name}.out.log`);
   const errFile = join(logDir, `${name}.err.log`);
   const out = openSync(outFile, "w");
   const err = openSync(errFile, "w");
-  const child = spawn(process.execPath, [...nodeOptions, ...args], {
+  const child = spawn(command, args, {
     env: { ...process.env, NODE_OPTIONS: "", ...env },
     stdio: ["ignore", stdoutPipe ? "pipe" : out, err],
   });
@@ -41,7 +46,11 @@ export function spawnNode(name, args, { env = {}, logDir, nodeOptions = [], stdo
   // A piped stdout is also copied to the log file (the pipe is only read for the JSON line).
   if (stdoutPipe) child.stdout.pipe(createWriteStream(outFile));
   if (nice !== 0 && child.pid !== undefined) os.setPriority(child.pid, nice);
-  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const exited = new Promise((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+    // e.g. ENOENT: without a listener the error event would end the bench.
+    child.once("error", (e) => resolve({ code: null, signal: null, error: e.message }));
+  });
   let exitInfo;
   exited.then((e) => (exitInfo = e));
   return {
