@@ -3,6 +3,7 @@
 //
 // Processes: this one only generates load and measures; the emulator, the baseline and the
 // service each run in their own child process, so none shares the load generator's event loop.
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -23,15 +24,18 @@ import {
   smallTextBody,
   writeJson,
 } from "./lib/fixtures.mjs";
-import { createPacer, poolPaced, throughput } from "./lib/load.mjs";
+import { createPacer, poolPaced, sequential, throughput } from "./lib/load.mjs";
 import { cpuTimes, firstJsonLine, freePort, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
+import { findRedisServer, startRedis } from "./lib/redis.mjs";
 import { TARGETS, formatReport } from "./lib/report.mjs";
+import { analyseTrace, formatStoreReport, keyGenerator, perSend, storeMeter, sumStoreDeltas } from "./lib/store-bench.mjs";
 import { formatProfileDiff, formatProfileSummary, summariseProfile } from "./summarise-profile.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
 const DIST_SERVER = join(root, "dist", "server.js");
 const RUNTIME_STATS = pathToFileURL(join(here, "lib", "runtime-stats.mjs")).href;
+const REDIS_TRACE = pathToFileURL(join(here, "lib", "redis-trace.mjs")).href;
 // BENCH_EMULATOR_CLI: another emulator entry point with the same CLI (for testing the harness).
 const DIST_EMULATOR_CLI = process.env.BENCH_EMULATOR_CLI ? resolve(process.env.BENCH_EMULATOR_CLI) : join(root, "dist", "emulator", "cli.js");
 
@@ -57,6 +61,7 @@ const { values: argv } = parseArgs({
     "runtime-stats": { type: "boolean", default: false },
     "json-only": { type: "boolean", default: false },
     "baseline-only": { type: "boolean", default: false },
+    store: { type: "string", default: "auto" },
     "skip-startup": { type: "boolean", default: false },
     "cpu-prof": { type: "boolean", default: false },
     "cpu-prof-dir": { type: "string" },
@@ -89,6 +94,10 @@ if (argv.help) {
   --startup-runs N        start-up repetitions, median reported (default 3, quick 1)
   --skip-startup          skip the 10,000-tenant start-up run
   --baseline-only         measure only the baseline (e.g. before the service exists)
+  --store MODE            auto (default): the normal run, then a short shared-store phase (the service
+                          with store.type redis against the same service with the memory store) when
+                          redis-server is on PATH (or BENCH_REDIS_SERVER); memory: no such phase;
+                          redis: only the shared-store comparison, with --rounds/--duration/--rate-duration
   --cpu-prof              run service and baseline under node --cpu-prof, summarise and diff the profiles
   --cpu-prof-dir DIR      where to write the .cpuprofile (default: a temp dir)
   --runtime-stats         event-loop delay and GC pauses of baseline and service during the fixed-rate phase
@@ -119,6 +128,7 @@ const opts = {
   attachmentShare: Math.min(1, num(argv["attachment-share"], 0.2)),
   quietWaitS: num(argv["quiet-wait"], quick ? 0 : 20),
   logLevel: argv["log-level"] ?? "info",
+  store: argv.store,
   nice: argv.nice === undefined ? 0 : Number(argv.nice),
 };
 for (const [k, v] of Object.entries(opts)) {
@@ -126,6 +136,11 @@ for (const [k, v] of Object.entries(opts)) {
     console.error(`bench: bad option ${k}: ${v}`);
     process.exit(1);
   }
+}
+
+if (!["auto", "memory", "redis"].includes(opts.store)) {
+  console.error(`bench: --store must be auto, memory or redis, not ${opts.store}`);
+  process.exit(1);
 }
 
 const jsonOnly = argv["json-only"];
@@ -255,7 +270,7 @@ async function startBaseline(configFile, { cpuProfDir, stats = false } = {}) {
   return { name: "baseline", proc, url: info.url, sent: 0, statsFile: stats ? join(tmp, "baseline.runtime.json") : undefined };
 }
 
-async function startService(name, configFile, { cpuProfDir, stats = false } = {}) {
+async function startService(name, configFile, { cpuProfDir, stats = false, nodeOptions: more = [], env = {} } = {}) {
   if (!existsSync(DIST_SERVER)) {
     throw new HarnessError(
       "service not built: dist/server.js is missing — src/server.ts (the entry point reading NOREPLY_RELAY_CONFIG/PORT/HOST/LOG_LEVEL) has not landed yet, or `npm run build` failed. Run with --baseline-only to measure the baseline alone.",
@@ -263,7 +278,7 @@ async function startService(name, configFile, { cpuProfDir, stats = false } = {}
   }
   const port = await freePort();
   const extra = (argv["service-node-options"] ?? "").split(/\s+/).filter(Boolean);
-  const nodeOptions = [...extra, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), ...(stats ? ["--import", RUNTIME_STATS] : [])];
+  const nodeOptions = [...extra, ...more, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), ...(stats ? ["--import", RUNTIME_STATS] : [])];
   const statsFile = join(tmp, `${name}.runtime.json`);
   const startNs = process.hrtime.bigint();
   const proc = spawnNode(name, [DIST_SERVER], {
@@ -277,6 +292,7 @@ async function startService(name, configFile, { cpuProfDir, stats = false } = {}
       LOG_LEVEL: opts.logLevel,
       NODE_ENV: "production",
       ...(stats ? { BENCH_RUNTIME_STATS_FILE: statsFile } : {}),
+      ...env,
     },
   });
   procs.push(proc);
@@ -285,10 +301,10 @@ async function startService(name, configFile, { cpuProfDir, stats = false } = {}
   return { name: "service", proc, url, readyMs, sent: 0, statsFile: stats ? statsFile : undefined };
 }
 
-function postSend(url, bodyText) {
+function postSend(url, bodyText, headers = {}) {
   return new Promise((resolvePromise, reject) => {
     const body = Buffer.from(bodyText);
-    const req = http.request(new URL("/send", url), { method: "POST", agent: false, timeout: 30_000, headers: { ...SEND_HEADERS, "content-length": body.length } }, (res) => {
+    const req = http.request(new URL("/send", url), { method: "POST", agent: false, timeout: 30_000, headers: { ...SEND_HEADERS, ...headers, "content-length": body.length } }, (res) => {
       const chunks = [];
       res.on("data", (c) => chunks.push(c));
       res.on("end", () => {
@@ -299,7 +315,7 @@ function postSend(url, bodyText) {
         } catch {
           json = undefined;
         }
-        resolvePromise({ status: res.statusCode, text, json });
+        resolvePromise({ status: res.statusCode, text, json, headers: res.headers });
       });
     });
     req.once("timeout", () => req.destroy(new Error("timeout after 30 s")));
@@ -364,23 +380,29 @@ function cpuDelta(before, after, requests) {
   };
 }
 
-async function throughputPhase(target, emu, rotation, warmupS) {
-  say(`${target.name}: warm-up ${warmupS} s`);
+/**
+ * `nextKey`: every request carries a fresh Idempotency-Key. `meter` (of the Redis-backed
+ * service): started right before and stopped right after the measured run, outside its timing.
+ */
+async function throughputPhase(target, emu, rotation, warmupS, { durationS = opts.durationS, nextKey, meter, label = target.name } = {}) {
+  say(`${label}: warm-up ${warmupS} s`);
   if (warmupS > 0) {
-    const w = await throughput({ url: target.url, connections: opts.connections, durationS: warmupS, rotation, headers: SEND_HEADERS });
+    const w = await throughput({ url: target.url, connections: opts.connections, durationS: warmupS, rotation, headers: SEND_HEADERS, nextKey });
     target.sent += w.requests;
   }
-  say(`${target.name}: throughput ${opts.connections} connections × ${opts.durationS} s`);
+  say(`${label}: throughput ${opts.connections} connections × ${durationS} s`);
+  await meter?.start();
   const before = snapshot(target, emu);
-  const r = await throughput({ url: target.url, connections: opts.connections, durationS: opts.durationS, rotation, headers: SEND_HEADERS });
+  const r = await throughput({ url: target.url, connections: opts.connections, durationS, rotation, headers: SEND_HEADERS, nextKey });
   target.sent += r.requests;
   r.cpu = cpuDelta(before, snapshot(target, emu), r.requests);
+  if (meter) r.store = await meter.stop(r.requests);
   if (r.non2xx > 0 || r.errors > 0 || r.timeouts > 0) {
-    warnings.push(`${target.name} throughput: ${r.non2xx} non-2xx (${JSON.stringify(r.statuses)}), ${r.errors} errors, ${r.timeouts} timeouts`);
+    warnings.push(`${label} throughput: ${r.non2xx} non-2xx (${JSON.stringify(r.statuses)}), ${r.errors} errors, ${r.timeouts} timeouts`);
   }
-  if (r.cpu.emulatorPct > 85) warnings.push(`${target.name} throughput: emulator at ${r.cpu.emulatorPct.toFixed(0)}% of a core — it may be the bottleneck`);
-  if (r.cpu.foreignPct > 15) warnings.push(`${target.name} throughput: other processes on this machine used ${r.cpu.foreignPct.toFixed(0)}% of a core during the run — numbers are noisy`);
-  if (r.cpu.loadgenPct > 85) warnings.push(`${target.name} throughput: load generator at ${r.cpu.loadgenPct.toFixed(0)}% of a core — it may be the bottleneck`);
+  if (r.cpu.emulatorPct > 85) warnings.push(`${label} throughput: emulator at ${r.cpu.emulatorPct.toFixed(0)}% of a core — it may be the bottleneck`);
+  if (r.cpu.foreignPct > 15) warnings.push(`${label} throughput: other processes on this machine used ${r.cpu.foreignPct.toFixed(0)}% of a core during the run — numbers are noisy`);
+  if (r.cpu.loadgenPct > 85) warnings.push(`${label} throughput: load generator at ${r.cpu.loadgenPct.toFixed(0)}% of a core — it may be the bottleneck`);
   return r;
 }
 
@@ -389,16 +411,19 @@ async function throughputPhase(target, emu, rotation, warmupS) {
  * (baseline, service, baseline, …) so that a burst of outside load lands on both alike. The
  * samples of each target are pooled; the first second of each target's first slice is warm-up.
  */
-async function pacedPhase(targets, emu, rotation) {
-  const sliceS = opts.rateDurationS / opts.rateSlices;
-  say(`fixed rate ${opts.rate} req/s × ${opts.rateDurationS} s per target, in ${opts.rateSlices} alternating slice(s)`);
-  const state = targets.map((t) => ({ t, pacer: createPacer({ url: t.url, rotation, headers: SEND_HEADERS }), runs: [], cpu: [] }));
-  for (let i = 0; i < opts.rateSlices; i++) {
+async function pacedPhase(targets, emu, rotation, { rateDurationS = opts.rateDurationS, rateSlices = opts.rateSlices, nextKey, meters = new Map(), label = "" } = {}) {
+  const sliceS = rateDurationS / rateSlices;
+  say(`${label}fixed rate ${opts.rate} req/s × ${rateDurationS} s per target, in ${rateSlices} alternating slice(s)`);
+  const state = targets.map((t) => ({ t, pacer: createPacer({ url: t.url, rotation, headers: SEND_HEADERS, nextKey }), runs: [], cpu: [], store: [] }));
+  for (let i = 0; i < rateSlices; i++) {
     for (const st of state) {
+      const meter = meters.get(st.t);
+      await meter?.start();
       const before = snapshot(st.t, emu);
       const r = await st.pacer.run({ rate: opts.rate, durationS: i === 0 ? sliceS + 1 : sliceS, warmupS: i === 0 ? 1 : 0 });
       st.t.sent += r.sent;
       st.cpu.push(cpuDelta(before, snapshot(st.t, emu), r.sent));
+      if (meter) st.store.push(await meter.stop(r.sent));
       st.runs.push(r);
     }
   }
@@ -413,7 +438,8 @@ async function pacedPhase(targets, emu, rotation) {
       foreignPct: st.cpu.reduce((a, c) => a + c.foreignPct * c.wallMs, 0) / wallMs,
       emulatorPct: st.cpu.reduce((a, c) => a + c.emulatorPct * c.wallMs, 0) / wallMs,
     };
-    const name = st.t.name;
+    if (st.store.length > 0) r.store = sumStoreDeltas(st.store);
+    const name = `${label}${st.t.name}`;
     const bad = Object.entries(r.statuses).filter(([s]) => Number(s) >= 300);
     if (bad.length > 0 || r.errors > 0) warnings.push(`${name} fixed rate: statuses ${JSON.stringify(r.statuses)}, ${r.errors} errors`);
     if (r.cpu.foreignPct > 15) warnings.push(`${name} fixed rate: other processes on this machine used ${r.cpu.foreignPct.toFixed(0)}% of a core during the run — numbers are noisy`);
@@ -503,6 +529,208 @@ async function startupPhase(emu) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Shared store (Redis)
+
+/** A keyed send answered twice: first as a send, then as a replay, or the keyed numbers mean nothing. */
+async function keyedSanity(target, tenant) {
+  const body = JSON.stringify(smallTextBody(tenant, 7));
+  const key = `bench-sanity-${randomBytes(6).toString("hex")}`;
+  const first = await postSend(target.url, body, { "idempotency-key": key });
+  const again = await postSend(target.url, body, { "idempotency-key": key });
+  target.sent += 2;
+  if (first.status !== 202 || first.headers["idempotent-replayed"] !== undefined || again.status !== 202 || again.headers["idempotent-replayed"] !== "true") {
+    throw new HarnessError(`${target.name}: keyed sanity send answered ${first.status} then ${again.status} (replayed: ${again.headers["idempotent-replayed"]}) ${again.text.slice(0, 300)}\n${target.proc.tail(10)}`);
+  }
+}
+
+/** What the shared-store comparison runs: its own options with --store redis, a short run otherwise. */
+function redisParams() {
+  if (opts.store === "redis") {
+    return { rounds: opts.rounds, durationS: opts.durationS, warmupS: opts.warmupS, rateDurationS: opts.rateDurationS, rateSlices: opts.rateSlices, serialCount: quick ? 100 : 300, traceCount: 20 };
+  }
+  // Inside the normal run: one round, short (adds ≈ 35 s to --quick, ≈ 2 min to a full run).
+  return quick
+    ? { rounds: 1, durationS: Math.min(opts.durationS, 2), warmupS: 1, rateDurationS: Math.min(opts.rateDurationS, 2), rateSlices: 1, serialCount: 30, traceCount: 8 }
+    : { rounds: 1, durationS: Math.min(opts.durationS, 10), warmupS: 2, rateDurationS: Math.min(opts.rateDurationS, 8), rateSlices: 2, serialCount: 100, traceCount: 20 };
+}
+
+/**
+ * The service with `store.type: redis` (its own redis-server on loopback) against the same
+ * service with the memory store — not against the baseline — with the main bench's requests
+ * (keyless) and the same with a fresh Idempotency-Key each (keyed). Per variant: sends one at a
+ * time (round trips with nothing to share them with), throughput and fixed-rate latency in
+ * alternating rounds (the store measured first alternates too); then a traced service shows
+ * which commands travel in which round trip.
+ */
+async function redisPhase(emu, tenants, rotation) {
+  const bin = findRedisServer();
+  if (!bin) return { skipped: "redis-server not found (on PATH or BENCH_REDIS_SERVER)" };
+  const p = { ...redisParams(), rate: opts.rate, connections: opts.connections };
+  const redis = await startRedis({ bin, logDir: tmp, nice: opts.nice });
+  procs.push(redis);
+  const redisVersion = /^redis_version:(\S+)/m.exec(await redis.client.info("server"))?.[1] ?? "?";
+  say(`shared store: redis-server ${redisVersion} on port ${redis.port}`);
+  const secretFile = join(tmp, "client-secret");
+  const base = buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile, raiseLimits: true });
+  const memoryConfig = writeJson(tmp, "config-store-memory.json", base);
+  const redisConfig = writeJson(tmp, "config-store-redis.json", { ...base, store: { type: "redis", url: redis.url, keyPrefix: "bench:" } });
+  const memSvc = await startService("store-memory", memoryConfig);
+  memSvc.name = "memory";
+  const shared = await startService("store-redis", redisConfig);
+  shared.name = "redis";
+  for (const t of [memSvc, shared]) {
+    await sanity(t, tenants);
+    await keyedSanity(t, tenants[0]);
+  }
+  const meter = storeMeter({ url: shared.url, redis });
+  const idle = await meter.calibrate();
+  const nextKey = keyGenerator(randomBytes(4).toString("hex"));
+  const variants = [
+    ["keyless", undefined],
+    ["keyed", nextKey],
+  ];
+  const out = { redisVersion, params: p, meteringRoundTrips: idle.roundTrips, serial: {}, rounds: [], trace: undefined, summary: undefined };
+
+  say(`shared store: ${p.serialCount} sends one at a time per store and variant`);
+  for (const [v, key] of variants) {
+    out.serial[v] = {};
+    for (const t of [memSvc, shared]) {
+      const m = t === shared ? meter : undefined;
+      await sequential({ url: t.url, rotation, headers: SEND_HEADERS, count: 5, nextKey: key });
+      await m?.start();
+      const s = await sequential({ url: t.url, rotation, headers: SEND_HEADERS, count: p.serialCount, nextKey: key, offset: 5 });
+      if (m) s.store = await m.stop(s.sent);
+      t.sent += s.sent + 5;
+      delete s.spans;
+      const bad = Object.entries(s.statuses).filter(([code]) => Number(code) >= 300);
+      if (bad.length > 0 || s.errors > 0) warnings.push(`${v} ${t.name} one at a time: statuses ${JSON.stringify(s.statuses)}, ${s.errors} errors`);
+      out.serial[v][t.name] = s;
+    }
+  }
+
+  // Rounds as in the main bench: all throughput rounds, then all fixed-rate rounds.
+  const orderOf = (round) => (round % 2 === 1 ? [memSvc, shared] : [shared, memSvc]);
+  for (let round = 1; round <= p.rounds; round++) {
+    await waitQuiet();
+    const rr = { round };
+    for (const [v, key] of variants) {
+      rr[v] = { throughput: {}, paced: {} };
+      for (const t of orderOf(round)) {
+        const warmupS = round === 1 ? p.warmupS : Math.min(p.warmupS, 1);
+        rr[v].throughput[t.name] = await throughputPhase(t, emu, rotation, warmupS, { durationS: p.durationS, nextKey: key, meter: t === shared ? meter : undefined, label: `${v} ${t.name}` });
+      }
+    }
+    out.rounds.push(rr);
+  }
+  for (const rr of out.rounds) {
+    await waitQuiet();
+    for (const [v, key] of variants) {
+      const order = orderOf(rr.round);
+      const res = await pacedPhase(order, emu, rotation, { rateDurationS: p.rateDurationS, rateSlices: p.rateSlices, nextKey: key, meters: new Map([[shared, meter]]), label: `${v} ` });
+      order.forEach((t, i) => (rr[v].paced[t.name] = res[i]));
+    }
+  }
+  out.rssMb = { memory: memory(memSvc.proc.pid).rssMb, redis: memory(shared.proc.pid).rssMb };
+  await stop(memSvc.proc, 25_000);
+  await stop(shared.proc, 25_000);
+
+  out.trace = await traceRoundTrips(redis, redisConfig, tenants, rotation, p.traceCount, variants);
+  out.summary = summariseRedis(out);
+  await redis.client.quit().catch(() => redis.client.disconnect());
+  await stop(redis);
+  return out;
+}
+
+/**
+ * A fresh Redis-backed service with the redis-trace.mjs preload: `count` sends one at a time
+ * per variant (20 ms apart, so that writes made after an answer are told apart from the next
+ * send's), then its trace is matched to the requests.
+ */
+async function traceRoundTrips(redis, configFile, tenants, rotation, count, variants) {
+  const file = join(tmp, "redis-trace.json");
+  const svc = await startService("store-redis-trace", configFile, {
+    nodeOptions: ["--import", REDIS_TRACE],
+    env: { BENCH_REDIS_TRACE_FILE: file, BENCH_REDIS_TRACE_PORT: String(redis.port) },
+  });
+  try {
+    await sanity(svc, tenants);
+    const spans = [];
+    for (const [v, key] of variants) {
+      const s = await sequential({ url: svc.url, rotation, headers: SEND_HEADERS, count, nextKey: key, gapMs: 20 });
+      spans.push(...s.spans.map((x) => ({ ...x, variant: v })));
+    }
+    const exit = await stop(svc.proc, 25_000);
+    if (!existsSync(file)) {
+      warnings.push(`redis trace: no trace file (service exit ${JSON.stringify(exit)})`);
+      return undefined;
+    }
+    const trace = JSON.parse(readFileSync(file, "utf8"));
+    return { note: `${count} sends per variant, one at a time, 20 ms apart; one line per socket write of the command connection`, ...analyseTrace(trace, spans) };
+  } finally {
+    await stop(svc.proc, 5000);
+  }
+}
+
+function summariseRedis(out) {
+  const R = out.rounds;
+  const S = {};
+  for (const v of ["keyless", "keyed"]) {
+    const tp = (store) => R.map((r) => r[v].throughput[store]);
+    const pc = (store) => R.map((r) => r[v].paced[store]);
+    const serial = out.serial[v];
+    S[v] = {
+      ratio: median(R.map((r) => r[v].throughput.redis.rps / r[v].throughput.memory.rps)),
+      memoryRps: median(tp("memory").map((t) => t.rps)),
+      redisRps: median(tp("redis").map((t) => t.rps)),
+      cpuUsMemory: median(tp("memory").map((t) => t.cpu.targetUsPerReq)),
+      cpuUsRedis: median(tp("redis").map((t) => t.cpu.targetUsPerReq)),
+      redisCpuUs: median(tp("redis").map((t) => perSend(t.store)?.redisCpuUs)),
+      p50OverheadMs: median(R.map((r) => r[v].paced.redis.latency.p50 - r[v].paced.memory.latency.p50)),
+      p99OverheadMs: median(R.map((r) => r[v].paced.redis.latency.p99 - r[v].paced.memory.latency.p99)),
+      pacedCpuUsMemory: median(pc("memory").map((t) => t.cpu.targetUsPerReq)),
+      pacedCpuUsRedis: median(pc("redis").map((t) => t.cpu.targetUsPerReq)),
+      serialP50OverheadMs: serial.redis.latency.p50 - serial.memory.latency.p50,
+      roundTrips: perSend(serial.redis.store)?.roundTrips,
+      roundTripsPaced: median(pc("redis").map((t) => perSend(t.store)?.roundTrips)),
+      roundTripsLoaded: median(tp("redis").map((t) => perSend(t.store)?.roundTrips)),
+      commands: perSend(serial.redis.store)?.commands,
+    };
+  }
+  return S;
+}
+
+function median(xs) {
+  const v = xs.filter((x) => typeof x === "number" && !Number.isNaN(x)).sort((a, b) => a - b);
+  return v.length === 0 ? NaN : v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
+/** The `redis` object of the JSON line (null when the phase did not run). */
+function redisResult(r) {
+  if (!r || r.skipped) return null;
+  const S = r.summary;
+  const r2 = (x, k = 2) => (x === null || x === undefined || Number.isNaN(x) ? null : Number(x.toFixed(k)));
+  return {
+    ratio: r2(S.keyless.ratio, 3),
+    ratioKeyed: r2(S.keyed.ratio, 3),
+    p50OverheadMs: r2(S.keyless.p50OverheadMs),
+    p99OverheadMs: r2(S.keyless.p99OverheadMs),
+    p50OverheadMsKeyed: r2(S.keyed.p50OverheadMs),
+    p99OverheadMsKeyed: r2(S.keyed.p99OverheadMs),
+    cpuUsPerSend: r2(S.keyless.cpuUsRedis, 0),
+    cpuUsPerSendMemory: r2(S.keyless.cpuUsMemory, 0),
+    cpuUsPerSendKeyed: r2(S.keyed.cpuUsRedis, 0),
+    cpuUsPerSendMemoryKeyed: r2(S.keyed.cpuUsMemory, 0),
+    redisCpuUsPerSend: r2(S.keyless.redisCpuUs, 0),
+    redisCpuUsPerSendKeyed: r2(S.keyed.redisCpuUs, 0),
+    roundTripsPerSendKeyless: r2(S.keyless.roundTrips),
+    roundTripsPerSendKeyed: r2(S.keyed.roundTrips),
+    roundTripsPerSendKeylessLoaded: r2(S.keyless.roundTripsLoaded),
+    roundTripsPerSendKeyedLoaded: r2(S.keyed.roundTripsLoaded),
+    rounds: r.params.rounds,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 
 async function main() {
   const m = machine();
@@ -526,6 +754,7 @@ async function main() {
   writeFileSync(join(tmp, "client-secret"), APP_SECRET);
   say(`emulator: ${opts.tenants} tenants, latency ${opts.latencyMs} ms, throttling off`);
   const emu = await startEmulator("emulator", tenants);
+  if (opts.store === "redis") return redisMain(m, emu, tenants, rotation, mix);
   const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile: join(tmp, "client-secret"), raiseLimits: true }));
 
   const cpuProfDir = argv["cpu-prof"] ? resolve(argv["cpu-prof-dir"] ?? join(tmp, "cpuprof")) : undefined;
@@ -550,7 +779,7 @@ async function main() {
     }
   }
 
-  const d = { machine: m, opts, mix, warnings, rounds: [], service: service ? {} : undefined, startup: undefined, result: {} };
+  const d = { machine: m, opts, mix, warnings, load: { start: os.loadavg() }, rounds: [], service: service ? {} : undefined, startup: undefined, redis: undefined, result: {} };
   // Rounds alternate baseline and service so that a noisy neighbour hurts both alike; the
   // reported figures are medians over rounds.
   for (let round = 1; round <= opts.rounds; round++) {
@@ -605,7 +834,17 @@ async function main() {
       }
     }
   }
+  if (opts.store === "auto" && service) {
+    try {
+      d.redis = await redisPhase(emu, tenants, rotation);
+    } catch (err) {
+      // The main numbers stand without it.
+      d.redis = { skipped: `failed: ${err instanceof HarnessError ? err.message : (err?.stack ?? err)}` };
+    }
+    if (d.redis.skipped) warnings.push(`shared-store (Redis) phase not measured: ${d.redis.skipped}`);
+  }
   if (service && !argv["skip-startup"]) d.startup = await startupPhase(emu);
+  d.load.end = os.loadavg();
   await stop(emu.proc);
 
   const med = (xs) => {
@@ -640,6 +879,7 @@ async function main() {
     rssMb: service ? r2(d.service.rssMb, 1) : null,
     startupMs10kTenants: d.startup ? r2(d.startup.startupMs, 0) : null,
     rssMb10kTenants: d.startup ? r2(Math.max(d.startup.rssMb, d.startup.rssIdleMb), 1) : null,
+    ...(opts.store === "auto" ? { redis: redisResult(d.redis) } : {}),
   };
 
   if (!jsonOnly) {
@@ -648,11 +888,37 @@ async function main() {
     if (d.baselineProfile) console.log(`\n${d.baselineProfile.text}`);
     if (d.profile && d.baselineProfile) console.log(`\n${formatProfileDiff(d.profile.summary, d.baselineProfile.summary)}`);
     if (serviceError) console.log(`\nservice half not measured: ${serviceError.message}`);
+    if (d.redis && !d.redis.skipped) console.log(`\n${formatStoreReport(d.redis)}`);
+    console.log(`\nload average (1/5/15 min) at start ${fmtLoad(d.load.start)}, at end ${fmtLoad(d.load.end)}`);
   }
   if (argv.out) writeFileSync(resolve(argv.out), `${JSON.stringify({ ...d, targets: TARGETS.map((t) => ({ key: t.key, want: t.want })) }, null, 2)}\n`);
   if ((keepTmp() || serviceError) && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
   console.log(JSON.stringify(d.result));
   return serviceError && !argv["baseline-only"] ? 2 : 0;
+}
+
+/** `--store redis`: only the shared-store comparison (no baseline, no start-up run). */
+async function redisMain(m, emu, tenants, rotation, mix) {
+  if (!findRedisServer()) throw new HarnessError("--store redis: redis-server not found (install it, or set BENCH_REDIS_SERVER to its path)");
+  const d = { machine: m, opts, mix, warnings, load: { start: os.loadavg() }, redis: undefined, result: {} };
+  d.redis = await redisPhase(emu, tenants, rotation);
+  await stop(emu.proc);
+  d.load.end = os.loadavg();
+  d.result = { store: "redis", tenants: opts.tenants, redis: redisResult(d.redis) };
+  if (!jsonOnly) {
+    console.log(`noreply-relay bench, shared store — ${m.cpus} × ${m.cpuModel}, Node ${m.node}; ${opts.tenants} tenants, Graph latency ${opts.latencyMs} ms, ${opts.connections} connections, mix ${mix}\n`);
+    console.log(formatStoreReport(d.redis));
+    for (const w of warnings) console.log(`warning: ${w}`);
+    console.log(`\nload average (1/5/15 min) at start ${fmtLoad(d.load.start)}, at end ${fmtLoad(d.load.end)}`);
+  }
+  if (argv.out) writeFileSync(resolve(argv.out), `${JSON.stringify(d, null, 2)}\n`);
+  if (keepTmp() && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
+  console.log(JSON.stringify(d.result));
+  return 0;
+}
+
+function fmtLoad(l) {
+  return l ? l.map((x) => x.toFixed(2)).join(" / ") : "-";
 }
 
 function profileReport(name, dir, exit, requests) {
