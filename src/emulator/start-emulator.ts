@@ -426,25 +426,31 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       });
       return;
     }
-    // Released when the response is done; a client that already went away frees it now.
+    // Released once the answer is written: Graph is done with the request, and its client may act
+    // on the answer (and send the next one) before this process sees the write flushed. A client
+    // that goes away first frees it then.
     if (x.res.closed) slot.release();
     else x.res.once("close", slot.release);
-    await sleep(delay);
+    try {
+      await sleep(delay);
 
-    const parsed = await parseSendMail(body, x.req.headers["content-type"], auth, x.requestId);
-    if (!parsed.ok) {
-      sendGraphError(x, parsed.error);
-      return;
+      const parsed = await parseSendMail(body, x.req.headers["content-type"], auth, x.requestId);
+      if (!parsed.ok) {
+        sendGraphError(x, parsed.error);
+        return;
+      }
+      store.add(parsed.message);
+      if (fault?.spec.action === "acceptThen504") {
+        x.log.faultId = fault.id;
+        const e = { ...graphErrors.gatewayTimeout, status: fault.spec.status };
+        if (fault.spec.body !== undefined) sendFaultAnswer(x, fault.spec.status, fault.spec.body);
+        else sendGraphError(x, e);
+        return;
+      }
+      send(x.res, 202, undefined, graphHeaders(x));
+    } finally {
+      slot.release();
     }
-    store.add(parsed.message);
-    if (fault?.spec.action === "acceptThen504") {
-      x.log.faultId = fault.id;
-      const e = { ...graphErrors.gatewayTimeout, status: fault.spec.status };
-      if (fault.spec.body !== undefined) sendFaultAnswer(x, fault.spec.status, fault.spec.body);
-      else sendGraphError(x, e);
-      return;
-    }
-    send(x.res, 202, undefined, graphHeaders(x));
   }
 
   // ---- control API ----------------------------------------------------------------------

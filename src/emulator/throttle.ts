@@ -31,7 +31,7 @@ interface Meter {
 /**
  * Outlook's per (app, mailbox) limits: requests in flight (MailboxConcurrency, 4 in Exchange
  * Online) and requests per time window (10,000 per 10 minutes). A limit of 0 disables it.
- * Slots are held until the response is finished, so injected latency counts as in flight.
+ * Slots are held until the answer is written, so injected latency counts as in flight.
  * Requests in flight are measured even with the limits off, so tests can read the peak.
  */
 export class Throttle {
