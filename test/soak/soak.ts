@@ -1,8 +1,24 @@
-import { realpathSync } from "node:fs";
-import { pathToFileURL } from "node:url";
-import type { FaultHandle, FaultInput } from "../../src/emulator/faults.js";
-import { CONTOSO, message, standardScenario } from "../support/fixtures.js";
+import { CONTOSO, standardScenario } from "../support/fixtures.js";
 import { metricValue, startHarness, type HttpResult } from "../support/harness.js";
+import {
+  answerOf,
+  bodyText,
+  carefulClient,
+  checkDeliveries,
+  checkGraphConcurrency,
+  FaultInjector,
+  flag,
+  isEntryPoint,
+  leakedInLogs,
+  mulberry32,
+  newSeed,
+  planMessage,
+  runClients,
+  SoakLedger,
+  SUBJECT_PREFIX,
+  totalSends,
+  type SendOnce,
+} from "./soak-kit.js";
 
 /*
  * The fault soak: thousands of sends through the service (real adapters, HTTP) to the emulator,
@@ -13,7 +29,9 @@ import { metricValue, startHarness, type HttpResult } from "../support/harness.j
  *   - every request got exactly one answer (the client saw one; the service counted and logged one),
  *   - every 202 matches exactly one message in the emulator, with that key,
  *   - no key ever caused a second message, and no message went out unannounced (202 or 504),
- *   - Graph never answered 429 for concurrency (only the injected ones),
+ *   - Graph never had more than 4 sends of a mailbox at once, and never answered 429 for
+ *     concurrency (only the injected ones),
+ *   - no secret or message body reached the log,
  *   - and every answer conformed to openapi.yaml (the harness checks each).
  *
  * `npm run soak` runs it big (flags: --messages --concurrency --fault-rate --seed) and exits 1 on
@@ -56,32 +74,19 @@ export interface SoakReport {
   /** Keys with more than one message: must be 0. */
   readonly duplicates: number;
   readonly graphConcurrency429: number;
+  /** Per sender mailbox: most sendMails at Graph at once (the emulator's measure) and the limit. */
+  readonly peakConcurrency: Record<string, { peak: number; limit: number }>;
   readonly durationMs: number;
   /** Every promise broken; empty when the soak passed. */
   readonly violations: string[];
 }
 
-type FaultKind = "throttle" | "unavailable" | "unavailable_retry_after" | "accept_then_504" | "reset_before_body" | "reset_after_body" | "latency";
-const FAULT_KINDS: readonly FaultKind[] = ["throttle", "unavailable", "unavailable_retry_after", "accept_then_504", "reset_before_body", "reset_after_body", "latency"];
-
 /** The soak's tenants: each its own sender mailbox in Contoso, so four lines run side by side. */
 const SOAK_TENANTS = ["soak-a", "soak-b", "soak-c", "soak-d"] as const;
 
-interface Answer {
-  readonly key: string;
-  readonly status: number;
-  readonly body: string;
-  readonly replayed: boolean;
-  readonly internetMessageId?: string;
-}
-
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
-  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const seed = options.seed ?? newSeed();
   const random = mulberry32(seed);
-  const faultRate = options.faultRate ?? 0.15;
-  const doubleSendRate = options.doubleSendRate ?? 0.05;
-  const maxAttempts = options.maxAttempts ?? 6;
-  const progress = options.progress ?? (() => {});
   const run = `${seed.toString(36)}-${Date.now().toString(36)}`;
 
   const scenario = standardScenario();
@@ -97,83 +102,39 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     },
   });
 
-  const answers: Answer[] = [];
-  const violations: string[] = [];
-  const faultsInjected: Record<string, number> = {};
-  const handles: FaultHandle[] = [];
-  const finals: Record<string, number> = {};
-  let requests = 0;
+  const ledger = new SoakLedger();
+  const faults = new FaultInjector(h.emulator.state, random, options.faultRate ?? 0.15);
   const started = Date.now();
   try {
     const sentBefore = totalSends((await h.get("/metrics")).text);
 
-    const injectFault = (mailbox: string): void => {
-      const kind = FAULT_KINDS[Math.floor(random() * FAULT_KINDS.length)]!;
-      faultsInjected[kind] = (faultsInjected[kind] ?? 0) + 1;
-      handles.push(h.emulator.state.inject(faultFor(kind, mailbox, random)));
-    };
-
-    const sendOnce = async (key: string, body: Record<string, unknown>, mailbox: string): Promise<Answer> => {
-      if (random() < faultRate) injectFault(mailbox);
-      requests++;
+    const sendOnce: SendOnce = async (key, body, mailbox) => {
+      faults.maybeInject(mailbox);
+      ledger.requests++;
       let res: HttpResult;
       try {
         res = await h.send(body, { headers: { "idempotency-key": key } });
       } catch (err) {
-        violations.push(`key ${key}: no answer: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`);
+        ledger.violations.push(`key ${key}: no answer: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`);
         return { key, status: 0, body: "", replayed: false };
       }
-      const answer: Answer = {
-        key,
-        status: res.status,
-        body: res.text,
-        replayed: res.headers.get("idempotent-replayed") === "true",
-        ...(res.status === 202 ? { internetMessageId: res.json.internetMessageId as string } : {}),
-      };
-      answers.push(answer);
-      return answer;
+      return ledger.answered(answerOf(key, res));
     };
 
-    // One careful client per message: the same key and body on every retry.
-    const client = async (i: number): Promise<void> => {
-      const tenant = SOAK_TENANTS[i % SOAK_TENANTS.length]!;
-      const mailbox = `${tenant}@contoso.com`;
-      const key = `soak-${run}-${i}`;
-      const recipients = Array.from({ length: 1 + Math.floor(random() * 3) }, (_, r) => `r${r}.${i}@example.com`);
-      const body = message(tenant, { subject: `soak ${key}`, to: recipients });
-      let last: Answer | undefined;
-      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-        const twice = random() < doubleSendRate;
-        const results = await Promise.all([sendOnce(key, body, mailbox), ...(twice ? [sendOnce(key, body, mailbox)] : [])]);
-        last = results.find((r) => r.status === 202) ?? results[0]!;
-        // 202: done. 504: Graph may have it; one retry with the key must get the same 504 back.
-        if (last.status === 202 || (last.status === 504 && attempt >= 2) || ![429, 503, 504, 0].includes(last.status)) break;
-        const retryAfter = Number(JSON.parse(last.body || "{}").retryAfterSeconds ?? 1);
-        // Impatient but not hasty: a fraction of Retry-After, so the service's own waits get exercised.
-        await sleep(Math.min(retryAfter * 1000, 600) * (0.5 + random() / 2));
-      }
-      const final = last === undefined ? "none" : String(last.status);
-      finals[final] = (finals[final] ?? 0) + 1;
-    };
-
-    let next = 0;
-    let done = 0;
-    const ticker = setInterval(() => progress(`${done}/${options.messages} messages, ${requests} requests, ${Math.round((Date.now() - started) / 1000)} s`), 5_000);
-    try {
-      await Promise.all(
-        Array.from({ length: Math.min(options.concurrency, options.messages) }, async () => {
-          while (next < options.messages) {
-            await client(next++);
-            done++;
-          }
-        }),
-      );
-    } finally {
-      clearInterval(ticker);
-    }
-    for (const handle of handles) handle.clear();
+    await runClients({
+      messages: options.messages,
+      concurrency: options.concurrency,
+      requests: () => ledger.requests,
+      ...(options.progress !== undefined ? { progress: options.progress } : {}),
+      client: async (i) => {
+        const plan = planMessage(i, run, SOAK_TENANTS, random);
+        ledger.final(await carefulClient(plan, sendOnce, { random, doubleSendRate: options.doubleSendRate ?? 0.05, maxAttempts: options.maxAttempts ?? 6 }));
+      },
+    });
+    faults.clear();
 
     // --- what the service says it did
+    const { requests, answers, violations } = ledger;
     const metrics = (await h.get("/metrics")).text;
     const counted = totalSends(metrics) - sentBefore;
     if (answers.length !== requests) violations.push(`${requests} requests but ${answers.length} answers`);
@@ -182,104 +143,34 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     if (logLines !== requests) violations.push(`${requests} requests but ${logLines} request log lines`);
     const inflight = metricValue(metrics, "noreply_relay_inflight_sends");
     if (inflight !== 0) violations.push(`noreply_relay_inflight_sends is ${inflight} after the soak`);
+    violations.push(...leakedInLogs(h.logs.text, [...h.secrets, bodyText(run)]));
 
-    // --- what the emulator received
-    const stored = h.emulator.state.messages({ subject: `soak soak-${run}-` });
-    const byKey = new Map<string, string[]>();
-    for (const m of stored) {
-      const key = m.subject.slice("soak ".length);
-      byKey.set(key, [...(byKey.get(key) ?? []), m.internetMessageId ?? ""]);
-    }
-    const duplicates = [...byKey.values()].filter((ids) => ids.length > 1).length;
-    if (duplicates > 0) violations.push(`${duplicates} keys produced more than one message`);
+    // --- what the emulator received and measured
+    const deliveries = checkDeliveries(answers, h.emulator.state.messages({ subject: `${SUBJECT_PREFIX}soak-${run}-` }));
+    violations.push(...deliveries.violations);
+    const concurrency = checkGraphConcurrency(h.emulator.state.concurrency(), new Map(SOAK_TENANTS.map((t) => [`${t}@contoso.com`, 4])));
+    violations.push(...concurrency.violations);
 
-    const answersByKey = new Map<string, Answer[]>();
-    for (const a of answers) answersByKey.set(a.key, [...(answersByKey.get(a.key) ?? []), a]);
-    for (const [key, list] of answersByKey) {
-      const accepted = list.filter((a) => a.status === 202);
-      const bodies = new Set(accepted.map((a) => a.body));
-      if (bodies.size > 1) violations.push(`key ${key}: 202 answers with different bodies`);
-      const delivered = byKey.get(key) ?? [];
-      if (accepted.length > 0 && (delivered.length !== 1 || delivered[0] !== accepted[0]!.internetMessageId)) {
-        violations.push(`key ${key}: 202 with ${accepted[0]!.internetMessageId} but the emulator holds [${delivered.join(", ")}]`);
-      }
-      if (delivered.length > 0 && accepted.length === 0 && !list.some((a) => a.status === 504)) {
-        violations.push(`key ${key}: a message went out but the client was told ${[...new Set(list.map((a) => a.status))].join(", ")}`);
-      }
-    }
-    for (const key of byKey.keys()) if (!answersByKey.has(key)) violations.push(`key ${key}: a message nobody asked for`);
-
-    const graph429 = h.emulator.state.requests({ kind: "sendMail", status: 429 }).filter((r) => r.faultId === undefined).length;
-    if (graph429 > 0) violations.push(`Graph answered ${graph429} requests with its own 429 (concurrency)`);
-
-    const statuses: Record<string, number> = {};
-    for (const a of answers) statuses[a.status] = (statuses[a.status] ?? 0) + 1;
     return {
       seed,
       messages: options.messages,
       requests,
       answers: answers.length,
-      statuses,
-      replays: answers.filter((a) => a.replayed).length,
-      faultsInjected,
-      faultsHit: handles.reduce((n, f) => n + f.hits, 0),
-      finals,
-      delivered: stored.length,
-      duplicates,
-      graphConcurrency429: graph429,
+      statuses: ledger.statuses(),
+      replays: ledger.replays(),
+      faultsInjected: faults.injected,
+      faultsHit: faults.hits,
+      finals: ledger.finals,
+      delivered: deliveries.delivered,
+      duplicates: deliveries.duplicates,
+      graphConcurrency429: concurrency.graphConcurrency429,
+      peakConcurrency: concurrency.peaks,
       durationMs: Date.now() - started,
       violations,
     };
   } finally {
     await h.close();
   }
-}
-
-function faultFor(kind: FaultKind, mailbox: string, random: () => number): FaultInput {
-  const base = { kind: "sendMail" as const, mailbox, times: 1 };
-  switch (kind) {
-    case "throttle":
-      return { ...base, action: "respond", status: 429, retryAfter: 1 };
-    case "unavailable":
-      return { ...base, action: "respond", status: 503 };
-    case "unavailable_retry_after":
-      return { ...base, action: "respond", status: 503, retryAfter: 1 };
-    case "accept_then_504":
-      return { ...base, action: "acceptThen504" };
-    case "reset_before_body":
-      return { ...base, action: "reset", when: "beforeBody" };
-    case "reset_after_body":
-      return { ...base, action: "reset", when: "afterBody" };
-    case "latency":
-      return { ...base, times: 1 + Math.floor(random() * 4), action: "latency", fixedMs: 100 + Math.floor(random() * 700) };
-  }
-}
-
-function totalSends(metrics: string): number {
-  let sum = 0;
-  for (const line of metrics.split("\n")) if (line.startsWith("noreply_relay_send_total{")) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-  return sum;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** A small seeded PRNG, so a run's choices can be repeated with its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function flag(args: readonly string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
 }
 
 async function main(): Promise<void> {
@@ -296,17 +187,7 @@ async function main(): Promise<void> {
   process.exitCode = report.violations.length === 0 ? 0 : 1;
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (script === undefined) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(script)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   main().catch((err: unknown) => {
     console.error("soak failed:", err);
     process.exit(1);
