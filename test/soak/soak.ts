@@ -1,5 +1,6 @@
 import { CONTOSO, standardScenario } from "../support/fixtures.js";
 import { metricValue, startHarness, type HttpResult } from "../support/harness.js";
+import { runMultiReplicaSoak, type MultiReplicaSoakOptions } from "./multi-replica-soak.js";
 import {
   answerOf,
   bodyText,
@@ -35,7 +36,8 @@ import {
  *   - and every answer conformed to openapi.yaml (the harness checks each).
  *
  * `npm run soak` runs it big (flags: --messages --concurrency --fault-rate --seed) and exits 1 on
- * any violation; test/soak/soak.test.ts runs it small inside `npm test`.
+ * any violation; test/soak/soak.test.ts runs it small inside `npm test`. With `--replicas N`
+ * (N > 1) it runs the multi-replica soak instead (multi-replica-soak.ts).
  */
 
 export interface SoakOptions {
@@ -176,13 +178,29 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const seed = flag(args, "seed");
-  const report = await runSoak({
-    messages: Number(flag(args, "messages") ?? 5_000),
+  const replicas = Number(flag(args, "replicas") ?? 1);
+  const common = {
     concurrency: Number(flag(args, "concurrency") ?? 64),
     faultRate: Number(flag(args, "fault-rate") ?? 0.15),
     ...(seed !== undefined ? { seed: Number(seed) } : {}),
-    progress: (line) => console.error(line),
-  });
+    progress: (line: string) => console.error(line),
+  };
+  let report: { violations: readonly string[] };
+  if (replicas > 1) {
+    const store = flag(args, "store") ?? "redis";
+    if (store !== "redis" && store !== "memory") throw new Error("--store must be redis or memory");
+    const options: MultiReplicaSoakOptions = {
+      ...common,
+      replicas,
+      messages: Number(flag(args, "messages") ?? 3_000),
+      store: store as MultiReplicaSoakOptions["store"],
+      ...(flag(args, "lease-seconds") !== undefined ? { leaseSeconds: Number(flag(args, "lease-seconds")) } : {}),
+      ...(flag(args, "kill-after") !== undefined ? { killAfter: Number(flag(args, "kill-after")) } : {}),
+    };
+    report = await runMultiReplicaSoak(options);
+  } else {
+    report = await runSoak({ ...common, messages: Number(flag(args, "messages") ?? 5_000) });
+  }
   console.log(JSON.stringify(report));
   process.exitCode = report.violations.length === 0 ? 0 : 1;
 }
