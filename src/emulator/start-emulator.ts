@@ -265,11 +265,14 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     let payload = body;
     if (payload === undefined) {
       const text = STATUS_CODES[status] ?? "Error";
-      payload = isGraph
-        ? graphErrorBody({ status, code: text.replace(/[^A-Za-z]/g, ""), message: text }, x.requestId, x.clientRequestId)
-        : status >= 400
-          ? { error: "temporarily_unavailable", error_description: text }
-          : {};
+      if (isGraph) payload = graphErrorBody({ status, code: text.replace(/[^A-Za-z]/g, ""), message: text }, x.requestId, x.clientRequestId);
+      else if (status === 429 || status >= 500) {
+        // Entra's own outage body (with its AADSTS code), so a client is tested against what Entra
+        // really sends on a bad day: see entraErrors.transient / entraErrors.throttled.
+        const e = entraError(status === 429 ? entraErrors.throttled : entraErrors.transient, {}, x.clientRequestId);
+        x.log.errorCode = `AADSTS${e.body.error_codes[0]}`;
+        payload = e.body;
+      } else payload = status >= 400 ? { error: "invalid_request", error_description: text } : {};
     }
     const base: Record<string, string> = isGraph ? graphHeaders(x) : { "client-request-id": x.clientRequestId };
     const contentType = typeof payload === "string" ? "text/plain; charset=utf-8" : "application/json";
