@@ -162,6 +162,14 @@ export const configSchema = z
           .max(3600)
           .default(30)
           .describe("After Entra rejects a tenant's credential, answer from memory for this long instead of asking Entra again."),
+        maxRetryAfterSeconds: z
+          .int()
+          .min(1)
+          .max(86_400)
+          .default(600)
+          .describe(
+            "Longest wait one Graph Retry-After may impose on a mailbox; longer values are clamped (a reload or SIGHUP also clears a mailbox's throttle memory).",
+          ),
         watchConfig: z.boolean().default(true).describe("Re-read the config file when it changes (SIGHUP always re-reads)."),
         publicUrl: httpsUrlOrHttp().optional().describe("The service's external base URL, used for the admin-consent redirect URI."),
       })

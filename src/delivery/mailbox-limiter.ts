@@ -252,6 +252,24 @@ export class MailboxLimiter {
     this.#scheduleWake(key, state);
   }
 
+  /**
+   * Forgets Graph's 429 for mailbox `key` (a config reload changed its tenant, or SIGHUP): sends
+   * waiting for the throttle to end are let in at once. Without `key`, for every mailbox.
+   * (Issue 12; a shared implementation must offer the same.)
+   */
+  clearThrottle(key?: string): void {
+    const states = key === undefined ? [...this.#states] : ([[key, this.#states.get(key)]] as const);
+    for (const [k, state] of states) {
+      if (!state || state.throttledUntil === 0) continue;
+      state.throttledUntil = 0;
+      if (state.cancelWake) {
+        state.cancelWake();
+        state.cancelWake = undefined;
+      }
+      this.#dispatch(k, state);
+    }
+  }
+
   /** Epoch ms until which the mailbox is held back after Graph's 429, if still ahead. */
   throttledUntil(key: string): number | undefined {
     const until = this.#states.get(key)?.throttledUntil ?? 0;

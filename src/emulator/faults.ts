@@ -19,7 +19,9 @@ const common = {
 
 /**
  * A fault to inject, discriminated by `action`:
- * - `respond`: answer `status` with `body` (JSON if an object) / `headers` / `retryAfter` (seconds).
+ * - `respond`: answer `status` with `body` (JSON if an object) / `headers` / `retryAfter`: a number
+ *   is seconds written as given, decimals included (Graph sends `Retry-After: 2.128`,
+ *   https://learn.microsoft.com/en-us/graph/throttling); a string is sent verbatim (an HTTP-date).
  * - `reset`: destroy the connection, `beforeBody` (nothing read) or `afterBody` (default).
  * - `hang`: never answer; the connection is held until the client gives up or the emulator closes.
  * - `acceptThen504`: process the request normally (a sendMail IS stored), then answer `status`
@@ -33,7 +35,7 @@ export const faultSchema = z.discriminatedUnion("action", [
     status: z.number().int().min(100).max(599),
     body: z.unknown().optional(),
     headers: z.record(z.string(), z.string()).optional(),
-    retryAfter: z.number().min(0).optional(),
+    retryAfter: z.union([z.number().min(0), z.string().min(1)]).optional(),
   }),
   z.strictObject({ ...common, action: z.literal("reset"), when: z.enum(["beforeBody", "afterBody"]).default("afterBody") }),
   z.strictObject({ ...common, action: z.literal("hang") }),

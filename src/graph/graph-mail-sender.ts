@@ -8,11 +8,13 @@ import { NO_PERMISSIONS, mapGraphRefusal, parseGraphErrorBody } from "./graph-er
 import { SendAttempt, TokenAuthMiddleware, UndiciTransport, type AttemptResult } from "./graph-middleware.js";
 import { createHttpsAgent } from "./http-dispatcher.js";
 import {
+  capRetryAfter,
   defaultRetryPolicy,
   headerValue,
   parseRetryAfter,
   toRetryAfterSeconds,
   waitFits,
+  type ResponseHeaders,
   type RetryPolicy,
 } from "./retry-policy.js";
 
@@ -20,6 +22,8 @@ import {
 const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
 /** Default for `permissionRecheckMs`. */
 const PERMISSION_RECHECK_MS = 60_000;
+/** Default for `maxRetryAfterMs` (`server.maxRetryAfterSeconds`). */
+const MAX_RETRY_AFTER_MS = 600_000;
 
 /** What the sender may ask of the token provider besides tokens. */
 export interface RenewableTokenProvider extends TokenProvider {
@@ -48,6 +52,12 @@ export interface GraphMailSenderOptions {
    * request per interval, not one per send. Default 60 s.
    */
   readonly permissionRecheckMs?: number;
+  /**
+   * Longest wait one Graph Retry-After may impose (ms): longer ones are clamped, for this send,
+   * for the mailbox's throttle memory and for the caller's Retry-After. A function is read at
+   * each answer, so a reloaded `server.maxRetryAfterSeconds` applies. Default 10 minutes.
+   */
+  readonly maxRetryAfterMs?: number | (() => number);
 }
 
 /** The Graph adapter: the port plus closing its connections. */
@@ -72,6 +82,7 @@ class GraphMailSenderImpl implements GraphMailSender {
   private readonly policy: RetryPolicy;
   private readonly attemptTimeoutMs: number;
   private readonly permissionRecheckMs: number;
+  private readonly maxRetryAfterMs: () => number;
   private readonly tokens: RenewableTokenProvider;
   private readonly observer: SendObserver;
   private readonly logger: Logger;
@@ -84,6 +95,8 @@ class GraphMailSenderImpl implements GraphMailSender {
     this.policy = { ...defaultRetryPolicy, ...options.retryPolicy };
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 30_000;
     this.permissionRecheckMs = options.permissionRecheckMs ?? PERMISSION_RECHECK_MS;
+    const max = options.maxRetryAfterMs ?? MAX_RETRY_AFTER_MS;
+    this.maxRetryAfterMs = typeof max === "function" ? max : () => max;
     this.tokens = options.tokenProvider;
     this.observer = options.observer;
     this.logger = options.logger;
@@ -158,7 +171,7 @@ class GraphMailSenderImpl implements GraphMailSender {
 
       if (status === 429) {
         this.observer.graphThrottled(target.tenantKey);
-        const wait = parseRetryAfter(headers, Date.now()) ?? this.policy.throttledDefaultWaitMs;
+        const wait = this.retryAfter(headers, log) ?? this.policy.throttledDefaultWaitMs;
         // Before sleeping: the mailbox's other sends hold back too instead of earning their own 429.
         request.onThrottled?.(Date.now() + wait);
         if (this.canRetry(attempts, wait, request)) {
@@ -173,7 +186,7 @@ class GraphMailSenderImpl implements GraphMailSender {
       }
 
       if (status === 503) {
-        const wait = parseRetryAfter(headers, Date.now());
+        const wait = this.retryAfter(headers, log);
         if (wait !== undefined && this.canRetry(attempts, wait, request)) {
           this.logger.debug({ ...log, waitMs: wait }, "Graph unavailable with Retry-After; waiting as told");
           if (await sleep(wait, request.signal)) continue;
@@ -216,6 +229,15 @@ class GraphMailSenderImpl implements GraphMailSender {
 
   async close(): Promise<void> {
     if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  /** Graph's Retry-After (ms), capped at maxRetryAfterMs; undefined when absent or unreadable. */
+  private retryAfter(headers: ResponseHeaders, log: Record<string, unknown>): number | undefined {
+    const given = parseRetryAfter(headers, Date.now());
+    if (given === undefined) return undefined;
+    const max = this.maxRetryAfterMs();
+    if (given > max) this.logger.warn({ ...log, retryAfterMs: given, maxRetryAfterMs: max }, "Graph's Retry-After is longer than server.maxRetryAfterSeconds; clamped");
+    return capRetryAfter(given, max);
   }
 
   private canRetry(attempts: number, waitMs: number, request: GraphSendRequest): boolean {
