@@ -105,9 +105,22 @@ export async function authorizeSendMail(
   if (entry === undefined) return { ok: false, error: graphErrors.invalidUser(userSegment), claims };
   if (entry.tenant.id.toLowerCase() !== String(claims.tid).toLowerCase()) return { ok: false, error: graphErrors.tokenWrongTenant, claims };
   const roles = Array.isArray(claims.roles) ? claims.roles : [];
-  if (roles.length === 0) return { ok: false, error: graphErrors.noPermissions, claims };
-  if (!roles.includes("Mail.Send")) return { ok: false, error: graphErrors.accessDenied, claims };
-  if (!dir.mayAccess(entry.tenant.id, claims.appid, entry.mailbox)) return { ok: false, error: graphErrors.accessPolicy, claims };
+  // Two ways to Mail.Send, adding up: Exchange RBAC for Applications (a scoped grant the token
+  // does not show; https://learn.microsoft.com/en-us/exchange/permissions-exo/application-rbac)
+  // and the Entra application permission (the token's `roles`), which an ApplicationAccessPolicy
+  // may narrow.
+  const rbac = dir.rbacMailSend(entry.tenant.id, claims.appid, entry.mailbox);
+  if (rbac !== "inScope") {
+    if (!roles.includes("Mail.Send")) {
+      // The app has Exchange grants, none covering this mailbox: Graph refuses with 403
+      // (maester365/maester#961 handles exactly that 403). Exchange does not publish the body for
+      // this case; the emulator sends the generic access-denied one.
+      if (rbac === "outOfScope") return { ok: false, error: graphErrors.accessDenied, claims };
+      if (roles.length === 0) return { ok: false, error: graphErrors.noPermissions, claims };
+      return { ok: false, error: graphErrors.accessDenied, claims };
+    }
+    if (!dir.mayAccess(entry.tenant.id, claims.appid, entry.mailbox)) return { ok: false, error: graphErrors.accessPolicy, claims };
+  }
   if (entry.mailbox.state === "notRestEnabled") return { ok: false, error: graphErrors.notRestEnabled, claims };
   return { ok: true, auth: { claims, entry } };
 }

@@ -57,6 +57,20 @@ export const accessPolicySchema = z
     message: "an access policy needs exactly one of `allow` or `deny`",
   });
 
+/**
+ * An Exchange RBAC for Applications grant: `New-ManagementRoleAssignment -App <sp> -Role <role>
+ * [-CustomResourceScope <scope>]` (https://learn.microsoft.com/en-us/exchange/permissions-exo/application-rbac).
+ * Such a grant lives in Exchange, not in Entra: the app's token carries no role for it, and Graph
+ * still lets the app act on the mailboxes in the scope. Grants add to the Entra permissions.
+ */
+export const roleAssignmentSchema = z.strictObject({
+  appId: guid,
+  /** Exchange application role; `Application Mail.Send` is the one sendMail needs. */
+  role: z.string().min(1).default("Application Mail.Send"),
+  /** The management scope: the mailboxes (address, alias or object id) it covers. Absent = the whole organization. */
+  mailboxes: z.array(z.string().min(1)).optional(),
+});
+
 /** An Entra ID tenant with its Exchange Online mailboxes. */
 export const tenantSchema = z.strictObject({
   id: guid,
@@ -67,6 +81,8 @@ export const tenantSchema = z.strictObject({
   consents: z.array(consentSchema).default([]),
   /** Per app. No policy for an app = it may send as any mailbox of the tenant. */
   accessPolicies: z.array(accessPolicySchema).default([]),
+  /** Exchange RBAC for Applications role assignments (scoped grants that tokens do not show). */
+  roleAssignments: z.array(roleAssignmentSchema).default([]),
 });
 
 /** A client secret of an app registration. */
