@@ -108,6 +108,12 @@ export const tenantSchema = z.strictObject({
   displayName: z.string().max(256).optional().describe("Human name of the customer, shown by /tenants and the CLI."),
   saveToSentItems: z.boolean().default(false).describe("Keep a copy in the sender's Sent Items unless the request says otherwise."),
   app: appSchema.optional().describe("A registration the customer made in its own tenant; overrides the top-level app."),
+  accessModel: z
+    .enum(["consent", "rbac"])
+    .default("consent")
+    .describe(
+      "How the tenant grants Mail.Send: consent (the Entra application permission, optionally narrowed by an ApplicationAccessPolicy) or rbac (Exchange RBAC for Applications: a role assignment scoped to the sender; tokens carry no Mail.Send role).",
+    ),
   limits: limitsSchema.prefault({}),
 });
 

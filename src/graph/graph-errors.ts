@@ -31,6 +31,8 @@ export interface RefusalContext {
   readonly sender: string;
   readonly tenantId: string;
   readonly clientId: string;
+  /** `rbac`: the tenant grants Mail.Send through Exchange RBAC for Applications (tokens carry no role). */
+  readonly accessModel?: "consent" | "rbac";
 }
 
 /** A refusal turned into the caller's problem, and how loudly to log it. */
@@ -75,6 +77,19 @@ export function mapGraphRefusal(status: number, body: GraphErrorBody, headers: R
       "policy_denied",
       `Exchange Online refused app ${ctx.clientId} access to ${mailbox} (ApplicationAccessPolicy or RBAC for Applications scope). ` +
         `An Exchange admin of tenant ${ctx.tenantId} must add the mailbox to the app's policy or management scope (check with Test-ApplicationAccessPolicy or Test-ServicePrincipalAuthorization).`,
+      extras,
+    );
+  }
+  if (ctx.accessModel === "rbac" && (status === 403 || graphCode === NO_PERMISSIONS)) {
+    // RBAC for Applications: the grant is an Exchange role assignment with a management scope, and
+    // the token never carries Mail.Send. A refusal means the mailbox is outside that scope (or no
+    // assignment exists yet). A tenant-wide Mail.Send would "fix" it by letting the app send as
+    // every mailbox, so that is never the advice; and the token stays (a new one would be the same).
+    return warn(
+      "policy_denied",
+      `Exchange Online refused app ${ctx.clientId} access to ${mailbox}: tenant ${ctx.tenantId} uses RBAC for Applications and the mailbox is outside the app's management scope. ` +
+        `An Exchange admin of the tenant must add the mailbox to the management scope of the app's "Application Mail.Send" role assignment (run the script from noreply-relay policy-script; check with Test-ServicePrincipalAuthorization). ` +
+        `Do not grant the app a tenant-wide permission instead. Scope changes can take up to 2 hours to reach Graph.`,
       extras,
     );
   }

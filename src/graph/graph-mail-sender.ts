@@ -220,6 +220,7 @@ class GraphMailSenderImpl implements GraphMailSender {
         sender: request.sender,
         tenantId: target.tenantId,
         clientId: target.app.clientId,
+        ...(request.accessModel !== undefined ? { accessModel: request.accessModel } : {}),
       });
       this.logger[mapped.level]({ ...log, status, code: mapped.error.code, ...mapped.error.extras }, "Graph refused the message");
       if (mapped.error.code === "permission_missing") this.tokens.invalidate?.(target, { olderThanMs: this.permissionRecheckMs });

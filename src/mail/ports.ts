@@ -83,6 +83,12 @@ export interface GraphSendRequest {
   readonly requestId: string;
   readonly signal?: AbortSignal;
   /**
+   * How the tenant grants Mail.Send. With `rbac` (Exchange RBAC for Applications) the token has
+   * no Mail.Send role by design, so a 403 means "mailbox outside the app's management scope"
+   * (policy_denied), never "grant consent", and the token is kept. Default `consent`.
+   */
+  readonly accessModel?: "consent" | "rbac";
+  /**
    * Called at each 429 from Graph with the epoch ms until which Graph asked the mailbox to
    * wait, before the sender sleeps or gives up; the use case holds the mailbox's other sends
    * until then, so they do not run into the same 429.

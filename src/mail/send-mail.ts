@@ -119,6 +119,7 @@ export class SendMail {
           body,
           deadline,
           requestId: cmd.requestId,
+          accessModel: tenant.accessModel,
           // Graph's 429 holds the mailbox's whole line until its Retry-After, not just this send.
           onThrottled: (until) => limiter.noteThrottled(tenant.mailboxKey, until),
         });

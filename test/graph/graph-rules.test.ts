@@ -72,6 +72,18 @@ describe("Graph refusal mapping", () => {
     expect(map(status, code, message).code).toBe(expected);
   });
 
+  it("when the tenant uses RBAC for Applications, then a 403 or a roles-less 401 is policy_denied about the management scope, never advice to grant Mail.Send", () => {
+    for (const [status, code, message] of [
+      [403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."],
+      [401, "NoPermissionsInAccessToken", "The token contains no permissions, or permissions can not be understood."],
+    ] as const) {
+      const err = mapGraphRefusal(status, { code, message }, {}, { ...ctx, accessModel: "rbac" }).error;
+      expect(err.code).toBe("policy_denied");
+      expect(err.message).toContain("management scope");
+      expect(err.message).not.toContain("admin consent");
+    }
+  });
+
   it("when Graph gives a request-id header, then it and the error code are kept, Graph's message is not", () => {
     const err = map(403, "ErrorAccessDenied", "Access to OData is disabled: [RAOP]", { "request-id": "rid-1" });
     expect(err.extras).toEqual({ graphCode: "ErrorAccessDenied", graphRequestId: "rid-1" });
