@@ -19,7 +19,8 @@ const common = {
 
 /**
  * A fault to inject, discriminated by `action`:
- * - `respond`: answer `status` with `body` (JSON if an object) / `headers` / `retryAfter`: a number
+ * - `respond`: answer `status` with `body` (JSON if an object), or a catalogued Graph refusal named by
+ *   `graphError` (its documented status, code and text) / `headers` / `retryAfter`: a number
  *   is seconds written as given, decimals included (Graph sends `Retry-After: 2.128`,
  *   https://learn.microsoft.com/en-us/graph/throttling); a string is sent verbatim (an HTTP-date).
  * - `reset`: destroy the connection, `beforeBody` (nothing read) or `afterBody` (default).
@@ -29,14 +30,19 @@ const common = {
  * - `latency`: delay matching requests by `fixedMs` plus a uniform random `[0, jitterMs)`; adds to the global latency.
  */
 export const faultSchema = z.discriminatedUnion("action", [
-  z.strictObject({
-    ...common,
-    action: z.literal("respond"),
-    status: z.number().int().min(100).max(599),
-    body: z.unknown().optional(),
-    headers: z.record(z.string(), z.string()).optional(),
-    retryAfter: z.union([z.number().min(0), z.string().min(1)]).optional(),
-  }),
+  z
+    .strictObject({
+      ...common,
+      action: z.literal("respond"),
+      /** Optional with `graphError` (which brings its documented status). */
+      status: z.number().int().min(100).max(599).optional(),
+      /** A catalogued Graph refusal by name (`graphErrors` in graph.ts, e.g. `sendAsDenied`), sent with its documented status and text. */
+      graphError: z.string().min(1).optional(),
+      body: z.unknown().optional(),
+      headers: z.record(z.string(), z.string()).optional(),
+      retryAfter: z.union([z.number().min(0), z.string().min(1)]).optional(),
+    })
+    .refine((f) => f.status !== undefined || f.graphError !== undefined, { message: "respond needs `status` or `graphError`", path: ["status"] }),
   z.strictObject({ ...common, action: z.literal("reset"), when: z.enum(["beforeBody", "afterBody"]).default("afterBody") }),
   z.strictObject({ ...common, action: z.literal("hang") }),
   z.strictObject({

@@ -55,6 +55,29 @@ export const graphErrors = {
   methodNotAllowed: err(405, "ErrorInvalidRequest", "The OData request is not supported."),
   // Approximation of the answer for gateway timeouts used by the acceptThen504 fault.
   gatewayTimeout: err(504, "GatewayTimeout", "The gateway did not receive a response from 'Microsoft.Exchange' within the specified time period."),
+  // 403, verbatim in Microsoft Learn's "Send Outlook messages from another user" (Example 2,
+  // https://learn.microsoft.com/en-us/graph/outlook-send-mail-from-other-user) and
+  // https://github.com/DeskDirector/UserVoice/issues/379.
+  sendAsDenied: err(403, "ErrorSendAsDenied", "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message."),
+  // Mailbox over its quota: 403 with this text in https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/6596;
+  // the code on sendMail in https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/7483.
+  mailboxFull: err(403, "ErrorQuotaExceeded", "Mailbox has exceeded maximum mailbox size."),
+  // Exchange's recipient rate limit (10,000 a day). The code is Exchange's (EWS ResponseCode,
+  // https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/responsecode:
+  // "the submission quota has been reached"). Approximation: no public source shows Graph's status
+  // or message for it; 429 is chosen because a client that looks only at the status must not
+  // take it for a short throttle it can wait out (there is no Retry-After: the window is 24 h).
+  submissionQuota: err(429, "ErrorSubmissionQuotaExceeded", "The message couldn't be sent because the sender's submission quota was exceeded. Please try again later."),
+  // A sender Exchange blocked (restricted after outbound spam limits). The code is Exchange's (EWS
+  // ResponseCode page: message submission blocked). Approximation: status and text were not found
+  // in a public source; 403 is the safe choice (not retryable).
+  submissionBlocked: err(403, "ErrorMessageSubmissionBlocked", "The message can't be submitted because the sender's submission has been blocked."),
+  // Outlook's upload budget, 150 MB per 5 minutes (https://learn.microsoft.com/en-us/graph/throttling-limits#outlook-service-limits);
+  // the text is verbatim in https://github.com/O365/python-o365/issues/500.
+  incomingBytes: err(429, "ApplicationThrottled", "Application is over its IncomingBytes limit."),
+  // A tenant without Exchange Online: 401 (https://github.com/O365/python-o365/issues/757) with this
+  // body (https://github.com/MicrosoftDocs/azure-docs/issues/32957).
+  organizationNotFound: (tid: string) => err(401, "OrganizationFromTenantGuidNotFound", `The tenant for tenant guid '${tid}' does not exist.`),
   invalidUser: (user: string) => err(404, "ErrorInvalidUser", `The requested user '${user}' is invalid.`),
   unresolvedRecipient: (address: string) =>
     err(400, "ErrorInvalidRecipients", `At least one recipient is not valid., Recipient '${address}' is not resolved. All recipients must be resolved before a message can be submitted.`),
@@ -63,6 +86,17 @@ export const graphErrors = {
   segmentNotFound: (segment: string) => err(400, "BadRequest", `Resource not found for the segment '${segment}'.`),
   unsupportedMediaType: (type: string) => err(415, "UnsupportedMediaType", `The content type '${type}' is not supported.`),
 } as const;
+
+/** The catalogued Graph errors a `respond` fault can name with `graphError` (those that take no argument). */
+export type NamedGraphError = { [K in keyof typeof graphErrors]: (typeof graphErrors)[K] extends GraphError ? K : never }[keyof typeof graphErrors];
+
+/** Whether the mailbox may send with this `from` address: its own addresses and those it has Send As for. */
+export function maySendAs(entry: MailboxEntry, from: string | undefined): boolean {
+  if (from === undefined) return true;
+  const lower = from.toLowerCase();
+  const own = [entry.mailbox.address, ...entry.mailbox.aliases, ...entry.mailbox.sendAs].map((a) => a.toLowerCase());
+  return own.includes(lower);
+}
 
 /** Graph's "2024-02-20T13:53:31" innerError date (UTC, no fraction, no zone). */
 export function graphDate(d = new Date()): string {
@@ -100,6 +134,7 @@ export async function authorizeSendMail(
     return { ok: false, error: byReason[v.reason] };
   }
   const claims = v.claims;
+  if (dir.tenant(String(claims.tid))?.exchangeOnline === false) return { ok: false, error: graphErrors.organizationNotFound(String(claims.tid)), claims };
   if (userSegment.toLowerCase() === "me") return { ok: false, error: graphErrors.meWithAppToken, claims };
   const entry = dir.mailbox(userSegment);
   if (entry === undefined) return { ok: false, error: graphErrors.invalidUser(userSegment), claims };
@@ -122,6 +157,8 @@ export async function authorizeSendMail(
     if (!dir.mayAccess(entry.tenant.id, claims.appid, entry.mailbox)) return { ok: false, error: graphErrors.accessPolicy, claims };
   }
   if (entry.mailbox.state === "notRestEnabled") return { ok: false, error: graphErrors.notRestEnabled, claims };
+  if (entry.mailbox.state === "full") return { ok: false, error: graphErrors.mailboxFull, claims };
+  if (entry.mailbox.state === "sendingBlocked") return { ok: false, error: graphErrors.submissionBlocked, claims };
   return { ok: true, auth: { claims, entry } };
 }
 

@@ -9,7 +9,7 @@ import { Directory } from "./directory.js";
 import { EntraService } from "./entra.js";
 import { entraError, entraErrors } from "./entra-errors.js";
 import { FaultRegistry, type FaultContext, type FaultHandle, type FaultInfo, type FaultInput, type RequestKind } from "./faults.js";
-import { authorizeSendMail, GRAPH_MAX_REQUEST_BYTES, graphErrorBody, graphErrors, parseSendMail, type GraphError } from "./graph.js";
+import { authorizeSendMail, GRAPH_MAX_REQUEST_BYTES, graphErrorBody, graphErrors, maySendAs, parseSendMail, type GraphError } from "./graph.js";
 import { BodyTooLargeError, readBody, send, sleep } from "./http-io.js";
 import {
   MessageStore,
@@ -121,7 +121,7 @@ interface Exchange {
 }
 
 function disabledThrottling(): ThrottlingConfig {
-  return { mailboxConcurrency: 0, requestsPerWindow: 0, windowSeconds: 600 };
+  return { mailboxConcurrency: 0, requestsPerWindow: 0, windowSeconds: 600, recipientsPerDay: 0, uploadBytesPerWindow: 0, uploadWindowSeconds: 300 };
 }
 
 function decodeSegment(s: string): string {
@@ -295,8 +295,26 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     await sleep(delay);
     const headers = { ...(spec.headers ?? {}) };
     if (spec.retryAfter !== undefined) headers["Retry-After"] = String(spec.retryAfter);
-    sendFaultAnswer(x, spec.status, spec.body, headers);
+    if (spec.graphError !== undefined) {
+      const e = namedGraphError(spec.graphError);
+      sendGraphError(x, { ...e, status: spec.status ?? e.status }, headers);
+      return true;
+    }
+    sendFaultAnswer(x, spec.status ?? 500, spec.body, headers);
     return true;
+  }
+
+  /** A fault whose `graphError` names a catalogued refusal (checked now, not at the first match). */
+  function checkedFault(fault: FaultInput): FaultInput {
+    const name = (fault as { graphError?: unknown }).graphError;
+    if (typeof name === "string") namedGraphError(name);
+    return fault;
+  }
+
+  function namedGraphError(name: string): GraphError {
+    const e = (graphErrors as Record<string, unknown>)[name];
+    if (typeof e !== "object" || e === null) throw new ScenarioError(`unknown graphError "${name}"`);
+    return e as GraphError;
   }
 
   function tenantKeys(segment: string): string[] {
@@ -419,11 +437,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     }
     const { auth } = authz;
 
-    const slot = throttle.tryAcquire(auth.claims.appid, auth.entry.mailbox.id);
+    const slot = throttle.tryAcquire(auth.claims.appid, auth.entry.mailbox.id, body.length);
     if (!slot.ok) {
-      sendGraphError(x, slot.reason === "concurrency" ? graphErrors.mailboxConcurrency : graphErrors.tooManyRequests, {
-        "Retry-After": String(slot.retryAfterSeconds),
-      });
+      const byReason = { concurrency: graphErrors.mailboxConcurrency, rate: graphErrors.tooManyRequests, incomingBytes: graphErrors.incomingBytes };
+      sendGraphError(x, byReason[slot.reason], { "Retry-After": String(slot.retryAfterSeconds) });
       return;
     }
     // Released when the response is done; a client that already went away frees it now.
@@ -434,6 +451,15 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const parsed = await parseSendMail(body, x.req.headers["content-type"], auth, x.requestId);
     if (!parsed.ok) {
       sendGraphError(x, parsed.error);
+      return;
+    }
+    const m = parsed.message;
+    if (!maySendAs(auth.entry, m.from?.address)) {
+      sendGraphError(x, graphErrors.sendAsDenied);
+      return;
+    }
+    if (!throttle.trySubmit(auth.entry.mailbox.id, m.toRecipients.length + m.ccRecipients.length + m.bccRecipients.length)) {
+      sendGraphError(x, graphErrors.submissionQuota);
       return;
     }
     store.add(parsed.message);
@@ -526,7 +552,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       } else if (route === "faults" && method === "POST") {
         const body = await readJson(req);
         const list = Array.isArray(body) ? body : [body];
-        const handles = list.map((f) => faults.add(f as FaultInput));
+        const handles = list.map((f) => faults.add(checkedFault(f as FaultInput)));
         const byId = new Map(faults.list().map((f) => [f.id, f]));
         json(201, Array.isArray(body) ? { value: handles.map((h) => byId.get(h.id)) } : byId.get(handles[0]!.id));
       } else if (route === "faults" && method === "DELETE") {
@@ -658,7 +684,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       return requestLog.list(filter);
     },
     inject(fault) {
-      return faults.add(fault);
+      return faults.add(checkedFault(fault));
     },
     faults() {
       return faults.list();

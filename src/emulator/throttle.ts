@@ -3,7 +3,9 @@ import type { ThrottlingConfig } from "./scenario.js";
 /** Result of asking for a slot: either a release function or why (and for how long) not. */
 export type ThrottleDecision =
   | { ok: true; release: () => void }
-  | { ok: false; reason: "concurrency" | "rate"; retryAfterSeconds: number };
+  | { ok: false; reason: "concurrency" | "rate" | "incomingBytes"; retryAfterSeconds: number };
+
+const DAY_MS = 86_400_000;
 
 const noop = () => {};
 
@@ -15,16 +17,38 @@ const noop = () => {};
 export class Throttle {
   private readonly inFlight = new Map<string, number>();
   private readonly windows = new Map<string, { start: number; count: number }>();
+  private readonly uploads = new Map<string, { start: number; bytes: number }>();
+  /** Recipients submitted per mailbox: [epoch ms, count], oldest first. */
+  private readonly submissions = new Map<string, [number, number][]>();
 
   constructor(private readonly config: () => ThrottlingConfig) {}
 
-  tryAcquire(appId: string, mailboxId: string): ThrottleDecision {
-    const { mailboxConcurrency, requestsPerWindow, windowSeconds } = this.config();
-    if (mailboxConcurrency === 0 && requestsPerWindow === 0) return { ok: true, release: noop };
+  /**
+   * A slot for one request of `bytes` request-body bytes. The upload budget (150 MB per 5 minutes
+   * per app and mailbox in Outlook) counts every request that reaches the mailbox, the refused
+   * ones too, as Graph meters what it received.
+   */
+  tryAcquire(appId: string, mailboxId: string, bytes = 0): ThrottleDecision {
+    const { mailboxConcurrency, requestsPerWindow, windowSeconds, uploadBytesPerWindow, uploadWindowSeconds } = this.config();
+    if (mailboxConcurrency === 0 && requestsPerWindow === 0 && uploadBytesPerWindow === 0) return { ok: true, release: noop };
     const key = `${appId.toLowerCase()}|${mailboxId}`;
 
     const current = this.inFlight.get(key) ?? 0;
     if (mailboxConcurrency > 0 && current >= mailboxConcurrency) return { ok: false, reason: "concurrency", retryAfterSeconds: 1 };
+
+    if (uploadBytesPerWindow > 0) {
+      const now = Date.now();
+      const windowMs = uploadWindowSeconds * 1000;
+      let u = this.uploads.get(key);
+      if (u === undefined || now - u.start >= windowMs) {
+        u = { start: now, bytes: 0 };
+        this.uploads.set(key, u);
+      }
+      u.bytes += bytes;
+      if (u.bytes > uploadBytesPerWindow) {
+        return { ok: false, reason: "incomingBytes", retryAfterSeconds: Math.max(1, Math.ceil((u.start + windowMs - now) / 1000)) };
+      }
+    }
 
     if (requestsPerWindow > 0) {
       const now = Date.now();
@@ -55,8 +79,29 @@ export class Throttle {
     };
   }
 
-  /** Forgets windows (in-flight counts stay: those requests are still running). */
+  /**
+   * Exchange's recipient rate limit: whether `count` more recipients fit the mailbox's rolling
+   * 24 h (`recipientsPerDay`); when they do, they are counted.
+   */
+  trySubmit(mailboxId: string, count: number): boolean {
+    const { recipientsPerDay } = this.config();
+    if (recipientsPerDay === 0) return true;
+    const now = Date.now();
+    const list = (this.submissions.get(mailboxId) ?? []).filter(([at]) => now - at < DAY_MS);
+    const used = list.reduce((n, [, c]) => n + c, 0);
+    if (used + count > recipientsPerDay) {
+      this.submissions.set(mailboxId, list);
+      return false;
+    }
+    list.push([now, count]);
+    this.submissions.set(mailboxId, list);
+    return true;
+  }
+
+  /** Forgets windows and daily counts (in-flight counts stay: those requests are still running). */
   resetWindows(): void {
     this.windows.clear();
+    this.uploads.clear();
+    this.submissions.clear();
   }
 }

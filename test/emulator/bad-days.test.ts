@@ -92,3 +92,76 @@ describe("RBAC for Applications", () => {
     expect((await http.sendMail("ceo@proseware.com", token, mail())).status).toBe(202);
   });
 });
+
+describe("Exchange's refusals of a send", () => {
+  const withMailboxes = (mailboxes: Record<string, unknown>[], extra: Record<string, unknown> = {}): void => {
+    const base = scenario().tenants![0]!;
+    emu.state.patchScenario({ tenants: [{ ...base, mailboxes: [...(base.mailboxes ?? []), ...mailboxes], ...extra }] });
+  };
+
+  it("when the message's from is an address the mailbox has no Send As right for, then 403 ErrorSendAsDenied with Microsoft's text; with the right, 202", async () => {
+    withMailboxes([{ address: "desk@proseware.com", sendAs: ["support@proseware.com"] }]);
+    const token = await http.accessToken(TENANT, ENTRA_APP, SECRET);
+
+    const denied = await http.sendMail("desk@proseware.com", token, mail({ from: { emailAddress: { address: "ceo@proseware.com" } } }));
+    const allowed = await http.sendMail("desk@proseware.com", token, mail({ from: { emailAddress: { address: "support@proseware.com" } } }));
+
+    expect(denied.status).toBe(403);
+    expect(await errorOf(denied)).toEqual({
+      code: "ErrorSendAsDenied",
+      message: "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.",
+      innerError: expect.any(Object),
+    });
+    expect(allowed.status).toBe(202);
+  });
+
+  it("when the mailbox is full, then 403 ErrorQuotaExceeded; when Exchange blocked it from sending, then 403 ErrorMessageSubmissionBlocked", async () => {
+    withMailboxes([
+      { address: "full@proseware.com", state: "full" },
+      { address: "spammy@proseware.com", state: "sendingBlocked" },
+    ]);
+    const token = await http.accessToken(TENANT, ENTRA_APP, SECRET);
+
+    const full = await http.sendMail("full@proseware.com", token, mail());
+    const blocked = await http.sendMail("spammy@proseware.com", token, mail());
+
+    expect(full.status).toBe(403);
+    expect(await errorOf(full)).toMatchObject({ code: "ErrorQuotaExceeded", message: "Mailbox has exceeded maximum mailbox size." });
+    expect(blocked.status).toBe(403);
+    expect(await errorOf(blocked)).toMatchObject({ code: "ErrorMessageSubmissionBlocked" });
+    expect(emu.state.messages()).toHaveLength(0);
+  });
+
+  it("when the tenant has no Exchange Online, then 401 OrganizationFromTenantGuidNotFound naming the tenant, even with a fresh token", async () => {
+    withMailboxes([], { exchangeOnline: false });
+    const token = await http.accessToken(TENANT, ENTRA_APP, SECRET);
+    const res = await http.sendMail("noreply@proseware.com", token, mail());
+    expect(res.status).toBe(401);
+    expect(await errorOf(res)).toMatchObject({ code: "OrganizationFromTenantGuidNotFound", message: `The tenant for tenant guid '${TENANT}' does not exist.` });
+  });
+
+  it("when a mailbox's recipients in 24 hours would pass the daily limit, then 429 ErrorSubmissionQuotaExceeded without a Retry-After, and nothing is sent", async () => {
+    emu.state.setThrottling({ recipientsPerDay: 3 });
+    const token = await http.accessToken(TENANT, ENTRA_APP, SECRET);
+    const two = { toRecipients: [{ emailAddress: { address: "a@example.org" } }], ccRecipients: [{ emailAddress: { address: "b@example.org" } }] };
+
+    expect((await http.sendMail("noreply@proseware.com", token, mail(two))).status).toBe(202);
+    const refused = await http.sendMail("noreply@proseware.com", token, mail({ ...two, subject: "over the quota" }));
+
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("retry-after")).toBeNull();
+    expect(await errorOf(refused)).toMatchObject({ code: "ErrorSubmissionQuotaExceeded" });
+    expect(emu.state.messages({ subject: "over the quota" })).toHaveLength(0);
+    // Another mailbox has its own count.
+    expect((await http.sendMail("ceo@proseware.com", token, mail(two))).status).toBe(202);
+  });
+
+  it("when a fault names a catalogued refusal, then Graph answers with its documented status and text", async () => {
+    emu.state.inject({ kind: "sendMail", action: "respond", graphError: "sendAsDenied", times: 1 });
+    const token = await http.accessToken(TENANT, ENTRA_APP, SECRET);
+    const res = await http.sendMail("noreply@proseware.com", token, mail());
+    expect(res.status).toBe(403);
+    expect(await errorOf(res)).toMatchObject({ code: "ErrorSendAsDenied" });
+    expect(() => emu.state.inject({ kind: "sendMail", action: "respond", graphError: "noSuchError" })).toThrow(/unknown graphError/);
+  });
+});
