@@ -47,6 +47,8 @@ export class RecipientGuard {
   readonly #windowMs: number;
   readonly #bucketMs: number;
   readonly #tallies = new Map<string, Tally>();
+  /** Mailboxes Exchange refused for its daily quota: key → epoch ms until which reserve() refuses. */
+  readonly #exhausted = new Map<string, number>();
 
   constructor(options: RecipientGuardOptions = {}) {
     this.#clock = options.clock ?? systemClock;
@@ -68,6 +70,15 @@ export class RecipientGuard {
       });
     }
     const now = this.#clock.now();
+    const exhaustedUntil = this.#exhausted.get(key);
+    if (exhaustedUntil !== undefined) {
+      if (exhaustedUntil > now) {
+        throw new RelayError("rate_limited", "Exchange Online refused this sender mailbox for its daily recipient quota; nothing was sent", {
+          retryAfterSeconds: Math.max(1, Math.ceil((exhaustedUntil - now) / 1000)),
+        });
+      }
+      this.#exhausted.delete(key);
+    }
     let tally = this.#prune(key, now);
     if (tally && tally.total + count > limit) {
       throw new RelayError("rate_limited", `the sender mailbox has reached its limit of ${limit} recipients in 24 hours`, {
@@ -98,6 +109,18 @@ export class RecipientGuard {
         tally.total -= count;
       },
     };
+  }
+
+  /**
+   * Exchange refused mailbox `key` for its daily quota (ErrorSubmissionQuotaExceeded): every
+   * reserve() until `untilMs` (epoch ms) is refused with rate_limited and the time left as
+   * Retry-After, without asking Graph. Exchange's count can exceed ours (other apps and people
+   * send from the mailbox too), so this is learnt, not computed. (Issue 12; a shared
+   * implementation must offer the same.)
+   */
+  exhaust(key: string, untilMs: number): void {
+    if (untilMs <= this.#clock.now()) return;
+    this.#exhausted.set(key, Math.max(untilMs, this.#exhausted.get(key) ?? 0));
   }
 
   /** Recipients counted for `key` in the current window (the gauge and GET /tenants). */

@@ -4,7 +4,7 @@ import type { Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
 import { RelayError, isRelayError } from "../http/problems.js";
 import type { GraphSendRequest, GraphSendResult, GraphSender, SendMailBody, SendObserver, TokenProvider, TokenTarget } from "../mail/ports.js";
-import { NO_PERMISSIONS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
+import { NO_EXCHANGE_ONLINE, NO_PERMISSIONS, SUBMISSION_QUOTA, SUBMISSION_QUOTA_WINDOW_MS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
 import { SendAttempt, TokenAuthMiddleware, UndiciTransport, type AttemptResult } from "./graph-middleware.js";
 import { createHttpsAgent } from "./http-dispatcher.js";
 import {
@@ -168,8 +168,13 @@ class GraphMailSenderImpl implements GraphMailSender {
       const { status, headers } = result;
       const graphRequestId = headerValue(headers, "request-id");
       if (status === 202) return graphRequestId !== undefined ? { graphRequestId, attempts } : { attempts };
+      const refusal = parseGraphErrorBody(result.body);
 
-      if (status === 429) {
+      if (refusal.code === SUBMISSION_QUOTA) {
+        // Exchange's daily recipient limit, whatever the status (429 or not): waiting seconds and
+        // retrying would only repeat it. The mailbox's recipient guard learns it for the window.
+        request.onSubmissionQuotaExceeded?.(Date.now() + SUBMISSION_QUOTA_WINDOW_MS);
+      } else if (status === 429) {
         this.observer.graphThrottled(target.tenantKey);
         const wait = this.retryAfter(headers, log) ?? this.policy.throttledDefaultWaitMs;
         // Before sleeping: the mailbox's other sends hold back too instead of earning their own 429.
@@ -185,7 +190,7 @@ class GraphMailSenderImpl implements GraphMailSender {
         );
       }
 
-      if (status === 503) {
+      if (status === 503 && refusal.code !== SUBMISSION_QUOTA) {
         const wait = this.retryAfter(headers, log);
         if (wait !== undefined && this.canRetry(attempts, wait, request)) {
           this.logger.debug({ ...log, waitMs: wait }, "Graph unavailable with Retry-After; waiting as told");
@@ -206,10 +211,10 @@ class GraphMailSenderImpl implements GraphMailSender {
         );
       }
 
-      const refusal = parseGraphErrorBody(result.body);
-      if (status === 401 && refusal.code !== NO_PERMISSIONS && !tokenRenewed && this.tokens.invalidate !== undefined && this.canRetry(attempts, 0, request)) {
+      if (status === 401 && refusal.code !== NO_PERMISSIONS && refusal.code !== NO_EXCHANGE_ONLINE && !tokenRenewed && this.tokens.invalidate !== undefined && this.canRetry(attempts, 0, request)) {
         // Graph read no further than the token: nothing was sent. One fresh token, one more try.
-        // (Not for a token without roles: a new one would have none either until consent is granted.)
+        // (Not for a token without roles: a new one would have none either until consent is granted;
+        // nor for a tenant without Exchange Online, which no token changes.)
         tokenRenewed = true;
         this.tokens.invalidate(target);
         this.logger.info({ ...log, graphRequestId }, "Graph refused the token; retrying once with a fresh one");

@@ -94,6 +94,12 @@ export interface GraphSendRequest {
    * until then, so they do not run into the same 429.
    */
   readonly onThrottled?: (untilMs: number) => void;
+  /**
+   * Called when Exchange refused the message for the mailbox's daily recipient quota
+   * (ErrorSubmissionQuotaExceeded), with the epoch ms until which the mailbox should send nothing
+   * (the end of the rolling 24 h window); the use case makes the recipient guard refuse until then.
+   */
+  readonly onSubmissionQuotaExceeded?: (untilMs: number) => void;
 }
 
 export interface GraphSendResult {

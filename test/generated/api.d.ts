@@ -282,15 +282,15 @@ export interface components {
          *     | validation_failed | 400 | The body or a header is invalid; `errors` lists each field. |
          *     | unauthorized | 401 | The API key is missing or unknown. |
          *     | tenant_forbidden | 403 | Your API key may not send for this tenant. |
-         *     | sender_not_allowed | 403 | `from` is not the tenant's configured sender. |
-         *     | policy_denied | 403 | The tenant's Exchange ApplicationAccessPolicy or RBAC scope does not let the app use the sender mailbox. |
+         *     | sender_not_allowed | 403 | `from` is not the tenant's configured sender, or Exchange refused to send as the sender (`ErrorSendAsDenied`). |
+         *     | policy_denied | 403 | The tenant's Exchange ApplicationAccessPolicy or RBAC for Applications management scope does not let the app use the sender mailbox. |
          *     | unknown_tenant | 404 | No tenant has this key. |
          *     | idempotency_conflict | 409 | The `Idempotency-Key` was used before with a different body, or its first request was still being processed at this request's deadline. |
          *     | payload_too_large | 413 | The message is over Graph's 4 MB or the relay's limits. |
          *     | recipient_rejected | 422 | Microsoft Graph rejected a recipient address. |
-         *     | rate_limited | 429 | A local limit or Graph throttling; wait `Retry-After` seconds. |
+         *     | rate_limited | 429 | A local limit, Graph throttling, or Exchange's daily submission quota for the sender; wait `Retry-After` seconds. |
          *     | permission_missing | 502 | The app has no Mail.Send permission in the tenant (admin consent missing). |
-         *     | mailbox_unavailable | 502 | The sender mailbox does not exist or is not enabled for the REST API. |
+         *     | mailbox_unavailable | 502 | The sender mailbox cannot send: it does not exist, is not enabled for the REST API, is full or blocked from sending, or the tenant has no Exchange Online. |
          *     | credential_rejected | 502 | Microsoft Entra ID rejected the relay's app credential; `aadsts` has its error code. |
          *     | upstream_unavailable | 503 | Entra ID or Graph is unreachable or failing; wait `Retry-After` seconds. |
          *     | outcome_unknown | 504 | Graph may have sent the message but did not confirm it. |
@@ -320,7 +320,7 @@ export interface components {
             requestId: string;
             /** @description For `validation_failed`, every invalid field. */
             errors?: components["schemas"]["FieldError"][];
-            /** @description For `credential_rejected`, Microsoft Entra ID's AADSTS error number (for example `7000222`, expired secret). */
+            /** @description For `credential_rejected`, Microsoft Entra ID's AADSTS error number (for example `7000222`, expired secret); for `upstream_unavailable` caused by an Entra ID outage, its transient code (for example `90033`). */
             aadsts?: string;
             /** @description For `rate_limited` and `upstream_unavailable`, the same value as the `Retry-After` header. */
             retryAfterSeconds?: number;

@@ -68,6 +68,12 @@ describe("Graph refusal mapping", () => {
     [401, "InvalidAuthenticationToken", "credential_rejected", "Access token validation failure."],
     [500, "InternalServerError", "upstream_unavailable", "Internal Server Error"],
     [502, "BadGateway", "upstream_unavailable", "Bad Gateway"],
+    [403, "ErrorSendAsDenied", "sender_not_allowed", "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message."],
+    [403, "ErrorQuotaExceeded", "mailbox_unavailable", "Mailbox has exceeded maximum mailbox size."],
+    [403, "ErrorMessageSubmissionBlocked", "mailbox_unavailable", ""],
+    [401, "OrganizationFromTenantGuidNotFound", "mailbox_unavailable", "The tenant for tenant guid 'x' does not exist."],
+    [429, "ErrorSubmissionQuotaExceeded", "rate_limited", ""],
+    [403, "ErrorSubmissionQuotaExceeded", "rate_limited", ""],
   ])("when Graph answers %i %s, then the problem is %s", (status, code, expected, message) => {
     expect(map(status, code, message).code).toBe(expected);
   });
