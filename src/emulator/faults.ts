@@ -26,7 +26,8 @@ const common = {
  * - `reset`: destroy the connection, `beforeBody` (nothing read) or `afterBody` (default).
  * - `hang`: never answer; the connection is held until the client gives up or the emulator closes.
  * - `acceptThen504`: process the request normally (a sendMail IS stored), then answer `status`
- *   (default 504) instead of the real answer: the ambiguous "did it send?" case.
+ *   (default 504; 500 and 502 alike, with Graph's body for that status) instead of the real
+ *   answer: the ambiguous "did it send?" case.
  * - `latency`: delay matching requests by `fixedMs` plus a uniform random `[0, jitterMs)`; adds to the global latency.
  */
 export const faultSchema = z.discriminatedUnion("action", [

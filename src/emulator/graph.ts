@@ -53,8 +53,16 @@ export const graphErrors = {
   unableToDeserialize: err(400, "UnableToDeserializePostBody", "were unable to deserialize "),
   meWithAppToken: err(400, "BadRequest", "/me request is only valid with delegated authentication flow."),
   methodNotAllowed: err(405, "ErrorInvalidRequest", "The OData request is not supported."),
-  // Approximation of the answer for gateway timeouts used by the acceptThen504 fault.
-  gatewayTimeout: err(504, "GatewayTimeout", "The gateway did not receive a response from 'Microsoft.Exchange' within the specified time period."),
+  // Graph's 504 and 503 carry `UnknownError` with an empty message: verbatim 504 in
+  // https://github.com/microsoftgraph/microsoft-graph-docs/issues/2505 and
+  // https://github.com/microsoftgraph/msgraph-sdk-android/issues/32, 503 in
+  // https://github.com/microsoftgraph/microsoft-graph-docs/issues/9912.
+  gatewayTimeout: err(504, "UnknownError", ""),
+  serviceUnavailable: err(503, "UnknownError", ""),
+  // 500 on a send, verbatim in https://github.com/microsoftgraph/microsoft-graph-docs/issues/1873.
+  internalServerError: err(500, "InternalServerError", "Object reference not set to an instance of an object."),
+  // Approximation: no public 502 body from Graph was found; the 503/504 shape is used.
+  badGateway: err(502, "UnknownError", ""),
   // 403, verbatim in Microsoft Learn's "Send Outlook messages from another user" (Example 2,
   // https://learn.microsoft.com/en-us/graph/outlook-send-mail-from-other-user) and
   // https://github.com/DeskDirector/UserVoice/issues/379.
@@ -86,6 +94,17 @@ export const graphErrors = {
   segmentNotFound: (segment: string) => err(400, "BadRequest", `Resource not found for the segment '${segment}'.`),
   unsupportedMediaType: (type: string) => err(415, "UnsupportedMediaType", `The content type '${type}' is not supported.`),
 } as const;
+
+/** Graph's body for a 5xx it sends itself (faults without a body of their own), by status. */
+export function serverError(status: number): GraphError {
+  const known: Record<number, GraphError> = {
+    500: graphErrors.internalServerError,
+    502: graphErrors.badGateway,
+    503: graphErrors.serviceUnavailable,
+    504: graphErrors.gatewayTimeout,
+  };
+  return known[status] ?? { ...graphErrors.badGateway, status };
+}
 
 /** The catalogued Graph errors a `respond` fault can name with `graphError` (those that take no argument). */
 export type NamedGraphError = { [K in keyof typeof graphErrors]: (typeof graphErrors)[K] extends GraphError ? K : never }[keyof typeof graphErrors];

@@ -9,7 +9,7 @@ import { Directory } from "./directory.js";
 import { EntraService } from "./entra.js";
 import { entraError, entraErrors } from "./entra-errors.js";
 import { FaultRegistry, type FaultContext, type FaultHandle, type FaultInfo, type FaultInput, type RequestKind } from "./faults.js";
-import { authorizeSendMail, GRAPH_MAX_REQUEST_BYTES, graphErrorBody, graphErrors, maySendAs, parseSendMail, type GraphError } from "./graph.js";
+import { authorizeSendMail, GRAPH_MAX_REQUEST_BYTES, graphErrorBody, graphErrors, maySendAs, parseSendMail, serverError, type GraphError } from "./graph.js";
 import { BodyTooLargeError, readBody, send, sleep } from "./http-io.js";
 import {
   MessageStore,
@@ -265,7 +265,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     let payload = body;
     if (payload === undefined) {
       const text = STATUS_CODES[status] ?? "Error";
-      if (isGraph) payload = graphErrorBody({ status, code: text.replace(/[^A-Za-z]/g, ""), message: text }, x.requestId, x.clientRequestId);
+      if (isGraph && status >= 500) {
+        const e = serverError(status);
+        x.log.errorCode = e.code;
+        payload = graphErrorBody({ ...e, status }, x.requestId, x.clientRequestId);
+      } else if (isGraph) payload = graphErrorBody({ status, code: text.replace(/[^A-Za-z]/g, ""), message: text }, x.requestId, x.clientRequestId);
       else if (status === 429 || status >= 500) {
         // Entra's own outage body (with its AADSTS code), so a client is tested against what Entra
         // really sends on a bad day: see entraErrors.transient / entraErrors.throttled.
@@ -464,10 +468,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     }
     store.add(parsed.message);
     if (fault?.spec.action === "acceptThen504") {
+      // Stored, then failed: the copy goes out although the client sees 5xx (the 4 copies after
+      // 504s in https://learn.microsoft.com/en-us/answers/questions/2286986/sending-emails-with-the-graph-java-sdk-fails-with).
       x.log.faultId = fault.id;
-      const e = { ...graphErrors.gatewayTimeout, status: fault.spec.status };
       if (fault.spec.body !== undefined) sendFaultAnswer(x, fault.spec.status, fault.spec.body);
-      else sendGraphError(x, e);
+      else sendGraphError(x, { ...serverError(fault.spec.status), status: fault.spec.status });
       return;
     }
     send(x.res, 202, undefined, graphHeaders(x));

@@ -94,7 +94,8 @@ describe("RBAC for Applications", () => {
 });
 
 describe("Exchange's refusals of a send", () => {
-  const withMailboxes = (mailboxes: Record<string, unknown>[], extra: Record<string, unknown> = {}): void => {
+  type TenantInput = NonNullable<ScenarioInput["tenants"]>[number];
+  const withMailboxes = (mailboxes: NonNullable<TenantInput["mailboxes"]>, extra: Partial<TenantInput> = {}): void => {
     const base = scenario().tenants![0]!;
     emu.state.patchScenario({ tenants: [{ ...base, mailboxes: [...(base.mailboxes ?? []), ...mailboxes], ...extra }] });
   };
