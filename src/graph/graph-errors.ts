@@ -181,6 +181,7 @@ export function mapGraphRefusal(status: number, body: GraphErrorBody, headers: R
     );
   }
   if (status >= 500) {
+    // The sender answers 5xx itself (outcome_unknown once the body was written); this is the rest.
     return {
       error: new RelayError("upstream_unavailable", `Microsoft Graph failed with HTTP ${status}. Retry later.`, { ...extras, retryAfterSeconds: 5 }),
       level: "error",

@@ -202,7 +202,27 @@ class GraphMailSenderImpl implements GraphMailSender {
         });
       }
 
-      if (status === 504 || (status >= 200 && status < 400)) {
+      if (status >= 500 && status !== 503 && refusal.code !== SUBMISSION_QUOTA) {
+        if (result.written) {
+          // 500, 502, 504 … after the whole message reached Graph: a front end that failed or gave
+          // up while Exchange may have gone on and sent it (copies delivered after 5xx retries:
+          // https://learn.microsoft.com/en-us/answers/questions/2286986/sending-emails-with-the-graph-java-sdk-fails-with).
+          // Only 429 and 503 say "nothing was taken"; this is outcome_unknown, never retried.
+          this.logger.warn({ ...log, status, graphRequestId }, "Graph failed after the message was sent; outcome unknown");
+          throw new RelayError(
+            "outcome_unknown",
+            `Microsoft Graph answered HTTP ${status} after the message was sent: it may have been sent. Check the recipient's mailbox or the sender's Sent Items before sending again.`,
+            graphIds(result),
+          );
+        }
+        this.logger.error({ ...log, status, graphRequestId }, "Graph failed before the message was sent");
+        throw new RelayError("upstream_unavailable", `Microsoft Graph failed with HTTP ${status} before the message was sent; nothing was sent. Retry later.`, {
+          retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS,
+          ...graphIds(result),
+        });
+      }
+
+      if (status >= 200 && status < 400) {
         this.logger.warn({ ...log, status, graphRequestId }, "Graph did not confirm the message; outcome unknown");
         throw new RelayError(
           "outcome_unknown",

@@ -1,8 +1,9 @@
 /**
  * When a sendMail attempt may be repeated. Only answers that prove Graph did not take the
  * message are retried: 429 and 503 (Graph refused it and said when to come back), a 401 once
- * with a fresh token, and a connection that failed before the request was written. A 504, a
- * timeout or a reset after the body went out may have sent the mail and are never retried.
+ * with a fresh token, and a connection that failed before the request was written. Any other
+ * 5xx (500, 502, 504 …), a timeout or a reset after the body went out may have sent the mail and
+ * is never retried.
  */
 export interface RetryPolicy {
   /** Attempts per send, the first included. */

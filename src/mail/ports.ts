@@ -114,7 +114,8 @@ export interface GraphSender {
    * Sends from `sender`. Resolves only when Graph answered 202. Throws RelayError:
    * policy_denied, permission_missing, mailbox_unavailable, recipient_rejected,
    * payload_too_large, rate_limited (429 outlasting the deadline, with retryAfterSeconds),
-   * upstream_unavailable, outcome_unknown (504/timeout/reset after the body was sent),
+   * upstream_unavailable, outcome_unknown (a 5xx other than 503, a timeout or a reset after the
+   * body was sent),
    * credential_rejected (from the token provider).
    */
   send(request: GraphSendRequest): Promise<GraphSendResult>;
