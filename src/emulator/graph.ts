@@ -31,9 +31,11 @@ export const graphErrors = {
   tokenAudience: err(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."),
   tokenExpired: err(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."),
   /*
-   * Token of tenant A for a mailbox of tenant B. Graph treats the token as not valid for the
-   * target organization: 401 InvalidAuthenticationToken (the token is fine, the tenant is not),
-   * rather than 403 which Graph reserves for a valid caller lacking rights.
+   * Token of tenant A for a mailbox of tenant B. Approximation: no public source shows Graph's
+   * answer for this case. The emulator treats the token as not valid for the target organization:
+   * 401 InvalidAuthenticationToken (the token is fine, the tenant is not), rather than 403, which
+   * Graph reserves for a valid caller lacking rights. The relay's safe reading of it: one retry
+   * with a fresh token, then credential_rejected (a configuration error, not retried forever).
    */
   tokenWrongTenant: err(401, "InvalidAuthenticationToken", "Access token validation failure."),
   // A token without `roles` (app never granted admin consent) — microsoftgraph/microsoft-graph-docs#5673.

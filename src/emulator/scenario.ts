@@ -174,8 +174,13 @@ const throttlingDisabled = {
 /** The whole scenario document. */
 export const scenarioSchema = z
   .strictObject({
-    /** Access token lifetime (`exp - iat`), seconds. */
-    tokenLifetimeSeconds: z.number().int().positive().default(3599),
+    /**
+     * Access token lifetime (`exp - iat`), seconds. Absent: a random value from 3600 to 5400 per
+     * token, as Entra assigns by default ("a random value ranging between 60-90 minutes (75 minutes
+     * on average)", https://learn.microsoft.com/en-us/entra/identity-platform/configurable-token-lifetimes),
+     * so a client cannot come to rely on one fixed lifetime.
+     */
+    tokenLifetimeSeconds: z.number().int().positive().optional(),
     tenants: z.array(tenantSchema).default([]),
     apps: z.array(appSchema).default([]),
     /** `false` turns throttling off entirely. */

@@ -9,7 +9,17 @@ import { Directory } from "./directory.js";
 import { EntraService } from "./entra.js";
 import { entraError, entraErrors } from "./entra-errors.js";
 import { FaultRegistry, type FaultContext, type FaultHandle, type FaultInfo, type FaultInput, type RequestKind } from "./faults.js";
-import { authorizeSendMail, GRAPH_MAX_REQUEST_BYTES, graphErrorBody, graphErrors, maySendAs, parseSendMail, serverError, type GraphError } from "./graph.js";
+import {
+  authorizeSendMail,
+  GRAPH_MAX_REQUEST_BYTES,
+  graphErrorBody,
+  graphErrors,
+  maySendAs,
+  parseSendMail,
+  serverError,
+  type GraphError,
+  type SendMailAuthorization,
+} from "./graph.js";
 import { BodyTooLargeError, readBody, send, sleep } from "./http-io.js";
 import {
   MessageStore,
@@ -118,6 +128,11 @@ interface Exchange {
   clientRequestId: string;
   log: RequestLogEntry;
   faultCtx: FaultContext;
+}
+
+/** Entra's default access-token lifetime: random from 60 to 90 minutes (see scenario.ts). */
+function entraDefaultLifetimeSeconds(): number {
+  return 3600 + Math.floor(Math.random() * 1801);
 }
 
 function disabledThrottling(): ThrottlingConfig {
@@ -256,7 +271,12 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
   function sendGraphError(x: Exchange, e: GraphError, extra: Record<string, string> = {}): void {
     x.log.errorCode = e.code;
-    send(x.res, e.status, graphErrorBody(e, x.requestId, x.clientRequestId), graphHeaders(x, { ...e.headers, ...extra }));
+    // Graph's 401s name the authority and Graph's app id in WWW-Authenticate (shown in
+    // https://learn.microsoft.com/en-us/entra/msal/dotnet/advanced/extract-authentication-parameters);
+    // the authority here is the emulator, so a client that follows it stays local.
+    const challenge: Record<string, string> =
+      e.status === 401 ? { "WWW-Authenticate": `Bearer realm="", authorization_uri="${url}/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"` } : {};
+    send(x.res, e.status, graphErrorBody(e, x.requestId, x.clientRequestId), graphHeaders(x, { ...challenge, ...e.headers, ...extra }));
   }
 
   /** Answers with an injected `respond` (or the final answer of `acceptThen504`). */
@@ -388,7 +408,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const result = await entra.token(dir, tenantSegment, form, {
       ...(authorization !== undefined ? { authorization } : {}),
       correlationId: x.clientRequestId,
-      tokenLifetimeSeconds: scenario.tokenLifetimeSeconds,
+      tokenLifetimeSeconds: scenario.tokenLifetimeSeconds ?? entraDefaultLifetimeSeconds(),
     });
     if (result.clientId !== undefined) x.log.clientId = result.clientId;
     if (result.errorCode !== undefined) x.log.errorCode = result.errorCode;
@@ -447,9 +467,18 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       sendGraphError(x, byReason[slot.reason], { "Retry-After": String(slot.retryAfterSeconds) });
       return;
     }
-    // Released when the response is done; a client that already went away frees it now.
-    if (x.res.closed) slot.release();
-    else x.res.once("close", slot.release);
+    // Held until Exchange is done with the request, not until the client hangs up: a client that
+    // gave up (a timeout) and retries meets its own earlier request still in the slot, as in
+    // https://learn.microsoft.com/en-us/answers/questions/2286986/sending-emails-with-the-graph-java-sdk-fails-with
+    // (after four 504s the fifth try got 429: "the other four attempts are still active").
+    try {
+      await processSendMail(x, body, auth, fault, delay);
+    } finally {
+      slot.release();
+    }
+  }
+
+  async function processSendMail(x: Exchange, body: Buffer, auth: SendMailAuthorization, fault: FaultInfo | undefined, delay: number): Promise<void> {
     await sleep(delay);
 
     const parsed = await parseSendMail(body, x.req.headers["content-type"], auth, x.requestId);

@@ -166,3 +166,66 @@ describe("Exchange's refusals of a send", () => {
     expect(() => emu.state.inject({ kind: "sendMail", action: "respond", graphError: "noSuchError" })).toThrow(/unknown graphError/);
   });
 });
+
+describe("details that steer clients", () => {
+  it("when a client gives up on a slow send and retries at once, then its earlier request still holds the mailbox's slot (429), and that message is still sent", async () => {
+    emu.state.setThrottling({ mailboxConcurrency: 1 });
+    emu.state.inject({ kind: "sendMail", mailbox: "noreply@proseware.com", action: "latency", fixedMs: 700, times: 1 });
+    const token = await http.accessToken(TENANT, ENTRA_APP, SECRET);
+
+    const gaveUp = http.sendMail("noreply@proseware.com", token, mail({ subject: "given up" }), {}, AbortSignal.timeout(150));
+    await expect(gaveUp).rejects.toThrow();
+    const retry = await http.sendMail("noreply@proseware.com", token, mail({ subject: "retry" }));
+
+    expect(retry.status).toBe(429);
+    expect(await errorOf(retry)).toMatchObject({ code: "ApplicationThrottled" });
+    await new Promise((r) => setTimeout(r, 800));
+    expect(emu.state.messages({ subject: "given up" })).toHaveLength(1);
+    expect((await http.sendMail("noreply@proseware.com", token, mail({ subject: "later" }))).status).toBe(202);
+  });
+
+  it("when the upload budget of a mailbox is spent, then 429 ApplicationThrottled 'over its IncomingBytes limit' with a Retry-After", async () => {
+    emu.state.setThrottling({ uploadBytesPerWindow: 2_000, uploadWindowSeconds: 300 });
+    const token = await http.accessToken(TENANT, ENTRA_APP, SECRET);
+    const big = mail({ body: { contentType: "Text", content: "x".repeat(1_200) } });
+
+    expect((await http.sendMail("noreply@proseware.com", token, big)).status).toBe(202);
+    const res = await http.sendMail("noreply@proseware.com", token, big);
+
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(200);
+    expect(await errorOf(res)).toMatchObject({ code: "ApplicationThrottled", message: "Application is over its IncomingBytes limit." });
+  });
+
+  it("when no lifetime is configured, then tokens live a random 60 to 90 minutes, like Entra's", async () => {
+    const lifetimes = new Set<number>();
+    for (let i = 0; i < 6; i++) {
+      const res = await http.token(TENANT, ENTRA_APP, SECRET);
+      const body = (await res.json()) as { expires_in: number; access_token: string };
+      const claims = jwtPayload(body.access_token);
+      expect(body.expires_in).toBeGreaterThanOrEqual(3600);
+      expect(body.expires_in).toBeLessThanOrEqual(5400);
+      expect((claims.exp as number) - (claims.iat as number)).toBe(body.expires_in);
+      lifetimes.add(body.expires_in);
+    }
+    expect(lifetimes.size).toBeGreaterThan(1);
+  });
+
+  it("when Graph answers 401, then it carries the WWW-Authenticate challenge naming Graph's app id", async () => {
+    const res = await http.sendMail("noreply@proseware.com", "not-a-token", mail());
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toBe(
+      `Bearer realm="", authorization_uri="${emu.url}/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"`,
+    );
+  });
+
+  it("when Graph fails on its own (503, 504), then the body is UnknownError with an empty message", async () => {
+    const token = await http.accessToken(TENANT, ENTRA_APP, SECRET);
+    for (const status of [503, 504]) {
+      emu.state.inject({ kind: "sendMail", action: "respond", status, times: 1 });
+      const res = await http.sendMail("noreply@proseware.com", token, mail());
+      expect(res.status).toBe(status);
+      expect(await errorOf(res)).toMatchObject({ code: "UnknownError", message: "" });
+    }
+  });
+});
