@@ -68,7 +68,7 @@ export interface FieldError {
 
 /** Extra members a problem may carry besides the standard ones. */
 export interface ProblemExtras {
-  /** Entra error code (e.g. "7000222") for `credential_rejected`. */
+  /** Entra error code (e.g. "7000222") for `credential_rejected`; the transient one (e.g. "90033") for an Entra outage's `upstream_unavailable`. */
   aadsts?: string;
   /** Field errors for `validation_failed`. */
   errors?: readonly FieldError[];

@@ -229,3 +229,18 @@ describe("details that steer clients", () => {
     }
   });
 });
+
+describe("Retry-After as Graph sends it", () => {
+  it("when a fault gives Retry-After with decimals or as an HTTP-date, then the header carries it exactly so", async () => {
+    const token = await http.accessToken(TENANT, ENTRA_APP, SECRET);
+    const date = new Date(Date.now() + 3_000).toUTCString();
+    emu.state.inject({ kind: "sendMail", action: "respond", status: 429, retryAfter: 2.128, times: 1 });
+    emu.state.inject({ kind: "sendMail", action: "respond", status: 429, retryAfter: date, times: 1 });
+
+    const decimal = await http.sendMail("noreply@proseware.com", token, mail());
+    const httpDate = await http.sendMail("noreply@proseware.com", token, mail());
+
+    expect(decimal.headers.get("retry-after")).toBe("2.128");
+    expect(httpDate.headers.get("retry-after")).toBe(date);
+  });
+});

@@ -642,8 +642,9 @@ export interface components {
             };
         };
         /**
-         * @description Microsoft Graph may have accepted the message but did not confirm it (timeout or broken
-         *     connection after the message was sent). The relay does not retry, to avoid sending twice.
+         * @description Microsoft Graph may have accepted the message but did not confirm it (a timeout, a broken
+         *     connection, or a 500, 502 or 504 from Graph after the message was sent). The relay does not
+         *     retry, to avoid sending twice.
          *     With an `Idempotency-Key` this answer is remembered: a retry with the same key and body
          *     gets it again (with `Idempotent-Replayed: true` and the first request's `X-Request-Id`)
          *     and sends nothing. A retry with a new key (or none) may deliver the message twice; do
