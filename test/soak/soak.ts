@@ -6,7 +6,9 @@ import { metricValue, startHarness, type HttpResult } from "../support/harness.j
 
 /*
  * The fault soak: thousands of sends through the service (real adapters, HTTP) to the emulator,
- * with random 429 / 503 / 504 / connection resets / latency injected on Graph, by clients that
+ * with random 429 (fractional Retry-After, as Graph sends it) / 503 / store-then-500/502/504 /
+ * connection resets / latency injected on Graph, and Entra ID outages (503 AADSTS90033 on the
+ * token endpoint, with tokens short-lived enough to be renewed during the run), by clients that
  * retry the way a careful client does (same Idempotency-Key and body on every retry, and now and
  * then the same request twice at once, like a double click). Then it checks what the issue
  * promises:
@@ -47,8 +49,10 @@ export interface SoakReport {
   /** Replays answered from the Idempotency-Key store. */
   readonly replays: number;
   readonly faultsInjected: Record<string, number>;
-  /** Injected faults that a Graph request actually met. */
+  /** Injected faults that a Graph or Entra request actually met. */
   readonly faultsHit: number;
+  /** The same, by fault kind (entra_outage counts token requests answered 503 AADSTS90033). */
+  readonly faultsHitByKind: Record<string, number>;
   /** How each message ended for its client. */
   readonly finals: Record<string, number>;
   /** Messages the emulator stored for the soak. */
@@ -61,8 +65,27 @@ export interface SoakReport {
   readonly violations: string[];
 }
 
-type FaultKind = "throttle" | "unavailable" | "unavailable_retry_after" | "accept_then_504" | "reset_before_body" | "reset_after_body" | "latency";
-const FAULT_KINDS: readonly FaultKind[] = ["throttle", "unavailable", "unavailable_retry_after", "accept_then_504", "reset_before_body", "reset_after_body", "latency"];
+type FaultKind =
+  | "throttle"
+  | "unavailable"
+  | "unavailable_retry_after"
+  | "accept_then_5xx"
+  | "reset_before_body"
+  | "reset_after_body"
+  | "latency"
+  | "entra_outage";
+const FAULT_KINDS: readonly FaultKind[] = [
+  "throttle",
+  "unavailable",
+  "unavailable_retry_after",
+  "accept_then_5xx",
+  "reset_before_body",
+  "reset_after_body",
+  "latency",
+  "entra_outage",
+];
+/** Access-token lifetime in the soak: short, so the relay renews tokens (and meets Entra's outages) during the run. */
+const SOAK_TOKEN_LIFETIME_SECONDS = 15;
 
 /** The soak's tenants: each its own sender mailbox in Contoso, so four lines run side by side. */
 const SOAK_TENANTS = ["soak-a", "soak-b", "soak-c", "soak-d"] as const;
@@ -91,7 +114,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const h = await startHarness({
     scenario,
     logLevel: "info",
-    emulator: { keepRaw: false, maxMessages: options.messages * 2 + 1_000, maxRequests: options.messages * 6 + 1_000 },
+    emulator: {
+      keepRaw: false,
+      maxMessages: options.messages * 2 + 1_000,
+      maxRequests: options.messages * 8 + 1_000,
+      tokenLifetimeSeconds: SOAK_TOKEN_LIFETIME_SECONDS,
+    },
     configure: (c) => {
       for (const t of SOAK_TENANTS) c.tenants[t] = { tenantId: CONTOSO.id, sender: `${t}@contoso.com`, limits: { recipientsPerDay: 1_000_000 } };
     },
@@ -101,16 +129,23 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const violations: string[] = [];
   const faultsInjected: Record<string, number> = {};
   const handles: FaultHandle[] = [];
+  const handleKinds = new Map<FaultHandle, FaultKind>();
   const finals: Record<string, number> = {};
   let requests = 0;
   const started = Date.now();
   try {
     const sentBefore = totalSends((await h.get("/metrics")).text);
 
+    let outage: FaultHandle | undefined;
     const injectFault = (mailbox: string): void => {
-      const kind = FAULT_KINDS[Math.floor(random() * FAULT_KINDS.length)]!;
+      let kind = FAULT_KINDS[Math.floor(random() * FAULT_KINDS.length)]!;
+      // One Entra outage at a time: token requests are few, so queued outages would keep Entra down all run.
+      if (kind === "entra_outage" && outage !== undefined && outage.remaining !== 0) kind = "latency";
       faultsInjected[kind] = (faultsInjected[kind] ?? 0) + 1;
-      handles.push(h.emulator.state.inject(faultFor(kind, mailbox, random)));
+      const handle = h.emulator.state.inject(faultFor(kind, mailbox, random));
+      handles.push(handle);
+      handleKinds.set(handle, kind);
+      if (kind === "entra_outage") outage = handle;
     };
 
     const sendOnce = async (key: string, body: Record<string, unknown>, mailbox: string): Promise<Answer> => {
@@ -148,9 +183,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         last = results.find((r) => r.status === 202) ?? results[0]!;
         // 202: done. 504: Graph may have it; one retry with the key must get the same 504 back.
         if (last.status === 202 || (last.status === 504 && attempt >= 2) || ![429, 503, 504, 0].includes(last.status)) break;
-        const retryAfter = Number(JSON.parse(last.body || "{}").retryAfterSeconds ?? 1);
+        const problem = JSON.parse(last.body || "{}") as { retryAfterSeconds?: number; aadsts?: string };
+        const retryAfter = Number(problem.retryAfterSeconds ?? 1);
         // Impatient but not hasty: a fraction of Retry-After, so the service's own waits get exercised.
-        await sleep(Math.min(retryAfter * 1000, 600) * (0.5 + random() / 2));
+        // An Entra outage is waited out as told: the relay promises the send works after it.
+        await sleep(problem.aadsts !== undefined ? retryAfter * 1000 : Math.min(retryAfter * 1000, 600) * (0.5 + random() / 2));
       }
       const final = last === undefined ? "none" : String(last.status);
       finals[final] = (finals[final] ?? 0) + 1;
@@ -223,6 +260,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       replays: answers.filter((a) => a.replayed).length,
       faultsInjected,
       faultsHit: handles.reduce((n, f) => n + f.hits, 0),
+      faultsHitByKind: handles.reduce<Record<string, number>>((acc, f) => {
+        const kind = handleKinds.get(f)!;
+        acc[kind] = (acc[kind] ?? 0) + f.hits;
+        return acc;
+      }, {}),
       finals,
       delivered: stored.length,
       duplicates,
@@ -239,19 +281,24 @@ function faultFor(kind: FaultKind, mailbox: string, random: () => number): Fault
   const base = { kind: "sendMail" as const, mailbox, times: 1 };
   switch (kind) {
     case "throttle":
-      return { ...base, action: "respond", status: 429, retryAfter: 1 };
+      // Graph's Retry-After has decimals ("2.128", "0.249"): 0.050 to 1.500 s here.
+      return { ...base, action: "respond", status: 429, retryAfter: Math.round(50 + random() * 1_450) / 1000 };
     case "unavailable":
       return { ...base, action: "respond", status: 503 };
     case "unavailable_retry_after":
       return { ...base, action: "respond", status: 503, retryAfter: 1 };
-    case "accept_then_504":
-      return { ...base, action: "acceptThen504" };
+    case "accept_then_5xx":
+      // Stored, then 500, 502 or 504: each may have sent the mail.
+      return { ...base, action: "acceptThen504", status: [500, 502, 504][Math.floor(random() * 3)]! };
     case "reset_before_body":
       return { ...base, action: "reset", when: "beforeBody" };
     case "reset_after_body":
       return { ...base, action: "reset", when: "afterBody" };
     case "latency":
       return { ...base, times: 1 + Math.floor(random() * 4), action: "latency", fixedMs: 100 + Math.floor(random() * 700) };
+    case "entra_outage":
+      // Entra's incident answer (503 temporarily_unavailable, AADSTS90033) for Contoso's next token request.
+      return { kind: "token", tenant: CONTOSO.id, action: "respond", status: 503, times: 1 };
   }
 }
 
