@@ -65,6 +65,8 @@ export interface RelayApp {
    * the listener closes. Resolves `drained: false` when the timeout cut sends short.
    */
   shutdown(timeoutMs: number): Promise<{ drained: boolean }>;
+  /** Forgets every mailbox's Graph throttle memory (SIGHUP); sends held back by it go at once. */
+  clearThrottles(): void;
 }
 
 const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
@@ -117,6 +119,11 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
     tenantStatus.retain(tenants.list().map((t) => t.key));
     tokenProvider.retain?.(tenants.list().map((t) => t.target));
     for (const t of previous.list()) if (tenants.get(t.key) !== t) tokenProvider.forget?.(t.key);
+    // A changed tenant also starts without its mailbox's throttle memory (a renamed or re-added one keeps it).
+    for (const t of tenants.list()) {
+      const before = previous.get(t.key);
+      if (before !== undefined && before !== t) limiter.clearThrottle(t.mailboxKey);
+    }
   });
 
   const sendMail = new SendMail({
@@ -222,6 +229,9 @@ export async function createApp(deps: AppDeps): Promise<RelayApp> {
     lifecycle,
     metrics,
     tenants: () => tenants,
+    clearThrottles() {
+      limiter.clearThrottle();
+    },
     async shutdown(timeoutMs) {
       lifecycle.beginDrain();
       const drained = await lifecycle.waitIdle(timeoutMs);

@@ -45,7 +45,8 @@ export interface RunningServer {
   readonly url: string;
   /**
    * SIGHUP: forgets remembered credential rejections (a secret file fixed in place is tried at
-   * once) and re-reads the config file. An invalid file is refused and the config in force stays.
+   * once) and every mailbox's throttle memory (a Graph Retry-After an operator knows to be over),
+   * and re-reads the config file. An invalid file is refused and the config in force stays.
    */
   reload(): ConfigReloadOutcome;
   /** Graceful stop (see RelayApp.shutdown), then the adapters' connections are closed. */
@@ -89,6 +90,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     logger,
     dispatcher,
     ...(options.permissionRecheckMs !== undefined ? { permissionRecheckMs: options.permissionRecheckMs } : {}),
+    maxRetryAfterMs: () => configSource.current().server.maxRetryAfterSeconds * 1000,
   });
   const relay = await createApp({
     configSource,
@@ -118,6 +120,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     url,
     reload() {
       tokenProvider.forget();
+      relay.clearThrottles();
       return watcher?.reload("signal") ?? "unchanged";
     },
     async stop(drainTimeoutMs) {

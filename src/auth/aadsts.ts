@@ -87,6 +87,30 @@ export const AADSTS_ADVICE: Readonly<Record<string, AadstsAdvice>> = Object.free
   },
 });
 
+/*
+ * AADSTS codes that mean "Entra had a problem", not "your credential is wrong". They are only a
+ * fallback: the HTTP status and the OAuth `error` decide first (see tokenOutcome in
+ * identity-http-client.ts), because an outage answers 503 `temporarily_unavailable` whatever
+ * its code. The codes matter where no status is at hand, e.g. when MSAL replays an earlier
+ * answer from its throttling cache.
+ * - 90033 MsodsServiceUnavailable, "A transient error has occurred. Please try again.", sent as
+ *   503 temporarily_unavailable: https://github.com/Azure/azure-sdk-for-python/issues/14241
+ *   and https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes
+ * - 50033 RetryableError, "a transient error not related to the database operations" (same
+ *   reference page); seen as `temporarily_unavailable: 50033` in
+ *   https://github.com/AzureAD/microsoft-authentication-library-for-js/issues/4019
+ * - 90024 RequestBudgetExceededError, "A transient error has occurred. Try again." (reference page).
+ * - 90041: named transient by the review behind issue 12; no public source was found for it.
+ *   Treating it as transient is the safe side: the caller retries instead of the tenant failing
+ *   hard and being remembered as rejected.
+ */
+const TRANSIENT_AADSTS: ReadonlySet<string> = new Set(["50033", "90024", "90033", "90041"]);
+
+/** Whether an AADSTS code stands for a transient Entra failure (an outage), not a refusal. */
+export function isTransientAadsts(code: string | undefined): boolean {
+  return code !== undefined && TRANSIENT_AADSTS.has(code);
+}
+
 const AADSTS_PATTERN = /AADSTS(\d{4,8})/;
 
 /** The first AADSTS code in a text (an SDK error message or an Entra error description). */

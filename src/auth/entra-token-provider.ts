@@ -5,7 +5,7 @@ import type { Config } from "../config/schema.js";
 import { createHttpsAgent } from "../graph/http-dispatcher.js";
 import { RelayError, isRelayError } from "../http/problems.js";
 import { systemClock, type Clock, type SendObserver, type TokenProvider, type TokenTarget } from "../mail/ports.js";
-import { describeAadsts, parseAadsts } from "./aadsts.js";
+import { describeAadsts, isTransientAadsts, parseAadsts } from "./aadsts.js";
 import {
   buildCredential,
   credentialFingerprint,
@@ -15,7 +15,7 @@ import {
   type BuiltCredential,
   type CredentialBuildContext,
 } from "./credential-factory.js";
-import { IdentityHttpClient, aadstsFromBody, transportCode } from "./identity-http-client.js";
+import { IdentityHttpClient, aadstsFromBody, transportCode, type TokenExchange } from "./identity-http-client.js";
 
 /** Seconds a caller is told to wait when Entra ID cannot be reached. */
 const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
@@ -23,6 +23,14 @@ const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
 const MSAL_RENEWAL_OFFSET_MS = 300_000;
 /** A token is never handed out for a Graph call when it expires sooner than this. */
 const MIN_REMAINING_LIFETIME_MS = 60_000;
+/**
+ * After an Entra outage answer, Entra is asked again for that credential no sooner than this
+ * (or Entra's own Retry-After, up to MAX_OUTAGE_HOLD_MS), so an outage costs one token request
+ * per credential every few seconds rather than one per send, and a send right after recovery
+ * waits at most this long.
+ */
+const OUTAGE_HOLD_MS = UNAVAILABLE_RETRY_AFTER_SECONDS * 1000;
+const MAX_OUTAGE_HOLD_MS = 60_000;
 /** AADSTS codes after which a secret credential may try its other secret. */
 const SECRET_REJECTED = new Set(["7000215", "7000222"]);
 
@@ -65,6 +73,9 @@ interface CredentialEntry {
   /** When `token` was stored (epoch ms). */
   obtainedAt: number;
   inflight?: Promise<AccessToken>;
+  /** After an outage answer: Entra is not asked again before this (epoch ms); callers get `outage`. */
+  heldUntil: number;
+  outage?: RelayError;
 }
 
 /**
@@ -112,7 +123,8 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     const token = entry.token;
     if (token !== undefined && now < entry.refreshAt) return token.token;
     if (token !== undefined && now < token.expiresOnTimestamp - MIN_REMAINING_LIFETIME_MS) {
-      // Still good for a while: hand it out and renew behind the caller's back.
+      // Still good for a while: hand it out and renew behind the caller's back (not while Entra is held off).
+      if (now < entry.heldUntil) return token.token;
       this.refresh(entry).catch((err: unknown) => this.logger.warn({ tenant: target.tenantKey, code: codeOf(err) }, "background token refresh failed"));
       return token.token;
     }
@@ -174,7 +186,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
       const tenantKey = target.tenantKey;
       const http = new IdentityHttpClient(this.dispatcher, (ex) => this.observer.tokenRequest(tenantKey, ex.outcome), this.timeoutMs);
       // Reading an unreadable secret throws here, before the entry exists: the next call retries.
-      entry = { target, http, built: this.build(target, "primary", http), refreshAt: 0, obtainedAt: 0 };
+      entry = { target, http, built: this.build(target, "primary", http), refreshAt: 0, obtainedAt: 0, heldUntil: 0 };
       this.entries.set(key, entry);
     }
     return entry;
@@ -194,19 +206,22 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
   }
 
   private async acquire(entry: CredentialEntry): Promise<AccessToken> {
+    const held = entry.heldUntil - this.clock.now();
+    if (held > 0 && entry.outage !== undefined) throw heldOutage(entry.outage, held);
     let problem: RelayError;
     try {
       return this.store(entry, await this.requestToken(entry));
     } catch (err) {
       problem = await this.classify(entry, err);
     }
-    if (problem.extras.aadsts !== undefined && SECRET_REJECTED.has(problem.extras.aadsts) && this.switchSecret(entry)) {
+    if (problem.code === "credential_rejected" && problem.extras.aadsts !== undefined && SECRET_REJECTED.has(problem.extras.aadsts) && this.switchSecret(entry)) {
       try {
         return this.store(entry, await this.requestToken(entry));
       } catch (err) {
         problem = await this.classify(entry, err);
       }
     }
+    if (problem.code === "upstream_unavailable") this.holdAfterOutage(entry, problem);
     if (problem.code === "credential_rejected") {
       // Repeating it from memory for a while is the job of src/delivery/credential-failure-memory.ts.
       this.logger.warn(
@@ -219,6 +234,24 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     throw problem;
   }
 
+  /**
+   * After an outage (Entra answered 5xx/429/temporarily_unavailable, or could not be reached):
+   * MSAL now throttles this credential for 60 s (its ThrottlingUtils cache, filled on any 429 or
+   * 5xx and checked before every token request, without asking Entra), so sends would keep
+   * failing for a minute after Entra is back. A fresh credential has a fresh MSAL application and
+   * no such entry; our own short hold keeps an outage from turning into a request per send.
+   */
+  private holdAfterOutage(entry: CredentialEntry, problem: RelayError): void {
+    entry.heldUntil = this.clock.now() + outageHoldMs(entry.http.lastExchange);
+    entry.outage = problem;
+    try {
+      entry.built = this.build(entry.target, entry.built.slot, entry.http);
+    } catch (err) {
+      // The secret can no longer be read: keep the old credential; the next request will tell.
+      this.logger.warn({ tenant: entry.target.tenantKey, code: codeOf(err) }, "cannot rebuild the credential after an Entra outage");
+    }
+  }
+
   private async requestToken(entry: CredentialEntry): Promise<AccessToken> {
     entry.http.lastExchange = undefined;
     const token = await entry.built.credential.getToken(this.scope);
@@ -228,6 +261,8 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
 
   private store(entry: CredentialEntry, token: AccessToken): AccessToken {
     const now = this.clock.now();
+    entry.heldUntil = 0;
+    entry.outage = undefined;
     const lifetime = token.expiresOnTimestamp - now;
     // Renew at MSAL's own renewal point, or half-way for short-lived tokens.
     const renewAt = token.expiresOnTimestamp - Math.min(MSAL_RENEWAL_OFFSET_MS, lifetime / 2);
@@ -271,7 +306,11 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     const { target } = entry;
     const message = err instanceof Error ? err.message : String(err);
     const exchange = entry.http.lastExchange;
+    // Status and OAuth error first: an outage (5xx, 429, temporarily_unavailable) is never a rejection.
+    if (exchange?.outcome === "upstream_unavailable" && exchange.transportError === undefined) return this.entraDown(target, exchange);
     const aadsts = parseAadsts(message) ?? exchange?.aadsts;
+    // No status at hand (MSAL may replay an earlier answer without asking): the code's meaning decides.
+    if (isTransientAadsts(aadsts)) return this.entraDown(target, { outcome: "upstream_unavailable", ...(aadsts !== undefined ? { aadsts } : {}) });
     if (aadsts !== undefined) return rejected(target, aadsts);
     if (exchange?.outcome === "credential_rejected") {
       return new RelayError(
@@ -289,6 +328,23 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     }
     const why = exchange?.transportError ?? (exchange?.status !== undefined ? `HTTP ${exchange.status}` : "no token request could be made");
     return unavailable(`Entra ID (${new URL(this.authorityHost).host}) did not issue a token for tenant ${target.tenantId}: ${why}. Retry later.`);
+  }
+
+  /** Entra answered, but with an outage (503 temporarily_unavailable AADSTS90033, 5xx, 429). */
+  private entraDown(target: TokenTarget, exchange: TokenExchange): RelayError {
+    const what = [
+      exchange.status !== undefined ? `HTTP ${exchange.status}` : undefined,
+      exchange.error,
+      exchange.aadsts !== undefined ? `AADSTS${exchange.aadsts}` : undefined,
+    ].filter((p) => p !== undefined);
+    // Honest: Entra is asked again for this credential after exactly this (see holdAfterOutage).
+    const retryAfterSeconds = Math.ceil(outageHoldMs(exchange) / 1000);
+    return new RelayError(
+      "upstream_unavailable",
+      `Entra ID (${new URL(this.authorityHost).host}) is temporarily unavailable and issued no token for tenant ${target.tenantId}` +
+        `${what.length > 0 ? ` (${what.join(", ")})` : ""}. This is an Entra ID outage, not a problem with the credential. Retry later.`,
+      { retryAfterSeconds, ...(exchange.aadsts !== undefined ? { aadsts: exchange.aadsts } : {}) },
+    );
   }
 
   private async probeTenant(target: TokenTarget): Promise<RelayError> {
@@ -321,6 +377,16 @@ function rejected(target: TokenTarget, aadsts: string): RelayError {
 
 function unavailable(detail: string): RelayError {
   return new RelayError("upstream_unavailable", detail, { retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS });
+}
+
+/** How long Entra is left alone after an outage answer: its Retry-After within [1 s, 60 s], else 5 s. */
+function outageHoldMs(exchange: TokenExchange | undefined): number {
+  return Math.min(MAX_OUTAGE_HOLD_MS, Math.max(1_000, Math.ceil((exchange?.retryAfterMs ?? OUTAGE_HOLD_MS) / 1000) * 1000));
+}
+
+/** The outage answer again, while Entra is held off, with the time left as its Retry-After. */
+function heldOutage(outage: RelayError, remainingMs: number): RelayError {
+  return new RelayError("upstream_unavailable", outage.message, { ...outage.extras, retryAfterSeconds: Math.max(1, Math.ceil(remainingMs / 1000)) });
 }
 
 function codeOf(err: unknown): string {

@@ -1,6 +1,7 @@
 import type { ClientSecretCredentialOptions } from "@azure/identity";
 import { request, type Dispatcher } from "undici";
-import { parseAadsts } from "./aadsts.js";
+import { parseRetryAfter } from "../graph/retry-policy.js";
+import { isTransientAadsts, parseAadsts } from "./aadsts.js";
 
 /*
  * The core-rest-pipeline types, taken from @azure/identity's own option types so this file
@@ -19,6 +20,10 @@ export interface TokenExchange {
   readonly status?: number;
   /** Entra's error code from the response body (`error_codes[0]` or AADSTS… in the description). */
   readonly aadsts?: string;
+  /** The OAuth `error` of the response body (`invalid_client`, `temporarily_unavailable` …). */
+  readonly error?: string;
+  /** Entra's Retry-After, in ms from when the answer came, when it sent one. */
+  readonly retryAfterMs?: number;
   /** Transport error code (ECONNREFUSED, ETIMEDOUT, …) when no response came back. */
   readonly transportError?: string;
 }
@@ -72,9 +77,18 @@ export class IdentityHttpClient implements HttpClient {
     }
 
     if (isTokenRequest) {
-      const outcome: TokenRequestOutcome =
-        status >= 200 && status < 300 ? "success" : status === 408 || status === 429 || status >= 500 ? "upstream_unavailable" : "credential_rejected";
-      this.record({ outcome, status, aadsts: outcome === "success" ? undefined : aadstsFromBody(text) });
+      if (status >= 200 && status < 300) this.record({ outcome: "success", status });
+      else {
+        const { error, aadsts } = entraErrorOf(text);
+        const retryAfterMs = parseRetryAfter(headers, Date.now());
+        this.record({
+          outcome: tokenOutcome(status, error, aadsts),
+          status,
+          ...(aadsts !== undefined ? { aadsts } : {}),
+          ...(error !== undefined ? { error } : {}),
+          ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+        });
+      }
     }
     return { request: req, status, headers: new PlainHttpHeaders(headers), bodyAsText: text };
   }
@@ -85,16 +99,38 @@ export class IdentityHttpClient implements HttpClient {
   }
 }
 
+/**
+ * What a failed token request means. The HTTP status and the OAuth `error` decide first: Entra
+ * answers an outage with 503 `temporarily_unavailable` and an AADSTS code (90033), so an AADSTS
+ * code alone never makes a rejection. A rejection is a 4xx with a refusal such as
+ * `invalid_client` or `unauthorized_client`; a transient AADSTS code on a 4xx counts as an outage.
+ */
+export function tokenOutcome(status: number, error: string | undefined, aadsts: string | undefined): TokenRequestOutcome {
+  if (status >= 200 && status < 300) return "success";
+  if (status === 408 || status === 429 || status >= 500) return "upstream_unavailable";
+  if (error === "temporarily_unavailable" || isTransientAadsts(aadsts)) return "upstream_unavailable";
+  return "credential_rejected";
+}
+
 /** Entra error bodies carry `error_codes: [7000215]` and "AADSTS7000215: …" in `error_description`. */
 export function aadstsFromBody(text: string): string | undefined {
+  return entraErrorOf(text).aadsts;
+}
+
+/** The OAuth `error` and the AADSTS code of an Entra error body; either may be missing. */
+export function entraErrorOf(text: string): { error?: string; aadsts?: string } {
   try {
-    const body = JSON.parse(text) as { error_codes?: unknown; error_description?: unknown };
-    if (Array.isArray(body.error_codes) && body.error_codes.length > 0) return String(body.error_codes[0]);
-    if (typeof body.error_description === "string") return parseAadsts(body.error_description);
+    const body = JSON.parse(text) as { error?: unknown; error_codes?: unknown; error_description?: unknown };
+    const error = typeof body.error === "string" ? body.error : undefined;
+    let aadsts: string | undefined;
+    if (Array.isArray(body.error_codes) && body.error_codes.length > 0) aadsts = String(body.error_codes[0]);
+    else if (typeof body.error_description === "string") aadsts = parseAadsts(body.error_description);
+    return { ...(error !== undefined ? { error } : {}), ...(aadsts !== undefined ? { aadsts } : {}) };
   } catch {
-    // Not JSON (an HTML error page from a proxy, say): no Entra code.
+    // Not JSON (an HTML error page from a proxy, say): no Entra code, unless the text names one.
   }
-  return parseAadsts(text);
+  const aadsts = parseAadsts(text);
+  return aadsts !== undefined ? { aadsts } : {};
 }
 
 /** A short, secret-free code for a transport failure. */

@@ -108,6 +108,12 @@ export const tenantSchema = z.strictObject({
   displayName: z.string().max(256).optional().describe("Human name of the customer, shown by /tenants and the CLI."),
   saveToSentItems: z.boolean().default(false).describe("Keep a copy in the sender's Sent Items unless the request says otherwise."),
   app: appSchema.optional().describe("A registration the customer made in its own tenant; overrides the top-level app."),
+  accessModel: z
+    .enum(["consent", "rbac"])
+    .default("consent")
+    .describe(
+      "How the tenant grants Mail.Send: consent (the Entra application permission, optionally narrowed by an ApplicationAccessPolicy) or rbac (Exchange RBAC for Applications: a role assignment scoped to the sender; tokens carry no Mail.Send role).",
+    ),
   limits: limitsSchema.prefault({}),
 });
 
@@ -242,6 +248,14 @@ export const configSchema = z
           .max(3600)
           .default(30)
           .describe("After Entra rejects a tenant's credential, answer from memory for this long instead of asking Entra again."),
+        maxRetryAfterSeconds: z
+          .int()
+          .min(1)
+          .max(86_400)
+          .default(600)
+          .describe(
+            "Longest wait one Graph Retry-After may impose on a mailbox; longer values are clamped (a reload or SIGHUP also clears a mailbox's throttle memory).",
+          ),
         watchConfig: z.boolean().default(true).describe("Re-read the config file when it changes (SIGHUP always re-reads)."),
         publicUrl: httpsUrlOrHttp().optional().describe("The service's external base URL, used for the admin-consent redirect URI."),
       })

@@ -154,7 +154,7 @@ class FallbackMailboxGate implements MailboxGate {
     this.local.noteThrottled(key, untilMs);
   }
 
-  clearThrottle(key: string): void {
+  clearThrottle(key?: string): void {
     this.shared.clearThrottle(key);
     this.local.clearThrottle(key);
   }
@@ -188,6 +188,11 @@ class FallbackRecipientLedger implements RecipientLedger {
     }
     this.note("recipients");
     return this.local.reserve(key, count, limit);
+  }
+
+  exhaust(key: string, untilMs: number): void {
+    this.shared.exhaust(key, untilMs);
+    this.local.exhaust(key, untilMs);
   }
 
   async used(key: string): Promise<number> {

@@ -35,8 +35,8 @@ export interface MailboxGate {
   acquire(key: string, options: { deadline: number; signal?: AbortSignal }): Promise<MailboxPermit>;
   /** Graph asked this mailbox to wait until `untilMs` (epoch ms). */
   noteThrottled(key: string, untilMs: number): void;
-  /** Forgets Graph's throttling of this mailbox (config reload, SIGHUP). */
-  clearThrottle(key: string): void;
+  /** Forgets Graph's throttling of this mailbox (config reload), or of every mailbox without a key (SIGHUP). */
+  clearThrottle(key?: string): void;
   /** Counts of one mailbox (for /tenants), or undefined when nothing is known of it. */
   snapshot(key: string): MailboxSnapshot | undefined | Promise<MailboxSnapshot | undefined>;
 }
@@ -270,15 +270,22 @@ export class MailboxLimiter implements MailboxGate {
     this.#scheduleWake(key, state);
   }
 
-  clearThrottle(key: string): void {
-    const state = this.#states.get(key);
-    if (!state || state.throttledUntil === 0) return;
-    state.throttledUntil = 0;
-    if (state.cancelWake) {
-      state.cancelWake();
-      state.cancelWake = undefined;
+  /**
+   * Forgets Graph's 429 for mailbox `key` (a config reload changed its tenant, or SIGHUP): sends
+   * waiting for the throttle to end are let in at once. Without `key`, for every mailbox.
+   * (Issue 12; a shared implementation must offer the same.)
+   */
+  clearThrottle(key?: string): void {
+    const states = key === undefined ? [...this.#states] : ([[key, this.#states.get(key)]] as const);
+    for (const [k, state] of states) {
+      if (!state || state.throttledUntil === 0) continue;
+      state.throttledUntil = 0;
+      if (state.cancelWake) {
+        state.cancelWake();
+        state.cancelWake = undefined;
+      }
+      this.#dispatch(k, state);
     }
-    this.#dispatch(key, state);
   }
 
   /** Epoch ms until which the mailbox is held back after Graph's 429, if still ahead. */

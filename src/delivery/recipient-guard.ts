@@ -47,6 +47,15 @@ export interface RecipientLedger {
   used(key: string): number | Promise<number>;
   /** Recipients counted per key for the given keys (keys with none left out), for the gauge. */
   usage(keys: readonly string[]): ReadonlyMap<string, number> | Promise<ReadonlyMap<string, number>>;
+  /** Exchange refused the mailbox for its daily quota: refuse every reserve() until `untilMs` (see RecipientGuard.exhaust). */
+  exhaust(key: string, untilMs: number): void;
+}
+
+/** 429 for a mailbox Exchange refused for its daily quota, with the time left. */
+export function quotaExhausted(waitMs: number): RelayError {
+  return new RelayError("rate_limited", "Exchange Online refused this sender mailbox for its daily recipient quota; nothing was sent", {
+    retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)),
+  });
 }
 
 /** A reservation that holds nothing (zero recipients). */
@@ -75,6 +84,8 @@ export class RecipientGuard implements RecipientLedger {
   readonly #windowMs: number;
   readonly #bucketMs: number;
   readonly #tallies = new Map<string, Tally>();
+  /** Mailboxes Exchange refused for its daily quota: key → epoch ms until which reserve() refuses. */
+  readonly #exhausted = new Map<string, number>();
 
   constructor(options: RecipientGuardOptions = {}) {
     this.#clock = options.clock ?? systemClock;
@@ -92,6 +103,13 @@ export class RecipientGuard implements RecipientLedger {
     if (count <= 0) return noReservation;
     assertWithinDailyLimit(count, limit);
     const now = this.#clock.now();
+    const exhaustedUntil = this.#exhausted.get(key);
+    if (exhaustedUntil !== undefined) {
+      if (exhaustedUntil > now) {
+        throw quotaExhausted(exhaustedUntil - now);
+      }
+      this.#exhausted.delete(key);
+    }
     let tally = this.#prune(key, now);
     if (tally && tally.total + count > limit) {
       throw dailyLimitReached(limit, this.#secondsUntilRoom(tally, tally.total + count - limit, now));
@@ -120,6 +138,17 @@ export class RecipientGuard implements RecipientLedger {
         tally.total -= count;
       },
     };
+  }
+
+  /**
+   * Exchange refused mailbox `key` for its daily quota (ErrorSubmissionQuotaExceeded): every
+   * reserve() until `untilMs` (epoch ms) is refused with rate_limited and the time left as
+   * Retry-After, without asking Graph. Exchange's count can exceed ours (other apps and people
+   * send from the mailbox too), so this is learnt, not computed.
+   */
+  exhaust(key: string, untilMs: number): void {
+    if (untilMs <= this.#clock.now()) return;
+    this.#exhausted.set(key, Math.max(untilMs, this.#exhausted.get(key) ?? 0));
   }
 
   /** Recipients counted for `key` in the current window (the gauge and GET /tenants). */

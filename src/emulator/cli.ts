@@ -18,7 +18,7 @@ const usage = `Usage: emulator [options]
   --no-throttling        turn Outlook throttling off
   --latency-ms <n>       fixed latency added to every Entra/Graph request
   --jitter-ms <n>        random extra latency in [0, n)
-  --token-lifetime <s>   access token lifetime in seconds (default 3599)
+  --token-lifetime <s>   access token lifetime in seconds (default: random 3600-5400, like Entra)
   --max-messages <n>     stored messages kept (default 10000)
   --no-raw               do not keep raw bodies / attachment contents
   --help`;

@@ -28,6 +28,8 @@ export class Directory {
   private readonly mailboxes = new Map<string, MailboxEntry>();
   private readonly consents = new Map<string, readonly string[]>();
   private readonly policies = new Map<string, { allow?: Set<string>; deny?: Set<string> }>();
+  /** tenant|app → the scopes of its `Application Mail.Send` assignments (undefined = organization-wide). */
+  private readonly mailSendScopes = new Map<string, (Set<string> | undefined)[]>();
   private readonly certificates = new Map<string, Map<string, RegisteredCertificate>>();
 
   constructor(scenario: Scenario) {
@@ -43,6 +45,13 @@ export class Directory {
       for (const p of tenant.accessPolicies) {
         const lower = (xs: string[] | undefined) => (xs === undefined ? undefined : new Set(xs.map((x) => x.toLowerCase())));
         this.policies.set(`${tenant.id.toLowerCase()}|${p.appId.toLowerCase()}`, { allow: lower(p.allow), deny: lower(p.deny) });
+      }
+      for (const a of tenant.roleAssignments) {
+        if (a.role.toLowerCase() !== "application mail.send") continue;
+        const key = `${tenant.id.toLowerCase()}|${a.appId.toLowerCase()}`;
+        const scopes = this.mailSendScopes.get(key) ?? [];
+        scopes.push(a.mailboxes === undefined ? undefined : new Set(a.mailboxes.map((m) => m.toLowerCase())));
+        this.mailSendScopes.set(key, scopes);
       }
     }
     for (const app of scenario.apps) {
@@ -99,6 +108,17 @@ export class Directory {
     const keys = [mailbox.address, mailbox.id, ...mailbox.aliases].map((k) => k.toLowerCase());
     if (p.allow !== undefined) return keys.some((k) => p.allow!.has(k));
     return !keys.some((k) => p.deny!.has(k));
+  }
+
+  /**
+   * The app's RBAC for Applications `Application Mail.Send` grant for a mailbox: `inScope`,
+   * `outOfScope` (the app has such assignments, none covering this mailbox) or `none`.
+   */
+  rbacMailSend(tenantId: string, appId: string, mailbox: MailboxConfig): "inScope" | "outOfScope" | "none" {
+    const scopes = this.mailSendScopes.get(`${tenantId.toLowerCase()}|${appId.toLowerCase()}`);
+    if (scopes === undefined) return "none";
+    const keys = [mailbox.address, mailbox.id, ...mailbox.aliases].map((k) => k.toLowerCase());
+    return scopes.some((scope) => scope === undefined || keys.some((k) => scope.has(k))) ? "inScope" : "outOfScope";
   }
 
   /** Registered certificate of the app by `x5t` (SHA-1) or `x5t#S256` thumbprint. */

@@ -80,6 +80,14 @@ export const entraErrors = {
   // Approximation: external issuers' keys are not fetched by the emulator.
   externalOidcFailed: def(50166, 400, "invalid_request", "Request to External OIDC endpoint failed."),
   ficBadSignature: def(50013, 401, "invalid_client", "Assertion failed signature validation. [Reason - The key was not found.]"),
+  // Entra's outage answer: 503 temporarily_unavailable with AADSTS90033, verbatim in
+  // https://github.com/Azure/azure-sdk-for-python/issues/14241 (MsodsServiceUnavailable in
+  // https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes). Token-endpoint
+  // faults with another 5xx send this body with their status: approximation, no public body found.
+  transient: def(90033, 503, "temporarily_unavailable", "A transient error has occurred. Please try again."),
+  // AADSTS90055 TenantThrottlingError, "There are too many incoming requests" (reference-error-codes).
+  // Approximation: the status (429) and the `error` value of a real answer were not found in a public source.
+  throttled: def(90055, 429, "temporarily_unavailable", "There are too many incoming requests. Please try again later."),
 } as const;
 
 /** The JSON body Entra sends on token/discovery errors. */

@@ -310,7 +310,7 @@ export class EntraService {
     dir: Directory,
     opts: { tenantId: string; appId: string; roles?: string[]; lifetimeSeconds?: number; claims?: Record<string, unknown> },
   ): Promise<string> {
-    const tenant = dir.tenant(opts.tenantId) ?? { id: opts.tenantId, domains: [], mailboxes: [], consents: [], accessPolicies: [] };
+    const tenant = dir.tenant(opts.tenantId) ?? { id: opts.tenantId, domains: [], mailboxes: [], consents: [], accessPolicies: [], roleAssignments: [], exchangeOnline: true };
     const app = dir.app(opts.appId) ?? { clientId: opts.appId, disabled: false, secrets: [], certificates: [], federatedCredentials: [] };
     return this.issueAccessToken(dir, tenant, app, "1", opts.lifetimeSeconds ?? 3599, opts.roles, opts.claims);
   }

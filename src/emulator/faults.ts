@@ -19,22 +19,31 @@ const common = {
 
 /**
  * A fault to inject, discriminated by `action`:
- * - `respond`: answer `status` with `body` (JSON if an object) / `headers` / `retryAfter` (seconds).
+ * - `respond`: answer `status` with `body` (JSON if an object), or a catalogued Graph refusal named by
+ *   `graphError` (its documented status, code and text) / `headers` / `retryAfter`: a number
+ *   is seconds written as given, decimals included (Graph sends `Retry-After: 2.128`,
+ *   https://learn.microsoft.com/en-us/graph/throttling); a string is sent verbatim (an HTTP-date).
  * - `reset`: destroy the connection, `beforeBody` (nothing read) or `afterBody` (default).
  * - `hang`: never answer; the connection is held until the client gives up or the emulator closes.
  * - `acceptThen504`: process the request normally (a sendMail IS stored), then answer `status`
- *   (default 504) instead of the real answer: the ambiguous "did it send?" case.
+ *   (default 504; 500 and 502 alike, with Graph's body for that status) instead of the real
+ *   answer: the ambiguous "did it send?" case.
  * - `latency`: delay matching requests by `fixedMs` plus a uniform random `[0, jitterMs)`; adds to the global latency.
  */
 export const faultSchema = z.discriminatedUnion("action", [
-  z.strictObject({
-    ...common,
-    action: z.literal("respond"),
-    status: z.number().int().min(100).max(599),
-    body: z.unknown().optional(),
-    headers: z.record(z.string(), z.string()).optional(),
-    retryAfter: z.number().min(0).optional(),
-  }),
+  z
+    .strictObject({
+      ...common,
+      action: z.literal("respond"),
+      /** Optional with `graphError` (which brings its documented status). */
+      status: z.number().int().min(100).max(599).optional(),
+      /** A catalogued Graph refusal by name (`graphErrors` in graph.ts, e.g. `sendAsDenied`), sent with its documented status and text. */
+      graphError: z.string().min(1).optional(),
+      body: z.unknown().optional(),
+      headers: z.record(z.string(), z.string()).optional(),
+      retryAfter: z.union([z.number().min(0), z.string().min(1)]).optional(),
+    })
+    .refine((f) => f.status !== undefined || f.graphError !== undefined, { message: "respond needs `status` or `graphError`", path: ["status"] }),
   z.strictObject({ ...common, action: z.literal("reset"), when: z.enum(["beforeBody", "afterBody"]).default("afterBody") }),
   z.strictObject({ ...common, action: z.literal("hang") }),
   z.strictObject({

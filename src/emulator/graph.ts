@@ -31,9 +31,11 @@ export const graphErrors = {
   tokenAudience: err(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."),
   tokenExpired: err(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."),
   /*
-   * Token of tenant A for a mailbox of tenant B. Graph treats the token as not valid for the
-   * target organization: 401 InvalidAuthenticationToken (the token is fine, the tenant is not),
-   * rather than 403 which Graph reserves for a valid caller lacking rights.
+   * Token of tenant A for a mailbox of tenant B. Approximation: no public source shows Graph's
+   * answer for this case. The emulator treats the token as not valid for the target organization:
+   * 401 InvalidAuthenticationToken (the token is fine, the tenant is not), rather than 403, which
+   * Graph reserves for a valid caller lacking rights. The relay's safe reading of it: one retry
+   * with a fresh token, then credential_rejected (a configuration error, not retried forever).
    */
   tokenWrongTenant: err(401, "InvalidAuthenticationToken", "Access token validation failure."),
   // A token without `roles` (app never granted admin consent) — microsoftgraph/microsoft-graph-docs#5673.
@@ -53,8 +55,39 @@ export const graphErrors = {
   unableToDeserialize: err(400, "UnableToDeserializePostBody", "were unable to deserialize "),
   meWithAppToken: err(400, "BadRequest", "/me request is only valid with delegated authentication flow."),
   methodNotAllowed: err(405, "ErrorInvalidRequest", "The OData request is not supported."),
-  // Approximation of the answer for gateway timeouts used by the acceptThen504 fault.
-  gatewayTimeout: err(504, "GatewayTimeout", "The gateway did not receive a response from 'Microsoft.Exchange' within the specified time period."),
+  // Graph's 504 and 503 carry `UnknownError` with an empty message: verbatim 504 in
+  // https://github.com/microsoftgraph/microsoft-graph-docs/issues/2505 and
+  // https://github.com/microsoftgraph/msgraph-sdk-android/issues/32, 503 in
+  // https://github.com/microsoftgraph/microsoft-graph-docs/issues/9912.
+  gatewayTimeout: err(504, "UnknownError", ""),
+  serviceUnavailable: err(503, "UnknownError", ""),
+  // 500 on a send, verbatim in https://github.com/microsoftgraph/microsoft-graph-docs/issues/1873.
+  internalServerError: err(500, "InternalServerError", "Object reference not set to an instance of an object."),
+  // Approximation: no public 502 body from Graph was found; the 503/504 shape is used.
+  badGateway: err(502, "UnknownError", ""),
+  // 403, verbatim in Microsoft Learn's "Send Outlook messages from another user" (Example 2,
+  // https://learn.microsoft.com/en-us/graph/outlook-send-mail-from-other-user) and
+  // https://github.com/DeskDirector/UserVoice/issues/379.
+  sendAsDenied: err(403, "ErrorSendAsDenied", "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message."),
+  // Mailbox over its quota: 403 with this text in https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/6596;
+  // the code on sendMail in https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/7483.
+  mailboxFull: err(403, "ErrorQuotaExceeded", "Mailbox has exceeded maximum mailbox size."),
+  // Exchange's recipient rate limit (10,000 a day). The code is Exchange's (EWS ResponseCode,
+  // https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/responsecode:
+  // "the submission quota has been reached"). Approximation: no public source shows Graph's status
+  // or message for it; 429 is chosen because a client that looks only at the status must not
+  // take it for a short throttle it can wait out (there is no Retry-After: the window is 24 h).
+  submissionQuota: err(429, "ErrorSubmissionQuotaExceeded", "The message couldn't be sent because the sender's submission quota was exceeded. Please try again later."),
+  // A sender Exchange blocked (restricted after outbound spam limits). The code is Exchange's (EWS
+  // ResponseCode page: message submission blocked). Approximation: status and text were not found
+  // in a public source; 403 is the safe choice (not retryable).
+  submissionBlocked: err(403, "ErrorMessageSubmissionBlocked", "The message can't be submitted because the sender's submission has been blocked."),
+  // Outlook's upload budget, 150 MB per 5 minutes (https://learn.microsoft.com/en-us/graph/throttling-limits#outlook-service-limits);
+  // the text is verbatim in https://github.com/O365/python-o365/issues/500.
+  incomingBytes: err(429, "ApplicationThrottled", "Application is over its IncomingBytes limit."),
+  // A tenant without Exchange Online: 401 (https://github.com/O365/python-o365/issues/757) with this
+  // body (https://github.com/MicrosoftDocs/azure-docs/issues/32957).
+  organizationNotFound: (tid: string) => err(401, "OrganizationFromTenantGuidNotFound", `The tenant for tenant guid '${tid}' does not exist.`),
   invalidUser: (user: string) => err(404, "ErrorInvalidUser", `The requested user '${user}' is invalid.`),
   unresolvedRecipient: (address: string) =>
     err(400, "ErrorInvalidRecipients", `At least one recipient is not valid., Recipient '${address}' is not resolved. All recipients must be resolved before a message can be submitted.`),
@@ -63,6 +96,28 @@ export const graphErrors = {
   segmentNotFound: (segment: string) => err(400, "BadRequest", `Resource not found for the segment '${segment}'.`),
   unsupportedMediaType: (type: string) => err(415, "UnsupportedMediaType", `The content type '${type}' is not supported.`),
 } as const;
+
+/** Graph's body for a 5xx it sends itself (faults without a body of their own), by status. */
+export function serverError(status: number): GraphError {
+  const known: Record<number, GraphError> = {
+    500: graphErrors.internalServerError,
+    502: graphErrors.badGateway,
+    503: graphErrors.serviceUnavailable,
+    504: graphErrors.gatewayTimeout,
+  };
+  return known[status] ?? { ...graphErrors.badGateway, status };
+}
+
+/** The catalogued Graph errors a `respond` fault can name with `graphError` (those that take no argument). */
+export type NamedGraphError = { [K in keyof typeof graphErrors]: (typeof graphErrors)[K] extends GraphError ? K : never }[keyof typeof graphErrors];
+
+/** Whether the mailbox may send with this `from` address: its own addresses and those it has Send As for. */
+export function maySendAs(entry: MailboxEntry, from: string | undefined): boolean {
+  if (from === undefined) return true;
+  const lower = from.toLowerCase();
+  const own = [entry.mailbox.address, ...entry.mailbox.aliases, ...entry.mailbox.sendAs].map((a) => a.toLowerCase());
+  return own.includes(lower);
+}
 
 /** Graph's "2024-02-20T13:53:31" innerError date (UTC, no fraction, no zone). */
 export function graphDate(d = new Date()): string {
@@ -100,15 +155,31 @@ export async function authorizeSendMail(
     return { ok: false, error: byReason[v.reason] };
   }
   const claims = v.claims;
+  if (dir.tenant(String(claims.tid))?.exchangeOnline === false) return { ok: false, error: graphErrors.organizationNotFound(String(claims.tid)), claims };
   if (userSegment.toLowerCase() === "me") return { ok: false, error: graphErrors.meWithAppToken, claims };
   const entry = dir.mailbox(userSegment);
   if (entry === undefined) return { ok: false, error: graphErrors.invalidUser(userSegment), claims };
   if (entry.tenant.id.toLowerCase() !== String(claims.tid).toLowerCase()) return { ok: false, error: graphErrors.tokenWrongTenant, claims };
   const roles = Array.isArray(claims.roles) ? claims.roles : [];
-  if (roles.length === 0) return { ok: false, error: graphErrors.noPermissions, claims };
-  if (!roles.includes("Mail.Send")) return { ok: false, error: graphErrors.accessDenied, claims };
-  if (!dir.mayAccess(entry.tenant.id, claims.appid, entry.mailbox)) return { ok: false, error: graphErrors.accessPolicy, claims };
+  // Two ways to Mail.Send, adding up: Exchange RBAC for Applications (a scoped grant the token
+  // does not show; https://learn.microsoft.com/en-us/exchange/permissions-exo/application-rbac)
+  // and the Entra application permission (the token's `roles`), which an ApplicationAccessPolicy
+  // may narrow.
+  const rbac = dir.rbacMailSend(entry.tenant.id, claims.appid, entry.mailbox);
+  if (rbac !== "inScope") {
+    if (!roles.includes("Mail.Send")) {
+      // The app has Exchange grants, none covering this mailbox: Graph refuses with 403
+      // (maester365/maester#961 handles exactly that 403). Exchange does not publish the body for
+      // this case; the emulator sends the generic access-denied one.
+      if (rbac === "outOfScope") return { ok: false, error: graphErrors.accessDenied, claims };
+      if (roles.length === 0) return { ok: false, error: graphErrors.noPermissions, claims };
+      return { ok: false, error: graphErrors.accessDenied, claims };
+    }
+    if (!dir.mayAccess(entry.tenant.id, claims.appid, entry.mailbox)) return { ok: false, error: graphErrors.accessPolicy, claims };
+  }
   if (entry.mailbox.state === "notRestEnabled") return { ok: false, error: graphErrors.notRestEnabled, claims };
+  if (entry.mailbox.state === "full") return { ok: false, error: graphErrors.mailboxFull, claims };
+  if (entry.mailbox.state === "sendingBlocked") return { ok: false, error: graphErrors.submissionBlocked, claims };
   return { ok: true, auth: { claims, entry } };
 }
 

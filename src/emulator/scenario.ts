@@ -18,8 +18,13 @@ const dateLike = z
   .union([z.date(), z.iso.datetime({ offset: true }), z.iso.date()])
   .transform((v) => (v instanceof Date ? v : new Date(v)));
 
-/** `enabled`: can receive Graph calls. `notRestEnabled`: exists but Graph answers MailboxNotEnabledForRESTAPI. */
-export const mailboxStateSchema = z.enum(["enabled", "notRestEnabled"]);
+/**
+ * `enabled`: can receive Graph calls. `notRestEnabled`: exists but Graph answers
+ * MailboxNotEnabledForRESTAPI. `full`: over its quota, so Exchange refuses to send from it
+ * (ErrorQuotaExceeded). `sendingBlocked`: Exchange blocked it from sending (a restricted sender
+ * after outbound spam limits: ErrorMessageSubmissionBlocked).
+ */
+export const mailboxStateSchema = z.enum(["enabled", "notRestEnabled", "full", "sendingBlocked"]);
 
 /** A mailbox (user with an Exchange Online mailbox) of a tenant. */
 export const mailboxSchema = z.strictObject({
@@ -31,6 +36,8 @@ export const mailboxSchema = z.strictObject({
   state: mailboxStateSchema.default("enabled"),
   /** Extra SMTP addresses (proxyAddresses) that also resolve to this mailbox. */
   aliases: z.array(z.email()).default([]),
+  /** Addresses this mailbox has the Send As right for; a `from` elsewhere gets 403 ErrorSendAsDenied. */
+  sendAs: z.array(z.email()).default([]),
 });
 
 /** Admin consent of an app in a tenant: creates its service principal there and grants Graph app roles. */
@@ -57,6 +64,20 @@ export const accessPolicySchema = z
     message: "an access policy needs exactly one of `allow` or `deny`",
   });
 
+/**
+ * An Exchange RBAC for Applications grant: `New-ManagementRoleAssignment -App <sp> -Role <role>
+ * [-CustomResourceScope <scope>]` (https://learn.microsoft.com/en-us/exchange/permissions-exo/application-rbac).
+ * Such a grant lives in Exchange, not in Entra: the app's token carries no role for it, and Graph
+ * still lets the app act on the mailboxes in the scope. Grants add to the Entra permissions.
+ */
+export const roleAssignmentSchema = z.strictObject({
+  appId: guid,
+  /** Exchange application role; `Application Mail.Send` is the one sendMail needs. */
+  role: z.string().min(1).default("Application Mail.Send"),
+  /** The management scope: the mailboxes (address, alias or object id) it covers. Absent = the whole organization. */
+  mailboxes: z.array(z.string().min(1)).optional(),
+});
+
 /** An Entra ID tenant with its Exchange Online mailboxes. */
 export const tenantSchema = z.strictObject({
   id: guid,
@@ -67,6 +88,10 @@ export const tenantSchema = z.strictObject({
   consents: z.array(consentSchema).default([]),
   /** Per app. No policy for an app = it may send as any mailbox of the tenant. */
   accessPolicies: z.array(accessPolicySchema).default([]),
+  /** Exchange RBAC for Applications role assignments (scoped grants that tokens do not show). */
+  roleAssignments: z.array(roleAssignmentSchema).default([]),
+  /** False: the tenant has no Exchange Online; Graph answers 401 OrganizationFromTenantGuidNotFound. */
+  exchangeOnline: z.boolean().default(true),
 });
 
 /** A client secret of an app registration. */
@@ -115,6 +140,19 @@ export const throttlingSchema = z.strictObject({
   /** Requests per (app, mailbox) per window; 0 = unlimited. Outlook: 10,000 per 10 minutes. */
   requestsPerWindow: z.number().int().min(0).default(10_000),
   windowSeconds: z.number().positive().default(600),
+  /**
+   * Recipients (to+cc+bcc) per mailbox in a rolling 24 h before Exchange refuses to submit more
+   * (ErrorSubmissionQuotaExceeded); 0 = unlimited. Exchange Online: 10,000
+   * (https://learn.microsoft.com/en-us/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits).
+   */
+  recipientsPerDay: z.number().int().min(0).default(10_000),
+  /**
+   * Request bytes (POST/PUT/PATCH bodies) per mailbox per `uploadWindowSeconds` before 429
+   * "Application is over its IncomingBytes limit."; 0 = unlimited. Outlook: 150 MB per 5 minutes
+   * (https://learn.microsoft.com/en-us/graph/throttling-limits#outlook-service-limits).
+   */
+  uploadBytesPerWindow: z.number().int().min(0).default(150 * 1024 * 1024),
+  uploadWindowSeconds: z.number().positive().default(300),
 });
 
 /** Latency added to every Entra and Graph request. */
@@ -124,19 +162,31 @@ export const latencySchema = z.strictObject({
   jitterMs: z.number().min(0).default(0),
 });
 
-const throttlingDisabled = { mailboxConcurrency: 0, requestsPerWindow: 0, windowSeconds: 600 } as const;
+const throttlingDisabled = {
+  mailboxConcurrency: 0,
+  requestsPerWindow: 0,
+  windowSeconds: 600,
+  recipientsPerDay: 0,
+  uploadBytesPerWindow: 0,
+  uploadWindowSeconds: 300,
+} as const;
 
 /** The whole scenario document. */
 export const scenarioSchema = z
   .strictObject({
-    /** Access token lifetime (`exp - iat`), seconds. */
-    tokenLifetimeSeconds: z.number().int().positive().default(3599),
+    /**
+     * Access token lifetime (`exp - iat`), seconds. Absent: a random value from 3600 to 5400 per
+     * token, as Entra assigns by default ("a random value ranging between 60-90 minutes (75 minutes
+     * on average)", https://learn.microsoft.com/en-us/entra/identity-platform/configurable-token-lifetimes),
+     * so a client cannot come to rely on one fixed lifetime.
+     */
+    tokenLifetimeSeconds: z.number().int().positive().optional(),
     tenants: z.array(tenantSchema).default([]),
     apps: z.array(appSchema).default([]),
     /** `false` turns throttling off entirely. */
     throttling: z
       .union([z.literal(false), throttlingSchema])
-      .default({ mailboxConcurrency: 4, requestsPerWindow: 10_000, windowSeconds: 600 })
+      .default({ mailboxConcurrency: 4, requestsPerWindow: 10_000, windowSeconds: 600, recipientsPerDay: 10_000, uploadBytesPerWindow: 150 * 1024 * 1024, uploadWindowSeconds: 300 })
       .transform((t) => (t === false ? { ...throttlingDisabled } : t)),
     latency: latencySchema.default({ fixedMs: 0, jitterMs: 0 }),
   })

@@ -9,7 +9,17 @@ import { Directory } from "./directory.js";
 import { EntraService } from "./entra.js";
 import { entraError, entraErrors } from "./entra-errors.js";
 import { FaultRegistry, type FaultContext, type FaultHandle, type FaultInfo, type FaultInput, type RequestKind } from "./faults.js";
-import { authorizeSendMail, GRAPH_MAX_REQUEST_BYTES, graphErrorBody, graphErrors, parseSendMail, type GraphError } from "./graph.js";
+import {
+  authorizeSendMail,
+  GRAPH_MAX_REQUEST_BYTES,
+  graphErrorBody,
+  graphErrors,
+  maySendAs,
+  parseSendMail,
+  serverError,
+  type GraphError,
+  type SendMailAuthorization,
+} from "./graph.js";
 import { BodyTooLargeError, readBody, send, sleep } from "./http-io.js";
 import {
   MessageStore,
@@ -123,8 +133,13 @@ interface Exchange {
   faultCtx: FaultContext;
 }
 
+/** Entra's default access-token lifetime: random from 60 to 90 minutes (see scenario.ts). */
+function entraDefaultLifetimeSeconds(): number {
+  return 3600 + Math.floor(Math.random() * 1801);
+}
+
 function disabledThrottling(): ThrottlingConfig {
-  return { mailboxConcurrency: 0, requestsPerWindow: 0, windowSeconds: 600 };
+  return { mailboxConcurrency: 0, requestsPerWindow: 0, windowSeconds: 600, recipientsPerDay: 0, uploadBytesPerWindow: 0, uploadWindowSeconds: 300 };
 }
 
 function decodeSegment(s: string): string {
@@ -259,7 +274,12 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
   function sendGraphError(x: Exchange, e: GraphError, extra: Record<string, string> = {}): void {
     x.log.errorCode = e.code;
-    send(x.res, e.status, graphErrorBody(e, x.requestId, x.clientRequestId), graphHeaders(x, { ...e.headers, ...extra }));
+    // Graph's 401s name the authority and Graph's app id in WWW-Authenticate (shown in
+    // https://learn.microsoft.com/en-us/entra/msal/dotnet/advanced/extract-authentication-parameters);
+    // the authority here is the emulator, so a client that follows it stays local.
+    const challenge: Record<string, string> =
+      e.status === 401 ? { "WWW-Authenticate": `Bearer realm="", authorization_uri="${url}/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"` } : {};
+    send(x.res, e.status, graphErrorBody(e, x.requestId, x.clientRequestId), graphHeaders(x, { ...challenge, ...e.headers, ...extra }));
   }
 
   /** Answers with an injected `respond` (or the final answer of `acceptThen504`). */
@@ -268,11 +288,18 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     let payload = body;
     if (payload === undefined) {
       const text = STATUS_CODES[status] ?? "Error";
-      payload = isGraph
-        ? graphErrorBody({ status, code: text.replace(/[^A-Za-z]/g, ""), message: text }, x.requestId, x.clientRequestId)
-        : status >= 400
-          ? { error: "temporarily_unavailable", error_description: text }
-          : {};
+      if (isGraph && status >= 500) {
+        const e = serverError(status);
+        x.log.errorCode = e.code;
+        payload = graphErrorBody({ ...e, status }, x.requestId, x.clientRequestId);
+      } else if (isGraph) payload = graphErrorBody({ status, code: text.replace(/[^A-Za-z]/g, ""), message: text }, x.requestId, x.clientRequestId);
+      else if (status === 429 || status >= 500) {
+        // Entra's own outage body (with its AADSTS code), so a client is tested against what Entra
+        // really sends on a bad day: see entraErrors.transient / entraErrors.throttled.
+        const e = entraError(status === 429 ? entraErrors.throttled : entraErrors.transient, {}, x.clientRequestId);
+        x.log.errorCode = `AADSTS${e.body.error_codes[0]}`;
+        payload = e.body;
+      } else payload = status >= 400 ? { error: "invalid_request", error_description: text } : {};
     }
     const base: Record<string, string> = isGraph ? graphHeaders(x) : { "client-request-id": x.clientRequestId };
     const contentType = typeof payload === "string" ? "text/plain; charset=utf-8" : "application/json";
@@ -295,8 +322,26 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     await sleep(delay);
     const headers = { ...(spec.headers ?? {}) };
     if (spec.retryAfter !== undefined) headers["Retry-After"] = String(spec.retryAfter);
-    sendFaultAnswer(x, spec.status, spec.body, headers);
+    if (spec.graphError !== undefined) {
+      const e = namedGraphError(spec.graphError);
+      sendGraphError(x, { ...e, status: spec.status ?? e.status }, headers);
+      return true;
+    }
+    sendFaultAnswer(x, spec.status ?? 500, spec.body, headers);
     return true;
+  }
+
+  /** A fault whose `graphError` names a catalogued refusal (checked now, not at the first match). */
+  function checkedFault(fault: FaultInput): FaultInput {
+    const name = (fault as { graphError?: unknown }).graphError;
+    if (typeof name === "string") namedGraphError(name);
+    return fault;
+  }
+
+  function namedGraphError(name: string): GraphError {
+    const e = (graphErrors as Record<string, unknown>)[name];
+    if (typeof e !== "object" || e === null) throw new ScenarioError(`unknown graphError "${name}"`);
+    return e as GraphError;
   }
 
   function tenantKeys(segment: string): string[] {
@@ -366,7 +411,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const result = await entra.token(dir, tenantSegment, form, {
       ...(authorization !== undefined ? { authorization } : {}),
       correlationId: x.clientRequestId,
-      tokenLifetimeSeconds: scenario.tokenLifetimeSeconds,
+      tokenLifetimeSeconds: scenario.tokenLifetimeSeconds ?? entraDefaultLifetimeSeconds(),
     });
     if (result.clientId !== undefined) x.log.clientId = result.clientId;
     if (result.errorCode !== undefined) x.log.errorCode = result.errorCode;
@@ -419,38 +464,52 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     }
     const { auth } = authz;
 
-    const slot = throttle.tryAcquire(auth.claims.appid, auth.entry.mailbox.id);
+    const slot = throttle.tryAcquire(auth.claims.appid, auth.entry.mailbox.id, body.length);
     if (!slot.ok) {
-      sendGraphError(x, slot.reason === "concurrency" ? graphErrors.mailboxConcurrency : graphErrors.tooManyRequests, {
-        "Retry-After": String(slot.retryAfterSeconds),
-      });
+      const byReason = { concurrency: graphErrors.mailboxConcurrency, rate: graphErrors.tooManyRequests, incomingBytes: graphErrors.incomingBytes };
+      sendGraphError(x, byReason[slot.reason], { "Retry-After": String(slot.retryAfterSeconds) });
       return;
     }
-    // Released once the answer is written: Graph is done with the request, and its client may act
-    // on the answer (and send the next one) before this process sees the write flushed. A client
-    // that goes away first frees it then.
-    if (x.res.closed) slot.release();
-    else x.res.once("close", slot.release);
+    // Held until Exchange is done with the request, not until the client hangs up: a client that
+    // gave up (a timeout) and retries meets its own earlier request still in the slot, as in
+    // https://learn.microsoft.com/en-us/answers/questions/2286986/sending-emails-with-the-graph-java-sdk-fails-with
+    // (after four 504s the fifth try got 429: "the other four attempts are still active").
+    // Released as soon as the answer is written, not when the socket reports it flushed: the
+    // client may act on the answer (and send the next request) before this process sees that.
     try {
-      await sleep(delay);
-
-      const parsed = await parseSendMail(body, x.req.headers["content-type"], auth, x.requestId);
-      if (!parsed.ok) {
-        sendGraphError(x, parsed.error);
-        return;
-      }
-      store.add(parsed.message);
-      if (fault?.spec.action === "acceptThen504") {
-        x.log.faultId = fault.id;
-        const e = { ...graphErrors.gatewayTimeout, status: fault.spec.status };
-        if (fault.spec.body !== undefined) sendFaultAnswer(x, fault.spec.status, fault.spec.body);
-        else sendGraphError(x, e);
-        return;
-      }
-      send(x.res, 202, undefined, graphHeaders(x));
+      await processSendMail(x, body, auth, fault, delay);
     } finally {
       slot.release();
     }
+  }
+
+  async function processSendMail(x: Exchange, body: Buffer, auth: SendMailAuthorization, fault: FaultInfo | undefined, delay: number): Promise<void> {
+    await sleep(delay);
+
+    const parsed = await parseSendMail(body, x.req.headers["content-type"], auth, x.requestId);
+    if (!parsed.ok) {
+      sendGraphError(x, parsed.error);
+      return;
+    }
+    const m = parsed.message;
+    if (!maySendAs(auth.entry, m.from?.address)) {
+      sendGraphError(x, graphErrors.sendAsDenied);
+      return;
+    }
+    if (!throttle.trySubmit(auth.entry.mailbox.id, m.toRecipients.length + m.ccRecipients.length + m.bccRecipients.length)) {
+      sendGraphError(x, graphErrors.submissionQuota);
+      return;
+    }
+    store.add(parsed.message);
+    if (fault?.spec.action === "acceptThen504") {
+      // Stored, then failed: the copy goes out although the client sees 5xx (the 4 copies after
+      // 504s in https://learn.microsoft.com/en-us/answers/questions/2286986/sending-emails-with-the-graph-java-sdk-fails-with).
+      x.log.faultId = fault.id;
+      if (fault.spec.body !== undefined) sendFaultAnswer(x, fault.spec.status, fault.spec.body);
+      else sendGraphError(x, { ...serverError(fault.spec.status), status: fault.spec.status });
+      return;
+    }
+    send(x.res, 202, undefined, graphHeaders(x));
   }
 
   // ---- control API ----------------------------------------------------------------------
@@ -535,7 +594,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       } else if (route === "faults" && method === "POST") {
         const body = await readJson(req);
         const list = Array.isArray(body) ? body : [body];
-        const handles = list.map((f) => faults.add(f as FaultInput));
+        const handles = list.map((f) => faults.add(checkedFault(f as FaultInput)));
         const byId = new Map(faults.list().map((f) => [f.id, f]));
         json(201, Array.isArray(body) ? { value: handles.map((h) => byId.get(h.id)) } : byId.get(handles[0]!.id));
       } else if (route === "faults" && method === "DELETE") {
@@ -681,7 +740,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         }));
     },
     inject(fault) {
-      return faults.add(fault);
+      return faults.add(checkedFault(fault));
     },
     faults() {
       return faults.list();

@@ -3,7 +3,9 @@ import type { ThrottlingConfig } from "./scenario.js";
 /** Result of asking for a slot: either a release function or why (and for how long) not. */
 export type ThrottleDecision =
   | { ok: true; release: () => void }
-  | { ok: false; reason: "concurrency" | "rate"; retryAfterSeconds: number };
+  | { ok: false; reason: "concurrency" | "rate" | "incomingBytes"; retryAfterSeconds: number };
+
+const DAY_MS = 86_400_000;
 
 /** What the emulator measured for one (app, mailbox): see `Throttle.meters`. */
 export interface ConcurrencyMeter {
@@ -37,11 +39,19 @@ interface Meter {
 export class Throttle {
   private readonly meters = new Map<string, Meter>();
   private readonly windows = new Map<string, { start: number; count: number }>();
+  private readonly uploads = new Map<string, { start: number; bytes: number }>();
+  /** Recipients submitted per mailbox: [epoch ms, count], oldest first. */
+  private readonly submissions = new Map<string, [number, number][]>();
 
   constructor(private readonly config: () => ThrottlingConfig) {}
 
-  tryAcquire(appId: string, mailboxId: string): ThrottleDecision {
-    const { mailboxConcurrency, requestsPerWindow, windowSeconds } = this.config();
+  /**
+   * A slot for one request of `bytes` request-body bytes. The upload budget (150 MB per 5 minutes
+   * per app and mailbox in Outlook) counts every request that reaches the mailbox, the refused
+   * ones too, as Graph meters what it received.
+   */
+  tryAcquire(appId: string, mailboxId: string, bytes = 0): ThrottleDecision {
+    const { mailboxConcurrency, requestsPerWindow, windowSeconds, uploadBytesPerWindow, uploadWindowSeconds } = this.config();
     const key = `${appId.toLowerCase()}|${mailboxId}`;
     let meter = this.meters.get(key);
     if (meter === undefined) {
@@ -54,6 +64,20 @@ export class Throttle {
     if (mailboxConcurrency > 0 && current >= mailboxConcurrency) {
       meter.concurrencyRejections++;
       return { ok: false, reason: "concurrency", retryAfterSeconds: 1 };
+    }
+
+    if (uploadBytesPerWindow > 0) {
+      const now = Date.now();
+      const windowMs = uploadWindowSeconds * 1000;
+      let u = this.uploads.get(key);
+      if (u === undefined || now - u.start >= windowMs) {
+        u = { start: now, bytes: 0 };
+        this.uploads.set(key, u);
+      }
+      u.bytes += bytes;
+      if (u.bytes > uploadBytesPerWindow) {
+        return { ok: false, reason: "incomingBytes", retryAfterSeconds: Math.max(1, Math.ceil((u.start + windowMs - now) / 1000)) };
+      }
     }
 
     if (requestsPerWindow > 0) {
@@ -83,9 +107,30 @@ export class Throttle {
     };
   }
 
-  /** Forgets windows (in-flight counts stay: those requests are still running). */
+  /**
+   * Exchange's recipient rate limit: whether `count` more recipients fit the mailbox's rolling
+   * 24 h (`recipientsPerDay`); when they do, they are counted.
+   */
+  trySubmit(mailboxId: string, count: number): boolean {
+    const { recipientsPerDay } = this.config();
+    if (recipientsPerDay === 0) return true;
+    const now = Date.now();
+    const list = (this.submissions.get(mailboxId) ?? []).filter(([at]) => now - at < DAY_MS);
+    const used = list.reduce((n, [, c]) => n + c, 0);
+    if (used + count > recipientsPerDay) {
+      this.submissions.set(mailboxId, list);
+      return false;
+    }
+    list.push([now, count]);
+    this.submissions.set(mailboxId, list);
+    return true;
+  }
+
+  /** Forgets windows and daily counts (in-flight counts stay: those requests are still running). */
   resetWindows(): void {
     this.windows.clear();
+    this.uploads.clear();
+    this.submissions.clear();
   }
 
   /** Per (app, mailbox) that sendMail reached since the last reset: in flight now, peak, concurrency refusals. */

@@ -31,6 +31,8 @@ export interface RefusalContext {
   readonly sender: string;
   readonly tenantId: string;
   readonly clientId: string;
+  /** `rbac`: the tenant grants Mail.Send through Exchange RBAC for Applications (tokens carry no role). */
+  readonly accessModel?: "consent" | "rbac";
 }
 
 /** A refusal turned into the caller's problem, and how loudly to log it. */
@@ -47,6 +49,17 @@ const MAILBOX_CODES = new Set(["ErrorInvalidUser", "MailboxNotEnabledForRESTAPI"
 const VALIDATION_CODES = /^(InvalidInternetMessageHeader|ErrorMimeContentInvalidBase64String|ErrorInvalidProperty|RequestBodyRead|BadRequest|ErrorInvalidRequest|InvalidRequest)/;
 /** 401 for a token without any `roles` claim: the app was never granted admin consent. */
 export const NO_PERMISSIONS = "NoPermissionsInAccessToken";
+/** 401 for a tenant without Exchange Online: no token, however fresh, changes it. */
+export const NO_EXCHANGE_ONLINE = "OrganizationFromTenantGuidNotFound";
+/** Exchange's daily recipient limit for the mailbox (10,000 in a rolling 24 h): whatever the status, it is no short throttle. */
+export const SUBMISSION_QUOTA = "ErrorSubmissionQuotaExceeded";
+/**
+ * How long a mailbox stays refused after ErrorSubmissionQuotaExceeded: Exchange counts recipients
+ * over a rolling 24 hours and blocks the sender until the oldest leave the window
+ * (https://learn.microsoft.com/en-us/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/fix-error-for-submission-quota-exceeded-in-exchange-online).
+ * The relay cannot see Exchange's count, so it assumes the whole window.
+ */
+export const SUBMISSION_QUOTA_WINDOW_MS = 86_400_000;
 // Graph error messages can quote addresses but never a secret; they are clipped anyway.
 const MAX_GRAPH_MESSAGE = 300;
 
@@ -70,11 +83,64 @@ export function mapGraphRefusal(status: number, body: GraphErrorBody, headers: R
   const quoted = message !== "" ? ` Graph said: "${clip(message)}"` : "";
   const mailbox = `mailbox ${ctx.sender}`;
 
+  // Graph's code first: these arrive as 401/403/429 but each means something the status does not.
+  if (graphCode === "ErrorSendAsDenied") {
+    return warn(
+      "sender_not_allowed",
+      `Exchange Online refused to send as ${ctx.sender} from ${mailbox} (ErrorSendAsDenied): the sending account lacks the Send As right for that address. ` +
+        `The tenant's sender must be a mailbox the app sends from directly (not a group, a shared address or another user's alias), or an Exchange admin must grant Send As.`,
+      extras,
+    );
+  }
+  if (graphCode === "ErrorQuotaExceeded") {
+    return warn(
+      "mailbox_unavailable",
+      `The sender ${mailbox} is full (ErrorQuotaExceeded): Exchange Online sends nothing from a mailbox over its quota. ` +
+        `A tenant admin must empty it (Sent Items, Deleted Items) or raise its quota; saveToSentItems: false keeps the relay from filling it.`,
+      extras,
+    );
+  }
+  if (graphCode === "ErrorMessageSubmissionBlocked") {
+    return warn(
+      "mailbox_unavailable",
+      `Exchange Online has blocked the sender ${mailbox} from sending (ErrorMessageSubmissionBlocked), typically after it crossed outbound spam limits. ` +
+        `A tenant admin of ${ctx.tenantId} must review and release ${ctx.sender} under "Restricted entities" in the Microsoft Defender portal; until then every send from it fails.`,
+      extras,
+    );
+  }
+  if (graphCode === NO_EXCHANGE_ONLINE) {
+    return warn(
+      "mailbox_unavailable",
+      `Tenant ${ctx.tenantId} has no Exchange Online (OrganizationFromTenantGuidNotFound), so ${mailbox} cannot send. ` +
+        `Check tenantId, and that the tenant has an Exchange Online subscription with a mailbox for the sender.`,
+      extras,
+    );
+  }
+  if (graphCode === SUBMISSION_QUOTA) {
+    return info(
+      "rate_limited",
+      `Exchange Online refused the message: ${mailbox} has used its daily recipient quota (ErrorSubmissionQuotaExceeded, a rolling 24 hours). Nothing was sent; retry after the time given.`,
+      { ...extras, retryAfterSeconds: SUBMISSION_QUOTA_WINDOW_MS / 1000 },
+    );
+  }
   if (status === 403 && POLICY_DENIED.test(message)) {
     return warn(
       "policy_denied",
       `Exchange Online refused app ${ctx.clientId} access to ${mailbox} (ApplicationAccessPolicy or RBAC for Applications scope). ` +
         `An Exchange admin of tenant ${ctx.tenantId} must add the mailbox to the app's policy or management scope (check with Test-ApplicationAccessPolicy or Test-ServicePrincipalAuthorization).`,
+      extras,
+    );
+  }
+  if (ctx.accessModel === "rbac" && (status === 403 || graphCode === NO_PERMISSIONS)) {
+    // RBAC for Applications: the grant is an Exchange role assignment with a management scope, and
+    // the token never carries Mail.Send. A refusal means the mailbox is outside that scope (or no
+    // assignment exists yet). A tenant-wide Mail.Send would "fix" it by letting the app send as
+    // every mailbox, so that is never the advice; and the token stays (a new one would be the same).
+    return warn(
+      "policy_denied",
+      `Exchange Online refused app ${ctx.clientId} access to ${mailbox}: tenant ${ctx.tenantId} uses RBAC for Applications and the mailbox is outside the app's management scope. ` +
+        `An Exchange admin of the tenant must add the mailbox to the management scope of the app's "Application Mail.Send" role assignment (run the script from noreply-relay policy-script; check with Test-ServicePrincipalAuthorization). ` +
+        `Do not grant the app a tenant-wide permission instead. Scope changes can take up to 2 hours to reach Graph.`,
       extras,
     );
   }
@@ -115,6 +181,7 @@ export function mapGraphRefusal(status: number, body: GraphErrorBody, headers: R
     );
   }
   if (status >= 500) {
+    // The sender answers 5xx itself (outcome_unknown once the body was written); this is the rest.
     return {
       error: new RelayError("upstream_unavailable", `Microsoft Graph failed with HTTP ${status}. Retry later.`, { ...extras, retryAfterSeconds: 5 }),
       level: "error",

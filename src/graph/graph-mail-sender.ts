@@ -4,15 +4,17 @@ import type { Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
 import { RelayError, isRelayError } from "../http/problems.js";
 import type { GraphSendRequest, GraphSendResult, GraphSender, SendMailBody, SendObserver, TokenProvider, TokenTarget } from "../mail/ports.js";
-import { NO_PERMISSIONS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
+import { NO_EXCHANGE_ONLINE, NO_PERMISSIONS, SUBMISSION_QUOTA, SUBMISSION_QUOTA_WINDOW_MS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
 import { SendAttempt, TokenAuthMiddleware, UndiciTransport, type AttemptResult } from "./graph-middleware.js";
 import { createHttpsAgent } from "./http-dispatcher.js";
 import {
+  capRetryAfter,
   defaultRetryPolicy,
   headerValue,
   parseRetryAfter,
   toRetryAfterSeconds,
   waitFits,
+  type ResponseHeaders,
   type RetryPolicy,
 } from "./retry-policy.js";
 
@@ -20,6 +22,8 @@ import {
 const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
 /** Default for `permissionRecheckMs`. */
 const PERMISSION_RECHECK_MS = 60_000;
+/** Default for `maxRetryAfterMs` (`server.maxRetryAfterSeconds`). */
+const MAX_RETRY_AFTER_MS = 600_000;
 
 /** What the sender may ask of the token provider besides tokens. */
 export interface RenewableTokenProvider extends TokenProvider {
@@ -48,6 +52,12 @@ export interface GraphMailSenderOptions {
    * request per interval, not one per send. Default 60 s.
    */
   readonly permissionRecheckMs?: number;
+  /**
+   * Longest wait one Graph Retry-After may impose (ms): longer ones are clamped, for this send,
+   * for the mailbox's throttle memory and for the caller's Retry-After. A function is read at
+   * each answer, so a reloaded `server.maxRetryAfterSeconds` applies. Default 10 minutes.
+   */
+  readonly maxRetryAfterMs?: number | (() => number);
 }
 
 /** The Graph adapter: the port plus closing its connections. */
@@ -72,6 +82,7 @@ class GraphMailSenderImpl implements GraphMailSender {
   private readonly policy: RetryPolicy;
   private readonly attemptTimeoutMs: number;
   private readonly permissionRecheckMs: number;
+  private readonly maxRetryAfterMs: () => number;
   private readonly tokens: RenewableTokenProvider;
   private readonly observer: SendObserver;
   private readonly logger: Logger;
@@ -84,6 +95,8 @@ class GraphMailSenderImpl implements GraphMailSender {
     this.policy = { ...defaultRetryPolicy, ...options.retryPolicy };
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 30_000;
     this.permissionRecheckMs = options.permissionRecheckMs ?? PERMISSION_RECHECK_MS;
+    const max = options.maxRetryAfterMs ?? MAX_RETRY_AFTER_MS;
+    this.maxRetryAfterMs = typeof max === "function" ? max : () => max;
     this.tokens = options.tokenProvider;
     this.observer = options.observer;
     this.logger = options.logger;
@@ -155,10 +168,15 @@ class GraphMailSenderImpl implements GraphMailSender {
       const { status, headers } = result;
       const graphRequestId = headerValue(headers, "request-id");
       if (status === 202) return graphRequestId !== undefined ? { graphRequestId, attempts } : { attempts };
+      const refusal = parseGraphErrorBody(result.body);
 
-      if (status === 429) {
+      if (refusal.code === SUBMISSION_QUOTA) {
+        // Exchange's daily recipient limit, whatever the status (429 or not): waiting seconds and
+        // retrying would only repeat it. The mailbox's recipient guard learns it for the window.
+        request.onSubmissionQuotaExceeded?.(Date.now() + SUBMISSION_QUOTA_WINDOW_MS);
+      } else if (status === 429) {
         this.observer.graphThrottled(target.tenantKey);
-        const wait = parseRetryAfter(headers, Date.now()) ?? this.policy.throttledDefaultWaitMs;
+        const wait = this.retryAfter(headers, log) ?? this.policy.throttledDefaultWaitMs;
         // Before sleeping: the mailbox's other sends hold back too instead of earning their own 429.
         request.onThrottled?.(Date.now() + wait);
         if (this.canRetry(attempts, wait, request)) {
@@ -172,8 +190,8 @@ class GraphMailSenderImpl implements GraphMailSender {
         );
       }
 
-      if (status === 503) {
-        const wait = parseRetryAfter(headers, Date.now());
+      if (status === 503 && refusal.code !== SUBMISSION_QUOTA) {
+        const wait = this.retryAfter(headers, log);
         if (wait !== undefined && this.canRetry(attempts, wait, request)) {
           this.logger.debug({ ...log, waitMs: wait }, "Graph unavailable with Retry-After; waiting as told");
           if (await sleep(wait, request.signal)) continue;
@@ -184,7 +202,27 @@ class GraphMailSenderImpl implements GraphMailSender {
         });
       }
 
-      if (status === 504 || (status >= 200 && status < 400)) {
+      if (status >= 500 && status !== 503 && refusal.code !== SUBMISSION_QUOTA) {
+        if (result.written) {
+          // 500, 502, 504 … after the whole message reached Graph: a front end that failed or gave
+          // up while Exchange may have gone on and sent it (copies delivered after 5xx retries:
+          // https://learn.microsoft.com/en-us/answers/questions/2286986/sending-emails-with-the-graph-java-sdk-fails-with).
+          // Only 429 and 503 say "nothing was taken"; this is outcome_unknown, never retried.
+          this.logger.warn({ ...log, status, graphRequestId }, "Graph failed after the message was sent; outcome unknown");
+          throw new RelayError(
+            "outcome_unknown",
+            `Microsoft Graph answered HTTP ${status} after the message was sent: it may have been sent. Check the recipient's mailbox or the sender's Sent Items before sending again.`,
+            graphIds(result),
+          );
+        }
+        this.logger.error({ ...log, status, graphRequestId }, "Graph failed before the message was sent");
+        throw new RelayError("upstream_unavailable", `Microsoft Graph failed with HTTP ${status} before the message was sent; nothing was sent. Retry later.`, {
+          retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS,
+          ...graphIds(result),
+        });
+      }
+
+      if (status >= 200 && status < 400) {
         this.logger.warn({ ...log, status, graphRequestId }, "Graph did not confirm the message; outcome unknown");
         throw new RelayError(
           "outcome_unknown",
@@ -193,10 +231,10 @@ class GraphMailSenderImpl implements GraphMailSender {
         );
       }
 
-      const refusal = parseGraphErrorBody(result.body);
-      if (status === 401 && refusal.code !== NO_PERMISSIONS && !tokenRenewed && this.tokens.invalidate !== undefined && this.canRetry(attempts, 0, request)) {
+      if (status === 401 && refusal.code !== NO_PERMISSIONS && refusal.code !== NO_EXCHANGE_ONLINE && !tokenRenewed && this.tokens.invalidate !== undefined && this.canRetry(attempts, 0, request)) {
         // Graph read no further than the token: nothing was sent. One fresh token, one more try.
-        // (Not for a token without roles: a new one would have none either until consent is granted.)
+        // (Not for a token without roles: a new one would have none either until consent is granted;
+        // nor for a tenant without Exchange Online, which no token changes.)
         tokenRenewed = true;
         this.tokens.invalidate(target);
         this.logger.info({ ...log, graphRequestId }, "Graph refused the token; retrying once with a fresh one");
@@ -207,6 +245,7 @@ class GraphMailSenderImpl implements GraphMailSender {
         sender: request.sender,
         tenantId: target.tenantId,
         clientId: target.app.clientId,
+        ...(request.accessModel !== undefined ? { accessModel: request.accessModel } : {}),
       });
       this.logger[mapped.level]({ ...log, status, code: mapped.error.code, ...mapped.error.extras }, "Graph refused the message");
       if (mapped.error.code === "permission_missing") this.tokens.invalidate?.(target, { olderThanMs: this.permissionRecheckMs });
@@ -216,6 +255,15 @@ class GraphMailSenderImpl implements GraphMailSender {
 
   async close(): Promise<void> {
     if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  /** Graph's Retry-After (ms), capped at maxRetryAfterMs; undefined when absent or unreadable. */
+  private retryAfter(headers: ResponseHeaders, log: Record<string, unknown>): number | undefined {
+    const given = parseRetryAfter(headers, Date.now());
+    if (given === undefined) return undefined;
+    const max = this.maxRetryAfterMs();
+    if (given > max) this.logger.warn({ ...log, retryAfterMs: given, maxRetryAfterMs: max }, "Graph's Retry-After is longer than server.maxRetryAfterSeconds; clamped");
+    return capRetryAfter(given, max);
   }
 
   private canRetry(attempts: number, waitMs: number, request: GraphSendRequest): boolean {

@@ -12,6 +12,11 @@ export type AttemptResult =
       /** The response body (Graph's error JSON); empty for 202. */
       readonly body: string;
       readonly seconds: number;
+      /**
+       * Whether the whole request had been written before the answer came. A 5xx after that may
+       * come from a front end that gave up while Exchange went on and sent the mail.
+       */
+      readonly written: boolean;
     }
   | {
       readonly kind: "failure";
@@ -183,12 +188,12 @@ function exchange(
         if (settled) abort(new Error(stopReason ?? "abandoned"));
         else abortExchange = abort;
       },
-      onDone: (status, headers, body) => {
-        settle({ kind: "response", status, headers, body, seconds: seconds() });
+      onDone: (status, headers, body, written) => {
+        settle({ kind: "response", status, headers, body, seconds: seconds(), written });
       },
       onFailure: (err, written, status, headers, body) => {
         // Headers already in: Graph answered; the body may be cut short but the status stands.
-        if (status !== 0 && stopReason === undefined) settle({ kind: "response", status, headers, body, seconds: seconds() });
+        if (status !== 0 && stopReason === undefined) settle({ kind: "response", status, headers, body, seconds: seconds(), written });
         else settle({ kind: "failure", written, reason: stopReason ?? errorCode(err), seconds: seconds() });
       },
     });
@@ -202,7 +207,7 @@ function exchange(
 
 interface ExchangeCallbacks {
   onConnect(abort: (err: Error) => void): void;
-  onDone(status: number, headers: ResponseHeaders, body: string): void;
+  onDone(status: number, headers: ResponseHeaders, body: string, written: boolean): void;
   onFailure(err: Error, written: boolean, status: number, headers: ResponseHeaders, body: string): void;
 }
 
@@ -249,7 +254,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
-    this.callbacks.onDone(this.status, this.headers, this.bodyText());
+    this.callbacks.onDone(this.status, this.headers, this.bodyText(), this.written);
   }
 
   onError(err: Error): void {

@@ -1,8 +1,9 @@
 /**
  * When a sendMail attempt may be repeated. Only answers that prove Graph did not take the
  * message are retried: 429 and 503 (Graph refused it and said when to come back), a 401 once
- * with a fresh token, and a connection that failed before the request was written. A 504, a
- * timeout or a reset after the body went out may have sent the mail and are never retried.
+ * with a fresh token, and a connection that failed before the request was written. Any other
+ * 5xx (500, 502, 504 …), a timeout or a reset after the body went out may have sent the mail and
+ * is never retried.
  */
 export interface RetryPolicy {
   /** Attempts per send, the first included. */
@@ -47,18 +48,28 @@ export function headerValue(headers: ResponseHeaders, name: string): string | un
 }
 
 /**
- * Retry-After as milliseconds from `now`: delta-seconds ("7") or an HTTP-date
+ * Retry-After as milliseconds from `now`: delta-seconds ("7"), seconds with decimals as Graph
+ * sends them ("2.128" in https://learn.microsoft.com/en-us/graph/throttling, "0.249" seen in
+ * the wild; rounded up to the next millisecond, never down), or an HTTP-date
  * ("Wed, 21 Oct 2026 07:28:00 GMT"), RFC 9110 §10.2.3. Undefined when absent or unreadable.
  */
 export function parseRetryAfter(headers: ResponseHeaders, now: number): number | undefined {
   const raw = headerValue(headers, "retry-after")?.trim();
   if (raw === undefined || raw === "") return undefined;
-  if (/^\d+$/.test(raw)) return Number(raw) * 1000;
+  if (/^\d+(?:\.\d+)?$/.test(raw)) return Math.ceil(Number(raw) * 1000);
   // Only an HTTP-date ("Wed, 21 Oct 2026 07:28:00 GMT"); Date.parse would also take "-5" as a year.
   if (!/^[A-Za-z]{3}, /.test(raw)) return undefined;
   const at = Date.parse(raw);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - now);
+}
+
+/**
+ * A wait Graph asked for, capped at `maxMs` (`server.maxRetryAfterSeconds`): one answer must not
+ * hold a mailbox back for hours, whether Graph meant it or a proxy garbled the header.
+ */
+export function capRetryAfter(waitMs: number, maxMs: number): number {
+  return Math.min(waitMs, maxMs);
 }
 
 /** Whether waiting `waitMs` still leaves a full attempt before the deadline. */

@@ -51,7 +51,7 @@ export const PROBLEMS: Readonly<Record<ProblemCode, ProblemSpec>> = Object.freez
   payload_too_large: { status: 413, title: "The message is too large", retryable: false },
   rate_limited: { status: 429, title: "Too many requests", retryable: true },
   recipient_rejected: { status: 422, title: "Microsoft Graph rejected a recipient", retryable: false },
-  mailbox_unavailable: { status: 502, title: "The sender mailbox is missing or not enabled for the REST API", retryable: false },
+  mailbox_unavailable: { status: 502, title: "The sender mailbox cannot send: missing, not enabled for the REST API, full or blocked", retryable: false },
   credential_rejected: { status: 502, title: "Microsoft Entra ID rejected the app credential", retryable: false },
   upstream_unavailable: { status: 503, title: "Microsoft Entra ID or Graph is unavailable", retryable: true },
   outcome_unknown: { status: 504, title: "Microsoft Graph may have accepted the message but did not confirm it", retryable: false },
@@ -68,7 +68,7 @@ export interface FieldError {
 
 /** Extra members a problem may carry besides the standard ones. */
 export interface ProblemExtras {
-  /** Entra error code (e.g. "7000222") for `credential_rejected`. */
+  /** Entra error code (e.g. "7000222") for `credential_rejected`; the transient one (e.g. "90033") for an Entra outage's `upstream_unavailable`. */
   aadsts?: string;
   /** Field errors for `validation_failed`. */
   errors?: readonly FieldError[];

@@ -83,11 +83,23 @@ export interface GraphSendRequest {
   readonly requestId: string;
   readonly signal?: AbortSignal;
   /**
+   * How the tenant grants Mail.Send. With `rbac` (Exchange RBAC for Applications) the token has
+   * no Mail.Send role by design, so a 403 means "mailbox outside the app's management scope"
+   * (policy_denied), never "grant consent", and the token is kept. Default `consent`.
+   */
+  readonly accessModel?: "consent" | "rbac";
+  /**
    * Called at each 429 from Graph with the epoch ms until which Graph asked the mailbox to
    * wait, before the sender sleeps or gives up; the use case holds the mailbox's other sends
    * until then, so they do not run into the same 429.
    */
   readonly onThrottled?: (untilMs: number) => void;
+  /**
+   * Called when Exchange refused the message for the mailbox's daily recipient quota
+   * (ErrorSubmissionQuotaExceeded), with the epoch ms until which the mailbox should send nothing
+   * (the end of the rolling 24 h window); the use case makes the recipient guard refuse until then.
+   */
+  readonly onSubmissionQuotaExceeded?: (untilMs: number) => void;
 }
 
 export interface GraphSendResult {
@@ -102,7 +114,8 @@ export interface GraphSender {
    * Sends from `sender`. Resolves only when Graph answered 202. Throws RelayError:
    * policy_denied, permission_missing, mailbox_unavailable, recipient_rejected,
    * payload_too_large, rate_limited (429 outlasting the deadline, with retryAfterSeconds),
-   * upstream_unavailable, outcome_unknown (504/timeout/reset after the body was sent),
+   * upstream_unavailable, outcome_unknown (a 5xx other than 503, a timeout or a reset after the
+   * body was sent),
    * credential_rejected (from the token provider).
    */
   send(request: GraphSendRequest): Promise<GraphSendResult>;

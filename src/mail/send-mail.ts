@@ -124,8 +124,11 @@ export class SendMail {
           body,
           deadline,
           requestId: cmd.requestId,
+          accessModel: tenant.accessModel,
           // Graph's 429 holds the mailbox's whole line until its Retry-After, not just this send.
           onThrottled: (until) => limiter.noteThrottled(tenant.mailboxKey, until),
+          // Exchange's own daily count ran out (it also counts what others sent from the mailbox).
+          onSubmissionQuotaExceeded: (until) => this.deps.recipients.exhaust(tenant.mailboxKey, until),
         });
         return {
           status: "sent",

@@ -146,7 +146,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         try {
           const report = await verifyTenant(config, key, { ...adapters.deps, clock }, {
             ...(sendTest !== undefined ? { sendTest } : {}),
-            rbac: values.rbac === true,
+            // A tenant configured with accessModel: rbac is verified the RBAC way without the flag.
+            rbac: values.rbac === true || config.tenants[key]!.accessModel === "rbac",
           });
           out(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
           return report.ok ? 0 : 1;

@@ -150,7 +150,7 @@ export async function verifyTenant(
   if (excess) checks.push(excess);
 
   if (options.sendTest !== undefined) {
-    checks.push(await sendTest(target, tenant.sender, options.sendTest, deps));
+    checks.push(await sendTest(target, tenant.sender, options.sendTest, deps, options.rbac === true ? "rbac" : "consent"));
   } else if (options.rbac && !claims.roles.includes(REQUIRED_ROLE)) {
     checks.push({
       id: "send-test",
@@ -314,7 +314,7 @@ function excessCheck(roles: readonly string[]): VerifyCheck | undefined {
   };
 }
 
-async function sendTest(target: TokenTarget, sender: string, to: string, deps: VerifyDeps): Promise<VerifyCheck> {
+async function sendTest(target: TokenTarget, sender: string, to: string, deps: VerifyDeps, accessModel: "consent" | "rbac"): Promise<VerifyCheck> {
   if (!deps.graphSender) return { id: "send-test", status: "FAIL", message: "no Graph sender available" };
   const now = deps.clock.now();
   const requestId = randomUUID();
@@ -333,6 +333,7 @@ async function sendTest(target: TokenTarget, sender: string, to: string, deps: V
       saveToSentItems: false,
       deadline: now + 30_000,
       requestId,
+      accessModel,
     });
     return {
       id: "send-test",

@@ -16,6 +16,8 @@ export interface Tenant {
   /** Domain part of the sender: the right-hand side of generated Message-IDs. */
   readonly senderDomain: string;
   readonly saveToSentItems: boolean;
+  /** How the tenant grants Mail.Send (`tenants.<key>.accessModel`): decides what a 403 means. */
+  readonly accessModel: "consent" | "rbac";
   /** What the token provider and Graph sender key their caches on; same object while the tenant is unchanged. */
   readonly target: TokenTarget;
   readonly limits: LimitsConfig;
@@ -94,6 +96,7 @@ function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprin
     senderLower: sender.toLowerCase(),
     senderDomain: sender.slice(at + 1).toLowerCase(),
     saveToSentItems: tc.saveToSentItems,
+    accessModel: tc.accessModel,
     target: Object.freeze({ tenantKey: key, tenantId: tc.tenantId, app }),
     limits: tc.limits,
     mailboxKey: mailboxKey(sender),

@@ -287,6 +287,31 @@ describe("Entra unavailable", () => {
     expect(observer.of("tokenRequest").map((c) => c.outcome)).toEqual(["upstream_unavailable", "upstream_unavailable"]);
   });
 
+  it("when Entra answers its outage body (503 temporarily_unavailable, AADSTS90033), then upstream_unavailable naming the code, not credential_rejected", async () => {
+    h.emulator.state.inject({ kind: "token", action: "respond", status: 503 });
+    const { config, provider, observer } = makeProvider({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso } });
+    const err = await rejection(provider.getToken(targetOf(config, "contoso")));
+    expect(err.code).toBe("upstream_unavailable");
+    expect(err.extras).toMatchObject({ aadsts: "90033", retryAfterSeconds: 5 });
+    expect(err.message).toMatch(/HTTP 503, temporarily_unavailable, AADSTS90033/);
+    expect(err.message).toContain("not a problem with the credential");
+    expect(h.emulator.state.requests({ kind: "token" }).map((r) => r.errorCode)).toContain("AADSTS90033");
+    expect(observer.of("tokenRequest").map((c) => c.outcome)).not.toContain("credential_rejected");
+  });
+
+  it("when Entra refuses with a transient AADSTS code under a 4xx status (50033), then it still counts as an outage", async () => {
+    h.emulator.state.inject({
+      kind: "token",
+      action: "respond",
+      status: 400,
+      body: { error: "invalid_request", error_description: "AADSTS50033: A transient error has occurred.", error_codes: [50033] },
+    });
+    const { config, provider } = makeProvider({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso } });
+    const err = await rejection(provider.getToken(targetOf(config, "contoso")));
+    expect(err.code).toBe("upstream_unavailable");
+    expect(err.extras.aadsts).toBe("50033");
+  });
+
   it("when nothing listens at the authority, then upstream_unavailable", async () => {
     const port = await closedPort();
     const config = h.config({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso } });

@@ -261,6 +261,18 @@ function contract(name: string, backend: () => Backend): void {
         expect((await a.mailboxes.snapshot(key))?.throttledUntil).toBeUndefined();
       });
 
+      it("when every mailbox's throttle memory is cleared (SIGHUP), then each lets sends in again", async () => {
+        const [a, b] = [await pod(), await pod()];
+        const two = new Map([...limits, ["noreply@fabrikam.com", { maxConcurrency: 2, maxQueue: 3 }]]);
+        a.mailboxes.sync(two);
+        b.mailboxes.sync(two);
+        for (const k of two.keys()) a.mailboxes.noteThrottled(k, Date.now() + 60_000);
+        await new Promise((r) => setTimeout(r, 50));
+        b.mailboxes.clearThrottle();
+        await new Promise((r) => setTimeout(r, 50));
+        for (const k of two.keys()) (await a.mailboxes.acquire(k, { deadline: Date.now() + 1000 })).release();
+      });
+
       it("when the throttle memory is cleared on one pod, then every pod lets sends in again", async () => {
         const [a, b] = [await pod(), await pod()];
         a.mailboxes.sync(limits);
@@ -298,6 +310,21 @@ function contract(name: string, backend: () => Backend): void {
         await new Promise((res) => setTimeout(res, 50));
         expect(await b.recipients.used(key)).toBe(0);
         await b.recipients.reserve(key, 5, 5);
+      });
+
+      it("when Exchange refused the mailbox for its daily quota on one pod, then every pod refuses it with the time left", async () => {
+        const [a, b] = [await pod(), await pod()];
+        a.recipients.exhaust(key, Date.now() + 3_600_000);
+        await eventually(async () => {
+          const err = await Promise.resolve()
+            .then(() => b.recipients.reserve(key, 1, 5))
+            .catch((e: unknown) => e);
+          expect((err as RelayError).code).toBe("rate_limited");
+          expect((err as RelayError).extras.retryAfterSeconds).toBeGreaterThan(3_500);
+          expect((err as RelayError).message).toContain("daily recipient quota");
+        });
+        const other = await b.recipients.reserve("other@contoso.com", 1, 5);
+        other.release();
       });
 
       it("when one message has more recipients than the daily limit, then validation_failed (waiting would never help)", async () => {

@@ -97,9 +97,10 @@ export function client(emu: Emulator) {
       if (body.access_token === undefined) throw new Error(`no token: ${JSON.stringify(body)}`);
       return body.access_token;
     },
-    sendMail(user: string, token: string | undefined, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+    sendMail(user: string, token: string | undefined, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
       return call(`/v1.0/users/${encodeURIComponent(user)}/sendMail`, {
         method: "POST",
+        ...(signal !== undefined ? { signal } : {}),
         headers: { "content-type": "application/json", ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}), ...headers },
         body: typeof body === "string" ? body : JSON.stringify(body),
       });

@@ -142,7 +142,7 @@ describe("scenario through the API", () => {
     expect(() => parseScenario({ tenants: [{ id: CONTOSO, accessPolicies: [{ appId: APP }] }] })).toThrow(/exactly one of `allow` or `deny`/);
     expect(() => parseScenario({ tenants: [{ id: CONTOSO, domains: ["a.com"] }, { id: "0f0e0d0c-0b0a-4909-8807-060504030201", domains: ["A.com"] }] })).toThrow(/duplicate tenant domain/);
     const s = parseScenario({ throttling: false, tenants: [{ id: CONTOSO, mailboxes: [{ address: "x@contoso.com" }] }] });
-    expect(s.throttling).toEqual({ mailboxConcurrency: 0, requestsPerWindow: 0, windowSeconds: 600 });
+    expect(s.throttling).toEqual({ mailboxConcurrency: 0, requestsPerWindow: 0, windowSeconds: 600, recipientsPerDay: 0, uploadBytesPerWindow: 0, uploadWindowSeconds: 300 });
     expect(s.tenants[0]!.mailboxes[0]!.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(parseScenario({ tenants: [{ id: CONTOSO, mailboxes: [{ address: "x@contoso.com" }] }] }).tenants[0]!.mailboxes[0]!.id).toBe(s.tenants[0]!.mailboxes[0]!.id);
   });

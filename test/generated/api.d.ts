@@ -111,6 +111,8 @@ export interface paths {
          * Readiness probe
          * @description Answers 200 once the configuration is loaded and the relay is not shutting down, 503
          *     otherwise. Use it as the readiness probe so that a draining instance receives no new sends.
+         *     With `store.type: redis` and `store.onUnavailable: reject`, an instance that cannot reach
+         *     Redis answers 503 too, so traffic goes to the replicas that can keep the guarantees.
          */
         get: operations["getReadiness"];
         put?: never;
@@ -282,15 +284,15 @@ export interface components {
          *     | validation_failed | 400 | The body or a header is invalid; `errors` lists each field. |
          *     | unauthorized | 401 | The API key is missing or unknown. |
          *     | tenant_forbidden | 403 | Your API key may not send for this tenant. |
-         *     | sender_not_allowed | 403 | `from` is not the tenant's configured sender. |
-         *     | policy_denied | 403 | The tenant's Exchange ApplicationAccessPolicy or RBAC scope does not let the app use the sender mailbox. |
+         *     | sender_not_allowed | 403 | `from` is not the tenant's configured sender, or Exchange refused to send as the sender (`ErrorSendAsDenied`). |
+         *     | policy_denied | 403 | The tenant's Exchange ApplicationAccessPolicy or RBAC for Applications management scope does not let the app use the sender mailbox. |
          *     | unknown_tenant | 404 | No tenant has this key. |
          *     | idempotency_conflict | 409 | The `Idempotency-Key` was used before with a different body, or its first request was still being processed at this request's deadline. |
          *     | payload_too_large | 413 | The message is over Graph's 4 MB or the relay's limits. |
          *     | recipient_rejected | 422 | Microsoft Graph rejected a recipient address. |
-         *     | rate_limited | 429 | A local limit or Graph throttling; wait `Retry-After` seconds. |
+         *     | rate_limited | 429 | A local limit, Graph throttling, or Exchange's daily submission quota for the sender; wait `Retry-After` seconds. |
          *     | permission_missing | 502 | The app has no Mail.Send permission in the tenant (admin consent missing). |
-         *     | mailbox_unavailable | 502 | The sender mailbox does not exist or is not enabled for the REST API. |
+         *     | mailbox_unavailable | 502 | The sender mailbox cannot send: it does not exist, is not enabled for the REST API, is full or blocked from sending, or the tenant has no Exchange Online. |
          *     | credential_rejected | 502 | Microsoft Entra ID rejected the relay's app credential; `aadsts` has its error code. |
          *     | upstream_unavailable | 503 | Entra ID or Graph is unreachable or failing; wait `Retry-After` seconds. |
          *     | outcome_unknown | 504 | Graph may have sent the message but did not confirm it. |
@@ -320,7 +322,7 @@ export interface components {
             requestId: string;
             /** @description For `validation_failed`, every invalid field. */
             errors?: components["schemas"]["FieldError"][];
-            /** @description For `credential_rejected`, Microsoft Entra ID's AADSTS error number (for example `7000222`, expired secret). */
+            /** @description For `credential_rejected`, Microsoft Entra ID's AADSTS error number (for example `7000222`, expired secret); for `upstream_unavailable` caused by an Entra ID outage, its transient code (for example `90033`). */
             aadsts?: string;
             /** @description For `rate_limited` and `upstream_unavailable`, the same value as the `Retry-After` header. */
             retryAfterSeconds?: number;
@@ -422,8 +424,18 @@ export interface components {
         };
         /** @description Result of a health probe. Probes need only the status code; the body is for humans. */
         ProbeStatus: {
-            /** @description `ok` (liveness), `ready`, or why the relay is not ready (for example `shutting_down`). */
+            /**
+             * @description `ok` (liveness), `ready`, or why the relay is not ready: `shutting_down`, or
+             *     `store_unavailable` (the shared store cannot be reached and `store.onUnavailable` is `reject`).
+             */
             status: string;
+            /** @description On `/readyz`, the store of the delivery guarantees and whether this instance reaches it. */
+            store?: {
+                /** @enum {string} */
+                type: "memory" | "redis";
+                /** @enum {string} */
+                status: "ok" | "unavailable";
+            };
         };
     };
     responses: {
@@ -642,8 +654,9 @@ export interface components {
             };
         };
         /**
-         * @description Microsoft Graph may have accepted the message but did not confirm it (timeout or broken
-         *     connection after the message was sent). The relay does not retry, to avoid sending twice.
+         * @description Microsoft Graph may have accepted the message but did not confirm it (a timeout, a broken
+         *     connection, or a 500, 502 or 504 from Graph after the message was sent). The relay does not
+         *     retry, to avoid sending twice.
          *     With an `Idempotency-Key` this answer is remembered: a retry with the same key and body
          *     gets it again (with `Idempotent-Replayed: true` and the first request's `X-Request-Id`)
          *     and sends nothing. A retry with a new key (or none) may deliver the message twice; do
@@ -958,13 +971,17 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "status": "ready"
+                     *       "status": "ready",
+                     *       "store": {
+                     *         "type": "redis",
+                     *         "status": "ok"
+                     *       }
                      *     }
                      */
                     "application/json": components["schemas"]["ProbeStatus"];
                 };
             };
-            /** @description Not ready (starting or shutting down). */
+            /** @description Not ready (starting, shutting down, or the shared store is unreachable). */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];

@@ -224,11 +224,11 @@ describe("Graph refusals", () => {
     expect(statuses()).toEqual([401, 401]);
   });
 
-  it("when Graph fails with 500, then upstream_unavailable without a retry", async () => {
+  it("when Graph fails with 500 after the message was written, then outcome_unknown without a retry (it may have gone out)", async () => {
     h.emulator.state.inject({ kind: "sendMail", action: "respond", status: 500, times: 1 });
     const err = await refusal(makeSender().send(request("contoso")));
-    expect(err.code).toBe("upstream_unavailable");
-    expect(err.extras.retryAfterSeconds).toBe(5);
+    expect(err.code).toBe("outcome_unknown");
+    expect(err.extras.graphCode).toBe("InternalServerError");
     expect(statuses()).toEqual([500]);
   });
 });
@@ -254,6 +254,37 @@ describe("throttling and unavailability", () => {
     // HTTP-dates have whole seconds: the wait is between 1 and 2 s.
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
     expect(result.attempts).toBe(2);
+  });
+
+  it("when Graph's Retry-After has decimals (0.249), then the sender waits about a quarter second, not its default", async () => {
+    h.emulator.state.inject({ kind: "sendMail", action: "respond", status: 429, retryAfter: 0.249, times: 1 });
+    const started = Date.now();
+    // A default wait longer than the deadline: only a Retry-After read with its decimals leads to success.
+    const result = await makeSender({ retryPolicy: { throttledDefaultWaitMs: 60_000 } }).send(request("contoso"));
+    const elapsed = Date.now() - started;
+    expect(result.attempts).toBe(2);
+    expect(elapsed).toBeGreaterThanOrEqual(249);
+    expect(elapsed).toBeLessThan(1_500);
+    expect(statuses()).toEqual([429, 202]);
+  });
+
+  it("when Graph's Retry-After is 30.5 and outlasts the deadline, then one attempt and rate_limited with Retry-After 31", async () => {
+    h.emulator.state.inject({ kind: "sendMail", action: "respond", status: 429, retryAfter: 30.5 });
+    const err = await refusal(makeSender().send(request("contoso", { deadline: Date.now() + 5_000 })));
+    expect(err.code).toBe("rate_limited");
+    expect(err.extras.retryAfterSeconds).toBe(31);
+    expect(statuses()).toEqual([429]);
+  });
+
+  it("when Graph's Retry-After is a day, then the send, the mailbox's throttle and the caller see the configured maximum instead", async () => {
+    h.emulator.state.inject({ kind: "sendMail", action: "respond", status: 429, retryAfter: 86_400 });
+    const held: number[] = [];
+    const started = Date.now();
+    const err = await refusal(makeSender({ maxRetryAfterMs: () => 120_000 }).send(request("contoso", { onThrottled: (until) => held.push(until) })));
+    expect(err.code).toBe("rate_limited");
+    expect(err.extras.retryAfterSeconds).toBe(120);
+    expect(held).toHaveLength(1);
+    expect(held[0]! - started).toBeLessThanOrEqual(121_000);
   });
 
   it("when Graph's Retry-After outlasts the deadline, then rate_limited with retryAfterSeconds at once", async () => {
@@ -295,11 +326,11 @@ describe("throttling and unavailability", () => {
 });
 
 describe("outcome unknown: never retried", () => {
-  it("when Graph stores the message and then answers 504, then outcome_unknown and the emulator holds exactly one message", async () => {
-    h.emulator.state.inject({ kind: "sendMail", action: "acceptThen504" });
+  it.each([500, 502, 504])("when Graph stores the message and then answers %i, then outcome_unknown and the emulator holds exactly one message", async (status) => {
+    h.emulator.state.inject({ kind: "sendMail", action: "acceptThen504", status });
     const err = await refusal(makeSender().send(request("contoso")));
     expect(err.code).toBe("outcome_unknown");
-    expect(err.extras.graphCode).toBe("GatewayTimeout");
+    expect(err.message).toContain(`HTTP ${status}`);
     expect(h.emulator.state.messages()).toHaveLength(1);
     expect(await h.sendMailRequests()).toBe(1);
   });

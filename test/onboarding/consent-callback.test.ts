@@ -16,7 +16,7 @@ const clock = { now: () => now };
 const config: ConsentRouteConfig = {
   consent: { stateSecretEnv: "NRR_TEST_STATE_KEY", stateTtlSeconds: 3600 },
   tenants: {
-    contoso: { tenantId: CONTOSO_TID, sender: "noreply@contoso.com", saveToSentItems: false, limits: { maxConcurrency: 4, recipientsPerDay: 10_000, maxQueue: 1000 } },
+    contoso: { tenantId: CONTOSO_TID, sender: "noreply@contoso.com", saveToSentItems: false, accessModel: "consent", limits: { maxConcurrency: 4, recipientsPerDay: 10_000, maxQueue: 1000 } },
   },
 };
 

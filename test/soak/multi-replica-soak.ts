@@ -18,6 +18,7 @@ import {
   planMessage,
   runClients,
   sleep,
+  SOAK_TOKEN_LIFETIME_SECONDS,
   SoakLedger,
   SUBJECT_PREFIX,
   totalSends,
@@ -197,7 +198,13 @@ export async function runMultiReplicaSoak(options: MultiReplicaSoakOptions): Pro
   scenario.latency = { fixedMs: 30, jitterMs: 30 };
 
   let redis: TestRedis | undefined;
-  const emulator = await startEmulator({ scenario, keepRaw: false, maxMessages: options.messages * 2 + 1_000, maxRequests: options.messages * 6 + 1_000 });
+  const emulator = await startEmulator({
+    scenario,
+    keepRaw: false,
+    maxMessages: options.messages * 2 + 1_000,
+    maxRequests: options.messages * 8 + 1_000,
+    tokenLifetimeSeconds: SOAK_TOKEN_LIFETIME_SECONDS,
+  });
   try {
     if (storeType === "redis") redis = await startTestRedis();
     const startedAt = Date.now();

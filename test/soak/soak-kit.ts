@@ -3,7 +3,7 @@ import { pathToFileURL } from "node:url";
 import type { FaultHandle, FaultInput } from "../../src/emulator/faults.js";
 import type { MailboxConcurrency, StoredMessage } from "../../src/emulator/inspection.js";
 import type { EmulatorState } from "../../src/emulator/start-emulator.js";
-import { message } from "../support/fixtures.js";
+import { CONTOSO, message } from "../support/fixtures.js";
 import type { HttpResult } from "../support/harness.js";
 
 /*
@@ -40,33 +40,59 @@ export type SendOnce = (key: string, body: Record<string, unknown>, mailbox: str
 
 // ---- faults ------------------------------------------------------------------------------
 
-export type FaultKind = "throttle" | "unavailable" | "unavailable_retry_after" | "accept_then_504" | "reset_before_body" | "reset_after_body" | "latency";
-export const FAULT_KINDS: readonly FaultKind[] = ["throttle", "unavailable", "unavailable_retry_after", "accept_then_504", "reset_before_body", "reset_after_body", "latency"];
+export type FaultKind =
+  | "throttle"
+  | "unavailable"
+  | "unavailable_retry_after"
+  | "accept_then_5xx"
+  | "reset_before_body"
+  | "reset_after_body"
+  | "latency"
+  | "entra_outage";
+export const FAULT_KINDS: readonly FaultKind[] = [
+  "throttle",
+  "unavailable",
+  "unavailable_retry_after",
+  "accept_then_5xx",
+  "reset_before_body",
+  "reset_after_body",
+  "latency",
+  "entra_outage",
+];
+
+/** Access-token lifetime in the soaks: short, so the relay renews tokens (and meets Entra's outages) during the run. */
+export const SOAK_TOKEN_LIFETIME_SECONDS = 15;
 
 export function faultFor(kind: FaultKind, mailbox: string, random: () => number): FaultInput {
   const base = { kind: "sendMail" as const, mailbox, times: 1 };
   switch (kind) {
     case "throttle":
-      return { ...base, action: "respond", status: 429, retryAfter: 1 };
+      // Graph's Retry-After has decimals ("2.128", "0.249"): 0.050 to 1.500 s here.
+      return { ...base, action: "respond", status: 429, retryAfter: Math.round(50 + random() * 1_450) / 1000 };
     case "unavailable":
       return { ...base, action: "respond", status: 503 };
     case "unavailable_retry_after":
       return { ...base, action: "respond", status: 503, retryAfter: 1 };
-    case "accept_then_504":
-      return { ...base, action: "acceptThen504" };
+    case "accept_then_5xx":
+      // Stored, then 500, 502 or 504: each may have sent the mail.
+      return { ...base, action: "acceptThen504", status: [500, 502, 504][Math.floor(random() * 3)]! };
     case "reset_before_body":
       return { ...base, action: "reset", when: "beforeBody" };
     case "reset_after_body":
       return { ...base, action: "reset", when: "afterBody" };
     case "latency":
       return { ...base, times: 1 + Math.floor(random() * 4), action: "latency", fixedMs: 100 + Math.floor(random() * 700) };
+    case "entra_outage":
+      // Entra's incident answer (503 temporarily_unavailable, AADSTS90033) for Contoso's next token request.
+      return { kind: "token", tenant: CONTOSO.id, action: "respond", status: 503, times: 1 };
   }
 }
 
-/** Before a request, with chance `rate`, one random fault on the next Graph request(s) of its mailbox. */
+/** Before a request, with chance `rate`, one random fault on the next Graph request(s) of its mailbox (or Entra). */
 export class FaultInjector {
   readonly injected: Record<string, number> = {};
-  readonly #handles: FaultHandle[] = [];
+  readonly #handles: { handle: FaultHandle; kind: FaultKind }[] = [];
+  #outage: FaultHandle | undefined;
 
   constructor(
     private readonly emulator: EmulatorState,
@@ -76,19 +102,30 @@ export class FaultInjector {
 
   maybeInject(mailbox: string): void {
     if (this.random() >= this.rate) return;
-    const kind = FAULT_KINDS[Math.floor(this.random() * FAULT_KINDS.length)]!;
+    let kind = FAULT_KINDS[Math.floor(this.random() * FAULT_KINDS.length)]!;
+    // One Entra outage at a time: token requests are few, so queued outages would keep Entra down all run.
+    if (kind === "entra_outage" && this.#outage !== undefined && this.#outage.remaining !== 0) kind = "latency";
     this.injected[kind] = (this.injected[kind] ?? 0) + 1;
-    this.#handles.push(this.emulator.inject(faultFor(kind, mailbox, this.random)));
+    const handle = this.emulator.inject(faultFor(kind, mailbox, this.random));
+    this.#handles.push({ handle, kind });
+    if (kind === "entra_outage") this.#outage = handle;
   }
 
-  /** Injected faults that a Graph request actually met. */
+  /** Injected faults that a Graph or Entra request actually met. */
   get hits(): number {
-    return this.#handles.reduce((n, f) => n + f.hits, 0);
+    return this.#handles.reduce((n, f) => n + f.handle.hits, 0);
+  }
+
+  /** The same by kind (entra_outage counts token requests answered 503 AADSTS90033). */
+  hitsByKind(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const { handle, kind } of this.#handles) out[kind] = (out[kind] ?? 0) + handle.hits;
+    return out;
   }
 
   /** Removes the faults nobody met. */
   clear(): void {
-    for (const handle of this.#handles) handle.clear();
+    for (const { handle } of this.#handles) handle.clear();
   }
 }
 
@@ -147,10 +184,12 @@ export async function carefulClient(plan: PlannedMessage, sendOnce: SendOnce, op
     const results = await Promise.all([sendOnce(plan.key, plan.body, plan.mailbox), ...(twice ? [sendOnce(plan.key, plan.body, plan.mailbox)] : [])]);
     last = results.find((r) => r.status === 202) ?? results[0]!;
     if (last.status === 202 || (last.status === 504 && attempt >= 2) || ![429, 503, 504, 0].includes(last.status)) break;
-    const retryAfter = Number(parseBody(last.body).retryAfterSeconds ?? 1);
+    const problem = parseBody(last.body);
+    const retryAfter = Number(problem.retryAfterSeconds ?? 1);
     if (retryAfter > longestWait) break;
     // Impatient but not hasty: a fraction of Retry-After, so the service's own waits get exercised.
-    await sleep(Math.min(retryAfter * 1000, 600) * (0.5 + random() / 2));
+    // An Entra outage is waited out as told: the relay promises the send works after it.
+    await sleep(problem.aadsts !== undefined ? retryAfter * 1000 : Math.min(retryAfter * 1000, 600) * (0.5 + random() / 2));
   }
   return last!;
 }

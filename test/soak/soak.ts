@@ -15,6 +15,7 @@ import {
   newSeed,
   planMessage,
   runClients,
+  SOAK_TOKEN_LIFETIME_SECONDS,
   SoakLedger,
   SUBJECT_PREFIX,
   totalSends,
@@ -23,7 +24,9 @@ import {
 
 /*
  * The fault soak: thousands of sends through the service (real adapters, HTTP) to the emulator,
- * with random 429 / 503 / 504 / connection resets / latency injected on Graph, by clients that
+ * with random 429 (fractional Retry-After, as Graph sends it) / 503 / store-then-500/502/504 /
+ * connection resets / latency injected on Graph, and Entra ID outages (503 AADSTS90033 on the
+ * token endpoint, with tokens short-lived enough to be renewed during the run), by clients that
  * retry the way a careful client does (same Idempotency-Key and body on every retry, and now and
  * then the same request twice at once, like a double click). Then it checks what the issue
  * promises:
@@ -67,8 +70,10 @@ export interface SoakReport {
   /** Replays answered from the Idempotency-Key store. */
   readonly replays: number;
   readonly faultsInjected: Record<string, number>;
-  /** Injected faults that a Graph request actually met. */
+  /** Injected faults that a Graph or Entra request actually met. */
   readonly faultsHit: number;
+  /** The same, by fault kind (entra_outage counts token requests answered 503 AADSTS90033). */
+  readonly faultsHitByKind: Record<string, number>;
   /** How each message ended for its client. */
   readonly finals: Record<string, number>;
   /** Messages the emulator stored for the soak. */
@@ -98,7 +103,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const h = await startHarness({
     scenario,
     logLevel: "info",
-    emulator: { keepRaw: false, maxMessages: options.messages * 2 + 1_000, maxRequests: options.messages * 6 + 1_000 },
+    emulator: {
+      keepRaw: false,
+      maxMessages: options.messages * 2 + 1_000,
+      maxRequests: options.messages * 8 + 1_000,
+      tokenLifetimeSeconds: SOAK_TOKEN_LIFETIME_SECONDS,
+    },
     configure: (c) => {
       for (const t of SOAK_TENANTS) c.tenants[t] = { tenantId: CONTOSO.id, sender: `${t}@contoso.com`, limits: { recipientsPerDay: 1_000_000 } };
     },
@@ -162,6 +172,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       replays: ledger.replays(),
       faultsInjected: faults.injected,
       faultsHit: faults.hits,
+      faultsHitByKind: faults.hitsByKind(),
       finals: ledger.finals,
       delivered: deliveries.delivered,
       duplicates: deliveries.duplicates,

@@ -306,11 +306,12 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const owned = [...this.#owned];
     const results = await this.#c.runMany(owned.map((o) => ({ script: RENEW, keys: [o.key], args: [o.owner, this.#o.leaseMs] })));
     results.forEach((r, i) => {
-      if (r === 0) {
-        // Not ours any more: the lease lapsed (Redis was away too long) and the key says outcome_unknown.
-        this.#owned.delete(owned[i]!);
-        this.#o.onLeaseLost?.();
-      }
+      const o = owned[i]!;
+      // Answered meanwhile (the renewal crossed the completion on the wire): nothing was lost.
+      if (r !== 0 || !this.#owned.has(o)) return;
+      // Not ours any more: the lease lapsed (Redis was away too long) and the key says outcome_unknown.
+      this.#owned.delete(o);
+      this.#o.onLeaseLost?.();
     });
   }
 }

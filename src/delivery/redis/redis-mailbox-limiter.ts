@@ -272,11 +272,13 @@ export class RedisMailboxLimiter implements MailboxGate {
     });
   }
 
-  /** Forgets Graph's throttling of this mailbox on every pod (config reload, SIGHUP). */
-  clearThrottle(key: string): void {
-    const box = this.#box(key);
-    box.throttledUntil = 0;
-    this.#c.run(CLEAR_THROTTLE, [box.keys.throttle], [`${this.#c.prefix}mailbox`, key]).catch(() => {});
+  /** Forgets Graph's throttling of this mailbox on every pod (config reload), or of every configured mailbox (SIGHUP). */
+  clearThrottle(key?: string): void {
+    for (const k of key === undefined ? [...new Set([...this.#limits.keys(), ...this.#mailboxes.keys()])] : [key]) {
+      const box = this.#box(k);
+      box.throttledUntil = 0;
+      this.#c.run(CLEAR_THROTTLE, [box.keys.throttle], [`${this.#c.prefix}mailbox`, k]).catch(() => {});
+    }
   }
 
   async snapshot(key: string): Promise<MailboxSnapshot | undefined> {

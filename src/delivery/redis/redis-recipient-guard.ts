@@ -1,4 +1,11 @@
-import { assertWithinDailyLimit, dailyLimitReached, noReservation, type RecipientLedger, type RecipientReservation } from "../recipient-guard.js";
+import {
+  assertWithinDailyLimit,
+  dailyLimitReached,
+  noReservation,
+  quotaExhausted,
+  type RecipientLedger,
+  type RecipientReservation,
+} from "../recipient-guard.js";
 import { LuaScript, type RedisConnection } from "./redis-connection.js";
 
 /**
@@ -32,13 +39,15 @@ if #old > 0 then
 end`;
 
 /**
- * KEYS: counts hash, bucket set. ARGV: count, limit, windowMs, bucketMs.
- * Returns {'ok', bucketStart, total} or {'full', retryAfterMs, total}.
+ * KEYS: counts hash, bucket set, exhausted marker. ARGV: count, limit, windowMs, bucketMs.
+ * Returns {'ok', bucketStart, total}, {'full', retryAfterMs, total} or {'exhausted', ms left, 0}.
  */
 const RESERVE = new LuaScript(
   "recipients.reserve",
-  2,
+  3,
   `${NOW}
+local exhausted = redis.call('PTTL', KEYS[3])
+if exhausted > 0 then return {'exhausted', exhausted, 0} end
 ${PRUNE}
 local count = tonumber(ARGV[1]); local limit = tonumber(ARGV[2])
 local windowMs = tonumber(ARGV[3]); local bucketMs = tonumber(ARGV[4])
@@ -81,7 +90,15 @@ ${PRUNE}
 return total`,
 );
 
-export const RECIPIENT_SCRIPTS: readonly LuaScript[] = [RESERVE, RELEASE, USED];
+/** KEYS: exhausted marker. ARGV: ms. Keeps the later of two ends. */
+const EXHAUST = new LuaScript(
+  "recipients.exhaust",
+  1,
+  `if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+return 1`,
+);
+
+export const RECIPIENT_SCRIPTS: readonly LuaScript[] = [RESERVE, RELEASE, USED, EXHAUST];
 
 export interface RedisRecipientGuardOptions {
   readonly connection: RedisConnection;
@@ -107,7 +124,8 @@ export class RedisRecipientGuard implements RecipientLedger {
     if (count <= 0) return noReservation;
     assertWithinDailyLimit(count, limit);
     const keys = this.#keys(key);
-    const [outcome, value] = (await this.#c.run(RESERVE, keys, [count, limit, this.#windowMs, this.#bucketMs])) as [string, number, number];
+    const [outcome, value] = (await this.#c.run(RESERVE, [...keys, this.#exhaustedKey(key)], [count, limit, this.#windowMs, this.#bucketMs])) as [string, number, number];
+    if (outcome === "exhausted") throw quotaExhausted(Number(value));
     if (outcome === "full") throw dailyLimitReached(limit, Math.max(1, Math.ceil(Number(value) / 1000)));
     const bucket = String(value);
     let released = false;
@@ -138,6 +156,19 @@ export class RedisRecipientGuard implements RecipientLedger {
       });
     }
     return out;
+  }
+
+  /** Every pod refuses the mailbox until then (Exchange's ErrorSubmissionQuotaExceeded). */
+  exhaust(key: string, untilMs: number): void {
+    const ms = Math.ceil(untilMs - Date.now());
+    if (ms <= 0) return;
+    this.#c.run(EXHAUST, [this.#exhaustedKey(key)], [ms]).catch(() => {
+      // Redis away: the other pods learn it from Exchange themselves.
+    });
+  }
+
+  #exhaustedKey(key: string): string {
+    return `${this.#c.prefix}rcpt:{${encodeURIComponent(key)}}:exhausted`;
   }
 
   #keys(key: string): [string, string] {
