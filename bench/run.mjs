@@ -584,12 +584,13 @@ async function redisPhase(emu, tenants, rotation) {
   }
   const meter = storeMeter({ url: shared.url, redis });
   const idle = await meter.calibrate();
+  const rtt = await redisPing(redis.client);
   const nextKey = keyGenerator(randomBytes(4).toString("hex"));
   const variants = [
     ["keyless", undefined],
     ["keyed", nextKey],
   ];
-  const out = { redisVersion, params: p, meteringRoundTrips: idle.roundTrips, serial: {}, rounds: [], trace: undefined, summary: undefined };
+  const out = { redisVersion, params: p, meteringRoundTrips: idle.roundTrips, rtt, serial: {}, rounds: [], trace: undefined, summary: undefined };
 
   say(`shared store: ${p.serialCount} sends one at a time per store and variant`);
   for (const [v, key] of variants) {
@@ -642,6 +643,30 @@ async function redisPhase(emu, tenants, rotation) {
 }
 
 /**
+ * The bare round trip to this redis-server from a Node process (PING over the bench's own
+ * client): back to back, and 10 ms apart, as a send's round trips are when the machine is
+ * otherwise idle (waking a sleeping process costs more than the command itself). µs, p50/p90.
+ */
+async function redisPing(client, n = 50) {
+  const out = {};
+  for (const [name, gapMs] of [
+    ["backToBackUs", 0],
+    ["after10msUs", 10],
+  ]) {
+    const xs = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      await client.ping();
+      xs.push(Number(process.hrtime.bigint() - t0) / 1e3);
+      if (gapMs > 0) await sleep(gapMs);
+    }
+    xs.sort((a, b) => a - b);
+    out[name] = { p50: xs[Math.floor(n / 2)], p90: xs[Math.floor(n * 0.9)] };
+  }
+  return out;
+}
+
+/**
  * A fresh Redis-backed service with the redis-trace.mjs preload: `count` sends one at a time
  * per variant (20 ms apart, so that writes made after an answer are told apart from the next
  * send's), then its trace is matched to the requests.
@@ -654,6 +679,7 @@ async function traceRoundTrips(redis, configFile, tenants, rotation, count, vari
   });
   try {
     await sanity(svc, tenants);
+    await sleep(200); // the sanity sends' last writes (after their answers) stay out of the first traced send
     const spans = [];
     for (const [v, key] of variants) {
       const s = await sequential({ url: svc.url, rotation, headers: SEND_HEADERS, count, nextKey: key, gapMs: 20 });

@@ -143,15 +143,26 @@ export function analyseTrace(trace, spans, { lastGapMs = 20 } = {}) {
     const next = sorted[i + 1]?.start ?? s.end + BigInt(Math.round(lastGapMs * 1e6));
     const during = [];
     const after = [];
-    for (; wi < writes.length && writes[wi].t < next; wi++) (writes[wi].t <= s.end ? during : after).push(writes[wi].commands.join(" + "));
+    const offsets = []; // ms from the request's start to each write
+    for (; wi < writes.length && writes[wi].t < next; wi++) {
+      (writes[wi].t <= s.end ? during : after).push(writes[wi].commands.join(" + "));
+      offsets.push(Number(writes[wi].t - s.start) / 1e6);
+    }
     const v = (out[s.variant] ??= { requests: 0, patterns: new Map() });
     v.requests++;
     const key = JSON.stringify({ kind: s.kind, status: s.status, during, after });
-    const p = v.patterns.get(key) ?? { kind: s.kind, status: s.status, during, after, count: 0 };
+    const p = v.patterns.get(key) ?? { kind: s.kind, status: s.status, during, after, count: 0, offsets: [], answers: [] };
     p.count++;
+    p.offsets.push(offsets);
+    p.answers.push(Number(s.end - s.start) / 1e6);
     v.patterns.set(key, p);
   }
-  for (const v of Object.values(out)) v.patterns = [...v.patterns.values()].sort((a, b) => b.count - a.count);
+  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  for (const v of Object.values(out)) {
+    v.patterns = [...v.patterns.values()]
+      .sort((a, b) => b.count - a.count)
+      .map(({ offsets, answers, ...p }) => ({ ...p, atMs: offsets[0].map((_, i) => med(offsets.map((o) => o[i]))), answerMs: med(answers) }));
+  }
   return out;
 }
 
@@ -216,14 +227,19 @@ export function formatStoreReport(r) {
       const a = r.trace[v];
       if (!a) continue;
       for (const p of a.patterns) {
-        out.push(`  ${v}, ${p.kind} mail, answer ${p.status}: ${p.count}/${a.requests} sends, ${p.during.length} round trip(s) before the answer${p.after.length ? `, ${p.after.length} after it` : ""}`);
-        p.during.forEach((w, i) => out.push(`    ${i + 1}. ${w}`));
-        p.after.forEach((w) => out.push(`    after the answer: ${w}`));
+        out.push(`  ${v}, ${p.kind} mail, answer ${p.status}: ${p.count}/${a.requests} sends, ${p.during.length} round trip(s) before the answer${p.after.length ? `, ${p.after.length} after it` : ""} (median ms from the request's start)`);
+        p.during.forEach((w, i) => out.push(`    ${i + 1}. +${f(p.atMs[i], 2)} ${w}`));
+        out.push(`       +${f(p.answerMs, 2)} answer`);
+        p.after.forEach((w, i) => out.push(`    after the answer: +${f(p.atMs[p.during.length + i], 2)} ${w}`));
       }
     }
   }
   out.push("");
   const S = r.summary;
+  if (r.rtt) {
+    out.push(`a bare PING to this redis-server from Node: p50 ${f(r.rtt.backToBackUs.p50, 0)} µs back to back, ${f(r.rtt.after10msUs.p50, 0)} µs 10 ms apart (p90 ${f(r.rtt.backToBackUs.p90, 0)} / ${f(r.rtt.after10msUs.p90, 0)} µs)`);
+    out.push("");
+  }
   const sum = [["summary (medians over rounds)", "keyless", "keyed"]];
   const both = (k, d = 2) => [f(S.keyless[k], d), f(S.keyed[k], d)];
   sum.push(["throughput ratio redis/memory", ...both("ratio", 3)]);
