@@ -4,7 +4,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Config } from "./config/schema.js";
-import type { RememberingTokenProvider } from "./delivery/credential-failure-memory.js";
+import type { RememberingTokenProvider } from "./auth/credential-failure-memory.js";
 import { createMemoryStores, type DeliveryStores } from "./delivery/delivery-stores.js";
 import { describeTenants } from "./delivery/tenant-status.js";
 import { BEARER_CHALLENGE } from "./http/api-key.js";
@@ -12,15 +12,15 @@ import { registerJsonBodyParser } from "./http/json-body.js";
 import { Lifecycle } from "./http/lifecycle.js";
 import { registerProbeRoutes } from "./http/probe-routes.js";
 import { asRelayError, PROBLEM_CONTENT_TYPE, toProblemResponse } from "./http/problem-response.js";
-import { RelayError } from "./http/problems.js";
+import { RelayError } from "./core/problems.js";
 import { RequestContext } from "./http/request-context.js";
 import type { RouteContext, RouteRegistrar } from "./http/route-registrar.js";
 import { registerSendRoute } from "./http/send-route.js";
-import { systemClock, type Clock, type GraphSender, type TokenProvider, type TokenTarget } from "./mail/ports.js";
+import { systemClock, type Clock, type GraphSender, type TokenProvider, type TokenTarget } from "./core/ports.js";
 import { SendMail } from "./mail/send-mail.js";
 import { getRelayMetrics, NO_TENANT, type RelayMetrics } from "./metrics/relay-metrics.js";
 import { CallerDirectory } from "./tenants/caller-directory.js";
-import type { ConfigSource } from "./tenants/config-source.js";
+import type { ConfigSource } from "./config/config-source.js";
 import { buildTenantDirectory, type TenantDirectory } from "./tenants/tenant-directory.js";
 
 /**

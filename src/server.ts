@@ -8,17 +8,17 @@ import { createEntraTokenProvider } from "./auth/entra-token-provider.js";
 import { restartRequiredChanges, watchConfigFile, type ConfigReloadOutcome, type ConfigWatcher } from "./config/config-watcher.js";
 import { ConfigError, loadConfigFile } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
-import { createRememberingTokenProvider } from "./delivery/credential-failure-memory.js";
+import { createRememberingTokenProvider } from "./auth/credential-failure-memory.js";
 import { createDeliveryStores } from "./delivery/delivery-stores.js";
 import { createGraphMailSender } from "./graph/graph-mail-sender.js";
-import { createHttpsAgent } from "./graph/http-dispatcher.js";
+import { createHttpsAgent } from "./net/http-dispatcher.js";
 import { optionalRoutes } from "./http/optional-routes.js";
 import type { RouteRegistrar } from "./http/route-registrar.js";
 import { lapsedLeaseResponse } from "./http/send-route.js";
-import { systemClock } from "./mail/ports.js";
+import { systemClock } from "./core/ports.js";
 import { getRelayMetrics, StoreMetrics } from "./metrics/relay-metrics.js";
 import { startExpiryWarnings } from "./onboarding/expiry.js";
-import { fixedConfigSource, type ConfigSource } from "./tenants/config-source.js";
+import { fixedConfigSource, type ConfigSource } from "./config/config-source.js";
 
 export interface StartServerOptions {
   readonly config: Config;

@@ -9,8 +9,8 @@ import {
   type TokenCredential,
 } from "@azure/identity";
 import type { CredentialConfig } from "../config/schema.js";
-import { RelayError } from "../http/problems.js";
-import type { TokenTarget } from "../mail/ports.js";
+import { RelayError } from "../core/problems.js";
+import type { TokenTarget } from "../core/ports.js";
 
 type SecretCredentialConfig = Extract<CredentialConfig, { type: "secret" }>;
 type HttpClient = NonNullable<ClientSecretCredentialOptions["httpClient"]>;

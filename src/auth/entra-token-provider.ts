@@ -2,9 +2,9 @@ import type { AccessToken } from "@azure/identity";
 import type { Logger } from "pino";
 import { request, type Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
-import { createHttpsAgent } from "../graph/http-dispatcher.js";
-import { RelayError, isRelayError } from "../http/problems.js";
-import { systemClock, type Clock, type SendObserver, type TokenProvider, type TokenTarget } from "../mail/ports.js";
+import { createHttpsAgent } from "../net/http-dispatcher.js";
+import { RelayError, isRelayError } from "../core/problems.js";
+import { systemClock, type Clock, type SendObserver, type TokenProvider, type TokenTarget } from "../core/ports.js";
 import { describeAadsts, isTransientAadsts, parseAadsts } from "./aadsts.js";
 import {
   buildCredential,

@@ -1,6 +1,6 @@
 import type { ClientSecretCredentialOptions } from "@azure/identity";
 import { request, type Dispatcher } from "undici";
-import { parseRetryAfter } from "../graph/retry-policy.js";
+import { parseRetryAfter } from "../net/retry-after.js";
 import { isTransientAadsts, parseAadsts } from "./aadsts.js";
 
 /*

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { AppRegistration } from "../core/ports.js";
 
 /**
  * The one schema of the config file (CONTRACT.md "Config file"). Every key carries a
@@ -322,3 +323,12 @@ export type AppConfig = z.output<typeof appSchema>;
 export type CredentialConfig = z.output<typeof credentialSchema>;
 export type LimitsConfig = z.output<typeof limitsSchema>;
 export type StoreConfig = z.output<typeof storeSchema>;
+
+/*
+ * The ports (src/core/ports.ts) describe an app registration without importing the config:
+ * this fails to compile when the schema's output and that description part ways.
+ */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const appShapeMatches: Same<DeepReadonly<AppConfig>, AppRegistration> = true;
+void appShapeMatches;
+type DeepReadonly<T> = T extends Date ? T : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;

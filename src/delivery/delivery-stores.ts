@@ -1,8 +1,8 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { Config, StoreConfig } from "../config/schema.js";
-import { systemClock, type Clock, type StoreObserver } from "../mail/ports.js";
-import { MemoryRejectionBook, type RejectionBook } from "./credential-failure-memory.js";
+import { systemClock, type Clock, type StoreObserver } from "../core/ports.js";
+import { MemoryRejectionBook, type RejectionBook } from "../auth/credential-failure-memory.js";
 import { MemoryIdempotencyStore, type IdempotencyStore, type StoredResponse } from "./idempotency-store.js";
 import { MailboxLimiter, type MailboxGate, type MailboxLimits, type MailboxPermit, type MailboxSnapshot } from "./mailbox-limiter.js";
 import { RecipientGuard, type RecipientLedger, type RecipientReservation } from "./recipient-guard.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PROBLEM_CODES } from "../http/problems.js";
+import { PROBLEM_CODES } from "../core/problems.js";
 import {
   MemoryIdempotencyStore,
   canonicalJson,

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from "node:crypto";
-import type { FieldError } from "../http/problems.js";
-import { systemClock, type Clock } from "../mail/ports.js";
+import type { FieldError } from "../core/problems.js";
+import { systemClock, type Clock } from "../core/ports.js";
 
 /**
  * Idempotency-Key handling for POST /send: a retry with the same key from the same caller

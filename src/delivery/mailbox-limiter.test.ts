@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { RelayError } from "../http/problems.js";
+import { RelayError } from "../core/problems.js";
 import { MailboxLimiter, mailboxKey, type MailboxPermit } from "./mailbox-limiter.js";
 
 const clock = { now: () => Date.now() };

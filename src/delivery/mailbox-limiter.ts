@@ -1,5 +1,5 @@
-import { RelayError } from "../http/problems.js";
-import { systemClock, type Clock } from "../mail/ports.js";
+import { RelayError } from "../core/problems.js";
+import { systemClock, type Clock } from "../core/ports.js";
 
 /**
  * Per-mailbox concurrency for Graph sendMail. Graph allows 4 concurrent requests per app per

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { RelayError } from "../http/problems.js";
+import { RelayError } from "../core/problems.js";
 import { RecipientGuard } from "./recipient-guard.js";
 
 const MINUTE = 60_000;

@@ -1,5 +1,5 @@
-import { RelayError } from "../http/problems.js";
-import { systemClock, type Clock } from "../mail/ports.js";
+import { RelayError } from "../core/problems.js";
+import { systemClock, type Clock } from "../core/ports.js";
 
 /**
  * Daily recipient guard. Exchange Online blocks a mailbox for 24 hours once it has sent to

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { RelayError } from "../http/problems.js";
-import { createRememberingTokenProvider } from "./credential-failure-memory.js";
+import { RelayError } from "../core/problems.js";
+import { createRememberingTokenProvider } from "../auth/credential-failure-memory.js";
 import { MailboxLimiter } from "./mailbox-limiter.js";
 import { RecipientGuard } from "./recipient-guard.js";
 import { TenantStatusBook, describeTenants, type DescribableTenant } from "./tenant-status.js";

@@ -1,7 +1,7 @@
 import type { LimitsConfig } from "../config/schema.js";
-import type { ProblemCode } from "../http/problems.js";
-import { systemClock, type Clock, type TokenTarget } from "../mail/ports.js";
-import type { RememberedRejection } from "./credential-failure-memory.js";
+import type { ProblemCode } from "../core/problems.js";
+import { systemClock, type Clock, type TokenTarget } from "../core/ports.js";
+import type { RememberedRejection } from "../auth/credential-failure-memory.js";
 import type { MailboxSnapshot } from "./mailbox-limiter.js";
 
 /**

@@ -1,5 +1,5 @@
-import { RelayError, type ProblemExtras } from "../http/problems.js";
-import { headerValue, type ResponseHeaders } from "./retry-policy.js";
+import { RelayError, type ProblemExtras } from "../core/problems.js";
+import { headerValue, type ResponseHeaders } from "../net/retry-after.js";
 
 /** Graph's error body: `{ "error": { "code", "message", "innerError": { "request-id", "date" } } }`. */
 export interface GraphErrorBody {

@@ -2,21 +2,13 @@ import { Client, ResponseType } from "@microsoft/microsoft-graph-client";
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
-import { RelayError, isRelayError } from "../http/problems.js";
-import type { GraphSendRequest, GraphSendResult, GraphSender, SendMailBody, SendObserver, TokenProvider, TokenTarget } from "../mail/ports.js";
+import { RelayError, isRelayError } from "../core/problems.js";
+import type { GraphSendRequest, GraphSendResult, GraphSender, SendMailBody, SendObserver, TokenProvider, TokenTarget } from "../core/ports.js";
 import { NO_EXCHANGE_ONLINE, NO_PERMISSIONS, SUBMISSION_QUOTA, SUBMISSION_QUOTA_WINDOW_MS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
 import { SendAttempt, TokenAuthMiddleware, UndiciTransport, type AttemptResult } from "./graph-middleware.js";
-import { createHttpsAgent } from "./http-dispatcher.js";
-import {
-  capRetryAfter,
-  defaultRetryPolicy,
-  headerValue,
-  parseRetryAfter,
-  toRetryAfterSeconds,
-  waitFits,
-  type ResponseHeaders,
-  type RetryPolicy,
-} from "./retry-policy.js";
+import { createHttpsAgent } from "../net/http-dispatcher.js";
+import { headerValue, parseRetryAfter, type ResponseHeaders } from "../net/retry-after.js";
+import { capRetryAfter, defaultRetryPolicy, toRetryAfterSeconds, waitFits, type RetryPolicy } from "./retry-policy.js";
 
 /** Seconds callers are told to wait after Graph was unreachable or failed without saying. */
 const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;

@@ -1,7 +1,7 @@
 import type { Context, Middleware, MiddlewareOptions } from "@microsoft/microsoft-graph-client";
 import type { Dispatcher } from "undici";
-import type { SendMailBody, TokenProvider, TokenTarget } from "../mail/ports.js";
-import type { ResponseHeaders } from "./retry-policy.js";
+import type { SendMailBody, TokenProvider, TokenTarget } from "../core/ports.js";
+import type { ResponseHeaders } from "../net/retry-after.js";
 
 /** What one HTTP attempt to Graph ended with. */
 export type AttemptResult =

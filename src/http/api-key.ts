@@ -1,5 +1,5 @@
 import type { Caller, CallerDirectory } from "../tenants/caller-directory.js";
-import { RelayError } from "./problems.js";
+import { RelayError } from "../core/problems.js";
 
 const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
 

@@ -3,7 +3,7 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Config } from "../config/schema.js";
-import type { Clock } from "../mail/ports.js";
+import type { Clock } from "../core/ports.js";
 import { isTenantGuid, readStateSecret, verifyConsentState, type ConsentStatePayload } from "../onboarding/consent.js";
 import type { RequestContext } from "./request-context.js";
 import type { RouteRegistrar } from "./route-registrar.js";

@@ -1,4 +1,4 @@
-import { isRelayError, PROBLEM_TYPE_BASE, PROBLEMS, RelayError, type FieldError } from "./problems.js";
+import { isRelayError, PROBLEM_TYPE_BASE, PROBLEMS, RelayError, type FieldError } from "../core/problems.js";
 
 /** The RFC 9457 body of every refusal the service gives. */
 export interface ProblemBody {

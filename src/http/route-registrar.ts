@@ -2,9 +2,9 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { TenantView } from "../delivery/tenant-status.js";
-import type { Clock, TokenProvider } from "../mail/ports.js";
+import type { Clock, TokenProvider } from "../core/ports.js";
 import type { CallerDirectory } from "../tenants/caller-directory.js";
-import type { ConfigSource } from "../tenants/config-source.js";
+import type { ConfigSource } from "../config/config-source.js";
 import type { TenantDirectory } from "../tenants/tenant-directory.js";
 
 /** What a route module gets besides the app: read-only views of the service's state. */

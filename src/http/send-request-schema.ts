@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { FieldError } from "./problems.js";
+import type { FieldError } from "../core/problems.js";
 
 /*
  * The wire shape of POST /send. This schema is the single source of the OpenAPI

@@ -15,7 +15,7 @@ import type { TenantDirectory } from "../tenants/tenant-directory.js";
 import { authenticateCaller } from "./api-key.js";
 import type { Lifecycle } from "./lifecycle.js";
 import { asRelayError, PROBLEM_CONTENT_TYPE, toProblemResponse } from "./problem-response.js";
-import { RelayError } from "./problems.js";
+import { RelayError } from "../core/problems.js";
 import type { RequestContext } from "./request-context.js";
 import { parseSendRequest, type SendRequest, type WireRecipient } from "./send-request-schema.js";
 

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from "fastify";
 import { authenticateCaller } from "./api-key.js";
-import { RelayError } from "./problems.js";
+import { RelayError } from "../core/problems.js";
 import type { RouteRegistrar } from "./route-registrar.js";
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { serializeSendMail } from "./graph-message.js";
-import type { GraphFileAttachment, GraphMessage } from "./ports.js";
+import type { GraphFileAttachment, GraphMessage } from "../core/ports.js";
 
 function attachment(size: number, extra: Partial<GraphFileAttachment> = {}): GraphFileAttachment {
   return {

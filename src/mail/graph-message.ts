@@ -1,5 +1,5 @@
 import type { MailAddress, MailDraft } from "./mail-draft.js";
-import type { GraphFileAttachment, GraphMessage, GraphRecipient, SendMailBody } from "./ports.js";
+import type { GraphFileAttachment, GraphMessage, GraphRecipient, SendMailBody } from "../core/ports.js";
 
 /** Graph refuses sendMail requests above 4 MB (the JSON body, base64 attachments included). */
 export const GRAPH_MAX_REQUEST_BYTES = 4 * 1024 * 1024;

@@ -2,12 +2,12 @@ import { randomUUID } from "node:crypto";
 import type { MailboxGate, MailboxPermit } from "../delivery/mailbox-limiter.js";
 import type { RecipientLedger, RecipientReservation } from "../delivery/recipient-guard.js";
 import type { TenantStatusBook } from "../delivery/tenant-status.js";
-import { isRelayError, RelayError } from "../http/problems.js";
+import { isRelayError, RelayError } from "../core/problems.js";
 import { callerMayUse, type Caller } from "../tenants/caller-directory.js";
 import type { Tenant, TenantDirectory } from "../tenants/tenant-directory.js";
 import { buildGraphMessage, GRAPH_MAX_REQUEST_BYTES, internetMessageIdFor, serializeSendMail } from "./graph-message.js";
 import { recipientCount, type MailDraft } from "./mail-draft.js";
-import type { Clock, GraphSender, SendMailBody, TokenProvider } from "./ports.js";
+import type { Clock, GraphSender, SendMailBody, TokenProvider } from "../core/ports.js";
 
 /** Time a Graph attempt needs after a slot is granted; the graph adapter's retry policy uses the same second. */
 const SLOT_HEADROOM_MS = 1_000;

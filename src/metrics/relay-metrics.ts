@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { ConfigReloadOutcome } from "../config/config-watcher.js";
-import type { SendObserver, StoreObserver } from "../mail/ports.js";
+import type { SendObserver, StoreObserver } from "../core/ports.js";
 
 /** Tenant label for refusals that happen before a configured tenant is known (never a caller-chosen string). */
 export const NO_TENANT = "_unknown";

@@ -4,9 +4,23 @@ import { AADSTS_ADVICE } from "../auth/aadsts.js";
 import { createEntraTokenProvider } from "../auth/entra-token-provider.js";
 import type { Config } from "../config/schema.js";
 import { createGraphMailSender } from "../graph/graph-mail-sender.js";
-import { createHttpsAgent } from "../graph/http-dispatcher.js";
-import { silentObserver } from "../mail/ports.js";
-import type { CliOutput, VerifyAdapters } from "./cli.js";
+import { createHttpsAgent } from "../net/http-dispatcher.js";
+import { silentObserver } from "../core/ports.js";
+import type { VerifyDeps } from "./verify.js";
+
+/** Where the CLI writes (process.stdout/stderr, or a test's buffer). */
+export interface CliOutput {
+  write(chunk: string): unknown;
+}
+
+/** What `verify` needs from the outside world; the real adapters by default. */
+export interface VerifyAdapters {
+  readonly deps: VerifyDeps;
+  close(): Promise<void>;
+}
+
+export type VerifyAdapterFactory = (config: Config, io: { env: NodeJS.ProcessEnv; stderr: CliOutput }) => Promise<VerifyAdapters>;
+
 
 /**
  * The real adapters behind `verify`: the service's own Entra token provider and Graph

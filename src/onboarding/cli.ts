@@ -5,30 +5,19 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile, parseConfig } from "../config/load-config.js";
 import type { Config } from "../config/schema.js";
-import { systemClock, type Clock } from "../mail/ports.js";
+import { systemClock, type Clock } from "../core/ports.js";
 import { ConsentSetupError, makeConsentLink } from "./consent.js";
 import { listCredentialExpiry } from "./expiry.js";
 import { PolicyScriptInputError, policyScriptFor } from "./policy-script.js";
 import { UnsafeScriptValueError } from "./powershell.js";
-import { formatReport, verifyTenant, type VerifyDeps } from "./verify.js";
+import type { CliOutput, VerifyAdapterFactory } from "./adapters.js";
+import { formatReport, verifyTenant } from "./verify.js";
 
 /*
  * `noreply-relay`: the operator's tool for onboarding tenants. Reads the same config file as
  * the service. Exit codes: 0 done / all checks passed, 1 a check failed or the config is
  * unusable, 2 the command line is wrong.
  */
-
-export interface CliOutput {
-  write(chunk: string): unknown;
-}
-
-/** What `verify` needs from the outside world; the real adapters by default. */
-export interface VerifyAdapters {
-  readonly deps: VerifyDeps;
-  close(): Promise<void>;
-}
-
-export type VerifyAdapterFactory = (config: Config, io: { env: NodeJS.ProcessEnv; stderr: CliOutput }) => Promise<VerifyAdapters>;
 
 export interface CliIo {
   readonly stdout: CliOutput;

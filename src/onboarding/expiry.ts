@@ -1,5 +1,5 @@
 import type { Config, CredentialConfig } from "../config/schema.js";
-import type { Clock } from "../mail/ports.js";
+import type { Clock } from "../core/ports.js";
 
 /*
  * Credential expiry: which tenant uses which credential until when, and a daily warning in

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { decodeJwt } from "jose";
 import type { Config } from "../config/schema.js";
-import { isRelayError, type ProblemCode } from "../http/problems.js";
-import type { Clock, GraphSender, TokenProvider, TokenTarget } from "../mail/ports.js";
+import { isRelayError, type ProblemCode } from "../core/problems.js";
+import type { Clock, GraphSender, TokenProvider, TokenTarget } from "../core/ports.js";
 import { isTenantGuid } from "./consent.js";
 import { daysAgo, listCredentialExpiry } from "./expiry.js";
 

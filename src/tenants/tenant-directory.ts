@@ -1,6 +1,6 @@
 import type { AppConfig, Config, LimitsConfig, TenantConfig } from "../config/schema.js";
 import { mailboxKey } from "../delivery/mailbox-limiter.js";
-import type { TokenTarget } from "../mail/ports.js";
+import type { TokenTarget } from "../core/ports.js";
 import type { CredentialExpiry } from "../metrics/relay-metrics.js";
 
 /** One configured tenant, resolved once per config load; the send path only reads it. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { AADSTS_ADVICE, describeAadsts, parseAadsts } from "../../src/auth/aadsts.js";
 import { credentialFingerprint, graphScope, isMicrosoftAuthorityHost } from "../../src/auth/credential-factory.js";
 import { aadstsFromBody } from "../../src/auth/identity-http-client.js";
-import type { TokenTarget } from "../../src/mail/ports.js";
+import type { TokenTarget } from "../../src/core/ports.js";
 
 describe("AADSTS codes", () => {
   it("when an SDK message carries an AADSTS code, then it is found", () => {

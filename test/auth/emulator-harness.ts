@@ -7,7 +7,7 @@ import { parseConfig } from "../../src/config/load-config.js";
 import type { Config } from "../../src/config/schema.js";
 import { startEmulator, type Emulator } from "../../src/emulator/start-emulator.js";
 import type { ScenarioInput } from "../../src/emulator/scenario.js";
-import type { SendObserver, TokenTarget } from "../../src/mail/ports.js";
+import type { SendObserver, TokenTarget } from "../../src/core/ports.js";
 
 /** Shared by the auth and graph component tests: the emulator, temp files, a recording observer and logger. */
 

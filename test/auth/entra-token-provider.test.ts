@@ -2,7 +2,7 @@ import { decodeJwt } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createEntraTokenProvider, type EntraTokenProvider } from "../../src/auth/entra-token-provider.js";
 import { createClientCertificate } from "../../src/emulator/certificates.js";
-import { RelayError } from "../../src/http/problems.js";
+import { RelayError } from "../../src/core/problems.js";
 import {
   APP,
   CONTOSO,

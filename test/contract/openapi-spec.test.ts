@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { PROBLEMS, type ProblemCode } from "../../src/http/problems.js";
+import { PROBLEMS, type ProblemCode } from "../../src/core/problems.js";
 import { loadOpenApiValidator, type OperationObject } from "../support/openapi-validator.js";
 
 /*

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { MemoryIdempotencyStore, idempotencyDisposition, requestFingerprint, type StoredResponse } from "../../src/delivery/idempotency-store.js";
 import { MailboxLimiter, mailboxKey } from "../../src/delivery/mailbox-limiter.js";
 import { RecipientGuard } from "../../src/delivery/recipient-guard.js";
-import { isRelayError, RelayError } from "../../src/http/problems.js";
+import { isRelayError, RelayError } from "../../src/core/problems.js";
 
 /*
  * The delivery blocks composed in the order POST /send uses them (docs/delivery.md), against a

@@ -4,7 +4,7 @@ import { parseConfig } from "../../src/config/load-config.js";
 import type { StoreConfig } from "../../src/config/schema.js";
 import { createDeliveryStores, createMemoryStores, type DeliveryStores } from "../../src/delivery/delivery-stores.js";
 import type { IdempotencyClaim, IdempotencyNew, StoredResponse } from "../../src/delivery/idempotency-store.js";
-import { RelayError } from "../../src/http/problems.js";
+import { RelayError } from "../../src/core/problems.js";
 import { describeWithTool } from "../support/external-tools.js";
 import { startTestRedis, type TestRedis } from "../support/redis-server.js";
 

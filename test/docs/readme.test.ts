@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { END, START, renderConfigReference } from "../../scripts/config-reference.js";
-import { PROBLEMS, PROBLEM_CODES } from "../../src/http/problems.js";
+import { PROBLEMS, PROBLEM_CODES } from "../../src/core/problems.js";
 
 const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
 const contract = [

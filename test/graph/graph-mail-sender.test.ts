@@ -3,9 +3,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createEntraTokenProvider, type EntraTokenProvider } from "../../src/auth/entra-token-provider.js";
 import type { Config } from "../../src/config/schema.js";
 import { createGraphMailSender, type GraphMailSender } from "../../src/graph/graph-mail-sender.js";
-import { RelayError } from "../../src/http/problems.js";
+import { RelayError } from "../../src/core/problems.js";
 import { serializeSendMail } from "../../src/mail/graph-message.js";
-import type { GraphMessage, GraphSendRequest } from "../../src/mail/ports.js";
+import type { GraphMessage, GraphSendRequest } from "../../src/core/ports.js";
 import {
   APP,
   CONTOSO,

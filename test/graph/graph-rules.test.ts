@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { mapGraphRefusal, parseGraphErrorBody } from "../../src/graph/graph-errors.js";
-import { capRetryAfter, defaultRetryPolicy, headerValue, parseRetryAfter, toRetryAfterSeconds, waitFits } from "../../src/graph/retry-policy.js";
+import { capRetryAfter, defaultRetryPolicy, toRetryAfterSeconds, waitFits } from "../../src/graph/retry-policy.js";
+import { headerValue, parseRetryAfter } from "../../src/net/retry-after.js";
 
 const NOW = Date.parse("2026-03-01T12:00:00Z");
 

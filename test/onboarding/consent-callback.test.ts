@@ -6,7 +6,7 @@ import { createApp } from "../../src/app.js";
 import { parseConfig } from "../../src/config/load-config.js";
 import { consentRoutes, escapeHtml, registerConsentRoutes, type ConsentRouteConfig } from "../../src/http/consent-routes.js";
 import { createConsentState } from "../../src/onboarding/consent.js";
-import { fixedConfigSource } from "../../src/tenants/config-source.js";
+import { fixedConfigSource } from "../../src/config/config-source.js";
 import { APP_ID, CONTOSO_TID, FABRIKAM_TID, STATE_KEY, tempConfig } from "./fixtures.js";
 
 const key = Buffer.from(STATE_KEY);

@@ -1,6 +1,6 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { PROBLEM_CODES, PROBLEMS, type ProblemCode } from "../../src/http/problems.js";
+import { PROBLEM_CODES, PROBLEMS, type ProblemCode } from "../../src/core/problems.js";
 import { CONTOSO, message, standardScenario } from "../support/fixtures.js";
 import { metricValue, startHarness, type Harness, type HttpResult } from "../support/harness.js";
 

@@ -1,4 +1,4 @@
-import type { Clock } from "../../mail/ports.js";
+import type { Clock } from "../../core/ports.js";
 import { TenantStatusBook, type TenantActivity, type TenantActivityBook } from "../tenant-status.js";
 import type { RedisConnection } from "./redis-connection.js";
 

@@ -4,8 +4,8 @@ import type { ConnectionOptions } from "node:tls";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import type { StoreConfig } from "../../config/schema.js";
-import { RelayError } from "../../http/problems.js";
-import type { StoreObserver } from "../../mail/ports.js";
+import { RelayError } from "../../core/problems.js";
+import type { StoreObserver } from "../../core/ports.js";
 
 /**
  * The Redis (or Valkey) connection every shared delivery store uses: one command connection

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import { systemClock, type Clock } from "../../mail/ports.js";
+import { systemClock, type Clock } from "../../core/ports.js";
 import { rateLimited, type MailboxGate, type MailboxLimits, type MailboxPermit, type MailboxSnapshot } from "../mailbox-limiter.js";
 import { LuaScript, type RedisConnection, type ScriptCall } from "./redis-connection.js";
 

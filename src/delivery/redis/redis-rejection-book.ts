@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
-import { RelayError, type ProblemCode, type ProblemExtras } from "../../http/problems.js";
-import type { RejectionBook, RejectionEntry } from "../credential-failure-memory.js";
+import { RelayError, type ProblemCode, type ProblemExtras } from "../../core/problems.js";
+import type { RejectionBook, RejectionEntry } from "../../auth/credential-failure-memory.js";
 import type { RedisConnection } from "./redis-connection.js";
 
 /**

@@ -1,4 +1,4 @@
-import type { Config } from "../config/schema.js";
+import type { Config } from "./schema.js";
 
 /**
  * Where the app gets its config: a fixed object, or the file-following ConfigWatcher

@@ -4,7 +4,38 @@
  * component tests use the real ones against the emulator.
  */
 
-import type { AppConfig } from "../config/schema.js";
+/**
+ * An Entra ID app registration and how the relay proves it is that app. These are the
+ * settings, never the secret values: files and environment variable names to read them from.
+ * src/config/schema.ts parses the config file into exactly this shape (checked at compile time
+ * there), so the ports need nothing from the config module.
+ */
+export interface AppRegistration {
+  /** Application (client) ID. */
+  readonly clientId: string;
+  readonly credential: CredentialSettings;
+}
+
+export type CredentialSettings =
+  | {
+      readonly type: "secret";
+      readonly secretFile?: string | undefined;
+      readonly secretEnv?: string | undefined;
+      readonly secondarySecretFile?: string | undefined;
+      readonly secondarySecretEnv?: string | undefined;
+      readonly expiresAt?: Date | undefined;
+    }
+  | {
+      readonly type: "certificate";
+      readonly certificateFile: string;
+      readonly sendCertificateChain: boolean;
+      readonly expiresAt?: Date | undefined;
+    }
+  | {
+      readonly type: "workloadIdentity";
+      readonly tokenFile: string;
+      readonly expiresAt?: Date | undefined;
+    };
 
 /** Which app registration and tenant a token is for; built once per config load. */
 export interface TokenTarget {
@@ -12,7 +43,7 @@ export interface TokenTarget {
   readonly tenantKey: string;
   /** Entra tenant: GUID or verified domain. */
   readonly tenantId: string;
-  readonly app: AppConfig;
+  readonly app: AppRegistration;
 }
 
 export interface TokenProvider {

@@ -1,5 +1,5 @@
-import { isRelayError, RelayError } from "../http/problems.js";
-import { systemClock, type Clock, type TokenProvider, type TokenTarget } from "../mail/ports.js";
+import { isRelayError, RelayError } from "../core/problems.js";
+import { systemClock, type Clock, type TokenProvider, type TokenTarget } from "../core/ports.js";
 
 /**
  * After Entra rejects a tenant's credential (a wrong or expired secret, an app not in the

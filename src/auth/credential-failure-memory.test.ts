@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AppConfig } from "../config/schema.js";
-import { RelayError } from "../http/problems.js";
-import type { TokenProvider, TokenTarget } from "../mail/ports.js";
+import { RelayError } from "../core/problems.js";
+import type { TokenProvider, TokenTarget } from "../core/ports.js";
 import { createRememberingTokenProvider } from "./credential-failure-memory.js";
 
 function manualClock(start = Date.UTC(2026, 0, 1)) {
