@@ -599,7 +599,9 @@ async function redisPhase(emu, tenants, rotation) {
       const m = t === shared ? meter : undefined;
       await sequential({ url: t.url, rotation, headers: SEND_HEADERS, count: 5, nextKey: key });
       await m?.start();
+      const cpu0 = cpuTimes(t.proc.pid).cpuMs;
       const s = await sequential({ url: t.url, rotation, headers: SEND_HEADERS, count: p.serialCount, nextKey: key, offset: 5 });
+      s.cpuUsPerSend = ((cpuTimes(t.proc.pid).cpuMs - cpu0) * 1000) / s.sent;
       if (m) s.store = await m.stop(s.sent);
       t.sent += s.sent + 5;
       delete s.spans;
@@ -716,6 +718,8 @@ function summariseRedis(out) {
       pacedCpuUsMemory: median(pc("memory").map((t) => t.cpu.targetUsPerReq)),
       pacedCpuUsRedis: median(pc("redis").map((t) => t.cpu.targetUsPerReq)),
       serialP50OverheadMs: serial.redis.latency.p50 - serial.memory.latency.p50,
+      serialCpuUsMemory: serial.memory.cpuUsPerSend,
+      serialCpuUsRedis: serial.redis.cpuUsPerSend,
       roundTrips: perSend(serial.redis.store)?.roundTrips,
       roundTripsPaced: median(pc("redis").map((t) => perSend(t.store)?.roundTrips)),
       roundTripsLoaded: median(tp("redis").map((t) => perSend(t.store)?.roundTrips)),

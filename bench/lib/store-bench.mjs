@@ -209,14 +209,14 @@ export function formatStoreReport(r) {
   }
   out.push(table(prow));
   out.push("");
-  const srow = [["one send at a time", "sends", "p50 ms", "p99 ms", "round trips/send", "redis-server CPU µs/send", "Redis commands/send (calls)"]];
+  const srow = [["one send at a time", "sends", "p50 ms", "p99 ms", "service CPU µs/send", "round trips/send", "redis-server CPU µs/send", "Redis commands/send (calls)"]];
   for (const v of ["keyless", "keyed"]) {
     for (const store of ["memory", "redis"]) {
       const s = r.serial[v]?.[store];
       if (!s) continue;
       const ps = perSend(s.store);
       const cmds = ps ? Object.entries(ps.commands).map(([k, c]) => `${k} ${f(c.calls, 2)}`).join(", ") : "";
-      srow.push([`${v} ${store}`, s.sent, f(s.latency.p50, 2), f(s.latency.p99, 2), f(ps?.roundTrips, 2), f(ps?.redisCpuUs, 0), cmds]);
+      srow.push([`${v} ${store}`, s.sent, f(s.latency.p50, 2), f(s.latency.p99, 2), f(s.cpuUsPerSend, 0), f(ps?.roundTrips, 2), f(ps?.redisCpuUs, 0), cmds]);
     }
   }
   out.push(table(srow));
@@ -249,6 +249,7 @@ export function formatStoreReport(r) {
   sum.push([`p50 added at ${r.params.rate} req/s, ms`, ...both("p50OverheadMs")]);
   sum.push([`p99 added at ${r.params.rate} req/s, ms`, ...both("p99OverheadMs")]);
   sum.push(["p50 added, one send at a time, ms", ...both("serialP50OverheadMs")]);
+  sum.push(["service CPU µs/send memory → redis, one at a time", `${f(S.keyless.serialCpuUsMemory, 0)} → ${f(S.keyless.serialCpuUsRedis, 0)}`, `${f(S.keyed.serialCpuUsMemory, 0)} → ${f(S.keyed.serialCpuUsRedis, 0)}`]);
   sum.push(["round trips/send, one at a time", ...both("roundTrips")]);
   sum.push([`round trips/send at ${r.params.rate} req/s`, ...both("roundTripsPaced")]);
   sum.push([`round trips/send, ${r.params.connections} connections`, ...both("roundTripsLoaded")]);
