@@ -1,244 +1,205 @@
 import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import express, { type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
-import type { Registry } from "prom-client";
-import type { Config } from "./config/schema.js";
-import type { RememberingTokenProvider } from "./auth/credential-failure-memory.js";
-import { createMemoryStores, type DeliveryStores } from "./delivery/delivery-stores.js";
-import { describeTenants } from "./delivery/tenant-status.js";
+import type { Lifecycle } from "./core/lifecycle.js";
+import { RelayError } from "./core/problems.js";
 import { BEARER_CHALLENGE } from "./http/api-key.js";
-import { registerJsonBodyParser } from "./http/json-body.js";
-import { Lifecycle } from "./http/lifecycle.js";
 import { registerProbeRoutes } from "./http/probe-routes.js";
 import { asRelayError, PROBLEM_CONTENT_TYPE, toProblemResponse } from "./http/problem-response.js";
-import { RelayError } from "./core/problems.js";
-import { RequestContext } from "./http/request-context.js";
-import type { RouteContext, RouteRegistrar } from "./http/route-registrar.js";
+import { attachContext, contextOf, RequestContext } from "./http/request-context.js";
+import type { RouteContext, RouteHandler, RouteRegistrar, RouteTable } from "./http/route-table.js";
 import { registerSendRoute } from "./http/send-route.js";
-import { systemClock, type Clock, type GraphSender, type TokenProvider, type TokenTarget } from "./core/ports.js";
-import { SendMail } from "./mail/send-mail.js";
-import { getRelayMetrics, NO_TENANT, type RelayMetrics } from "./metrics/relay-metrics.js";
-import { CallerDirectory } from "./tenants/caller-directory.js";
-import type { ConfigSource } from "./config/config-source.js";
-import { buildTenantDirectory, type TenantDirectory } from "./tenants/tenant-directory.js";
+import { NO_TENANT, type RelayMetrics } from "./metrics/relay-metrics.js";
+import { createService, type RelayService, type ServiceDeps } from "./service.js";
+import type { TenantDirectory } from "./tenants/tenant-directory.js";
 
-/**
- * The token provider as the app uses it. Besides tokens, whatever of these it has: `retain`
- * (the Entra provider: keep these targets' credentials, drop the rest) and `forget` /
- * `rejection` (src/delivery/credential-failure-memory.ts) are used on reload and by /tenants.
- */
-export type AppTokenProvider = TokenProvider &
-  Partial<Pick<RememberingTokenProvider, "forget" | "rejection">> & {
-    retain?(targets: Iterable<TokenTarget>): number;
-  };
-
-/** Everything the app needs from outside; server.ts wires the real ones, tests their own. */
-export interface AppDeps {
-  /** The loaded config and its reloads. */
-  readonly configSource: ConfigSource;
-  readonly tokenProvider: AppTokenProvider;
-  readonly graphSender: GraphSender;
-  /** Metrics go here, never to prom-client's global registry. */
-  readonly registry: Registry;
-  /** The one pino instance; the app writes one line per request to it. */
-  readonly logger: Logger;
-  readonly clock?: Clock;
+/** What the HTTP adapter needs besides the service. */
+export interface HttpOptions {
   /** Route modules of other capabilities (docs, consent, /tenants); see src/http/optional-routes.ts. */
   readonly routes?: readonly RouteRegistrar[];
-  /**
-   * Where Idempotency-Keys, mailbox slots, daily recipients and last outcomes are kept (see
-   * src/delivery/delivery-stores.ts); default this process's memory, sized by the start-up config.
-   */
-  readonly stores?: DeliveryStores;
 }
 
-/** The built app: Fastify plus the handles server.ts needs for probes and shutdown. */
+/** The built app: the express app on its own HTTP server (not listening yet), and the handles server.ts needs. */
 export interface RelayApp {
-  readonly fastify: FastifyInstance;
+  readonly express: express.Express;
+  /** The HTTP server the app answers on; supertest and listen() use it. */
+  readonly server: Server;
+  readonly service: RelayService;
   readonly lifecycle: Lifecycle;
   readonly metrics: RelayMetrics;
   tenants(): TenantDirectory;
+  /** Listens; resolves with `http://host:port` as bound. */
+  listen(port: number, host: string): Promise<string>;
   /**
    * Graceful stop: /readyz turns 503, new sends get 503 `upstream_unavailable` (with
    * Retry-After and Connection: close), sends in flight finish (up to `timeoutMs`), then
-   * the listener closes. Resolves `drained: false` when the timeout cut sends short.
+   * the listener closes and idle keep-alive connections with it. Resolves `drained: false`
+   * when the timeout cut sends short.
    */
   shutdown(timeoutMs: number): Promise<{ drained: boolean }>;
-  /** Forgets every mailbox's Graph throttle memory (SIGHUP); sends held back by it go at once. */
+  /** Forgets every mailbox's Graph throttle memory (SIGHUP). */
   clearThrottles(): void;
 }
 
 const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
+/** The `route` label of requests no route matched. */
+const UNMATCHED = "unmatched";
 
-/** Builds the service without listening. */
-export async function createApp(deps: AppDeps): Promise<RelayApp> {
-  const { configSource, logger, registry, tokenProvider } = deps;
-  const clock = deps.clock ?? systemClock;
-  const metrics = getRelayMetrics(registry);
-  const lifecycle = new Lifecycle();
+/** Builds the service and its HTTP adapter, without listening (see createHttpApp). */
+export async function createApp(deps: ServiceDeps & HttpOptions): Promise<RelayApp> {
+  return createHttpApp(createService(deps), deps);
+}
 
-  let config: Config = configSource.current();
-  let tenants = buildTenantDirectory(config);
-  let callers = new CallerDirectory(config);
-  // Made once: a reload does not resize or move them (idempotency and store are restart-only keys).
-  const stores = deps.stores ?? createMemoryStores(config, clock);
-  const { mailboxes: limiter, recipients, activity: tenantStatus, idempotency } = stores;
-  const publishTenants = (): void => {
-    limiter.sync(new Map(tenants.list().map((t) => [t.mailboxKey, t.limits])));
-    // No per-tenant zero series: the chart's alerts handle a series' first appearance, and
-    // 10,000 tenants × zeros would make every scrape megabytes long.
-    metrics.setCredentialExpiries(tenants.credentialExpiries());
+/**
+ * The express adapter over a service: request ids, the per-request context, one log line and
+ * the HTTP metrics per request, problem+json for every refusal (404 and 405 with `Allow`
+ * included), the core routes and the route modules of `options.routes`.
+ */
+export async function createHttpApp(service: RelayService, options: HttpOptions = {}): Promise<RelayApp> {
+  const { logger, metrics, lifecycle, clock } = service;
+  const app = express();
+  // As the service has always answered: exact paths (no case folding, no trailing-slash twins), no
+  // framework banner, no automatic ETags (the docs routes set their own), and no proxy trust.
+  app.set("case sensitive routing", true);
+  app.set("strict routing", true);
+  app.set("x-powered-by", false);
+  app.set("etag", false);
+  app.set("trust proxy", false);
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    // Our ids are UUIDs (Graph wants a GUID client-request-id), never a caller's string.
+    const ctx = new RequestContext(randomUUID(), clock.now());
+    attachContext(req, ctx);
+    res.setHeader("x-request-id", ctx.requestId);
+    const started = process.hrtime.bigint();
+    let counted = false;
+    // "finish" when the answer was handed over, "close" alone when the caller hung up first: one line and one count either way.
+    const done = (): void => {
+      if (counted) return;
+      counted = true;
+      finished(req, res, ctx, started);
+    };
+    res.once("finish", done);
+    res.once("close", done);
+    next();
+  });
+
+  const finished = (req: Request, res: Response, ctx: RequestContext, started: bigint): void => {
+    const route = routeOf(req);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const status = res.statusCode;
+    metrics.httpRequest(req.method, route, status, seconds);
+    if (route === "/send") metrics.sendOutcome(ctx.tenant ?? NO_TENANT, ctx.outcome ?? String(status));
+    logRequest(logger, req, ctx, route, status, seconds);
   };
-  publishTenants();
-  // Recipients are counted per mailbox, the gauge is per tenant key (tenants may share a mailbox).
-  // Mapped at scrape time: one pass over the tenants costs less than a standing map of 10,000.
-  metrics.setRecipientsSource(async () => {
-    const list = tenants.list();
-    const byMailbox = await recipients.usage([...new Set(list.map((t) => t.mailboxKey))]);
-    const byTenant = new Map<string, number>();
-    if (byMailbox.size === 0) return byTenant;
-    for (const t of list) {
-      const used = byMailbox.get(t.mailboxKey);
-      if (used !== undefined) byTenant.set(t.key, used);
-    }
-    return byTenant;
-  });
-  /*
-   * A reload swaps what new requests see. Sends in flight keep the Tenant, token target and
-   * mailbox slot they started with. Unchanged tenants keep their objects, so their credentials
-   * and cached tokens stay; a changed tenant's remembered credential rejection is forgotten so
-   * the new settings are tried at once.
-   */
-  configSource.subscribe((next) => {
-    const previous = tenants;
-    config = next;
-    tenants = buildTenantDirectory(next, previous);
-    callers = new CallerDirectory(next);
-    publishTenants();
-    tenantStatus.retain(tenants.list().map((t) => t.key));
-    tokenProvider.retain?.(tenants.list().map((t) => t.target));
-    for (const t of previous.list()) if (tenants.get(t.key) !== t) tokenProvider.forget?.(t.key);
-    // A changed tenant also starts without its mailbox's throttle memory (a renamed or re-added one keeps it).
-    for (const t of tenants.list()) {
-      const before = previous.get(t.key);
-      if (before !== undefined && before !== t) limiter.clearThrottle(t.mailboxKey);
-    }
-  });
-
-  const sendMail = new SendMail({
-    tenants: () => tenants,
-    tokenProvider,
-    graphSender: deps.graphSender,
-    limiter,
-    recipients,
-    clock,
-    deadlineSeconds: () => config.server.requestDeadlineSeconds,
-    inflight: metrics.inflightSends,
-    status: tenantStatus,
-    work: lifecycle,
-  });
-
-  const app = Fastify({
-    logger: false, // one line per request is written below, to deps.logger
-    bodyLimit: config.server.maxBodyBytes,
-    genReqId: () => randomUUID(),
-    requestIdHeader: false, // our ids are UUIDs (Graph wants a GUID client-request-id), never a caller's string
-    return503OnClosing: false, // draining is answered by the send route with a problem+json
-    forceCloseConnections: "idle",
-    clientErrorHandler: answerClientError,
-    frameworkErrors: (error, request, reply) => {
-      request.relay ??= new RequestContext(clock.now());
-      sendProblem(request, reply, asRelayError(error));
-    },
-  });
-
-  // Bodies are JSON only: a text/plain body would otherwise reach validation as a string.
-  app.removeContentTypeParser("text/plain");
-  registerJsonBodyParser(app);
 
   // Static paths and their methods, to tell 405 from 404.
   const methodsByPath = new Map<string, Set<string>>();
-  app.addHook("onRoute", (route) => {
-    const methods = Array.isArray(route.method) ? route.method : [route.method];
-    let set = methodsByPath.get(route.url);
-    if (set === undefined) methodsByPath.set(route.url, (set = new Set()));
+  const remember = (path: string, methods: string[]): void => {
+    let set = methodsByPath.get(path);
+    if (set === undefined) methodsByPath.set(path, (set = new Set()));
     for (const m of methods) set.add(m);
-  });
+  };
+  const table: RouteTable = {
+    get(path, handler) {
+      remember(path, ["GET", "HEAD"]);
+      app.get(path, handler as RouteHandler);
+    },
+    post(path, handler) {
+      remember(path, ["POST"]);
+      app.post(path, handler as RouteHandler);
+    },
+  };
 
-  app.decorateRequest("relay", null as unknown as RequestContext);
-  app.addHook("onRequest", (request, reply, done) => {
-    request.relay = new RequestContext(clock.now());
-    reply.header("x-request-id", request.id);
-    done();
+  registerProbeRoutes(table, { lifecycle, registry: service.registry, stores: service.stores });
+  registerSendRoute(table, {
+    sendMail: service.sendMail,
+    callers: service.callers,
+    tenants: service.tenants,
+    lifecycle,
+    maxBodyBytes: () => service.config().server.maxBodyBytes,
   });
+  const routeContext: RouteContext = {
+    configSource: service.configSource,
+    logger,
+    registry: service.registry,
+    clock,
+    tokenProvider: service.tokenProvider,
+    tenants: service.tenants,
+    callers: service.callers,
+    tenantStatus: service.tenantStatus,
+  };
+  for (const register of options.routes ?? []) await register(table, routeContext);
 
-  app.addHook("onResponse", (request, reply, done) => {
-    const ctx = request.relay;
-    const route = request.is404 ? "unmatched" : request.routeOptions.url ?? "unmatched";
-    const status = reply.statusCode;
-    const seconds = reply.elapsedTime / 1000;
-    metrics.httpRequest(request.method, route, status, seconds);
-    if (route === "/send") metrics.sendOutcome(ctx.tenant ?? NO_TENANT, ctx.outcome ?? String(status));
-    logRequest(logger, request, ctx, route, status, seconds);
-    done();
-  });
-
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    request.relay ??= new RequestContext(clock.now());
-    sendProblem(request, reply, asRelayError(error), error);
-  });
-
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split("?", 1)[0]!;
+  app.use((req: Request, res: Response) => {
+    const path = req.path;
     const allowed = methodsByPath.get(path);
     if (allowed !== undefined && allowed.size > 0) {
-      reply.header("allow", [...allowed].join(", "));
-      sendProblem(request, reply, new RelayError("method_not_allowed", `${request.method} is not allowed on ${path}`));
+      res.setHeader("allow", [...allowed].join(", "));
+      sendProblem(req, res, new RelayError("method_not_allowed", `${req.method} is not allowed on ${path}`));
       return;
     }
-    sendProblem(request, reply, new RelayError("not_found", `no resource at ${path}`));
+    sendProblem(req, res, new RelayError("not_found", `no resource at ${path}`));
   });
 
-  registerProbeRoutes(app, { lifecycle, registry, stores });
-  registerSendRoute(app, {
-    sendMail,
-    callers: () => callers,
-    tenants: () => tenants,
-    lifecycle,
-    idempotency,
-    deadlineSeconds: () => config.server.requestDeadlineSeconds,
+  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) {
+      // Too late for a problem: end the exchange (express's own fallback would write HTML).
+      contextOf(req)!.bug ??= err;
+      res.destroy();
+      return;
+    }
+    void next;
+    sendProblem(req, res, asRelayError(err), err);
   });
 
-  const credentials = tokenProvider.rejection !== undefined ? { rejection: tokenProvider.rejection.bind(tokenProvider) } : undefined;
-  const routeContext: RouteContext = {
-    configSource,
-    logger,
-    registry,
-    clock,
-    tokenProvider,
-    tenants: () => tenants,
-    callers: () => callers,
-    tenantStatus: async () =>
-      describeTenants(tenants.list(), { activity: tenantStatus, recipients, limiter, ...(credentials !== undefined ? { credentials } : {}) }),
-  };
-  for (const register of deps.routes ?? []) await register(app, routeContext);
+  const server = createServer({ keepAliveTimeout: 5_000 }, app);
+  server.on("clientError", answerClientError);
 
   return {
-    fastify: app,
+    express: app,
+    server,
+    service,
     lifecycle,
     metrics,
-    tenants: () => tenants,
-    clearThrottles() {
-      limiter.clearThrottle();
+    tenants: service.tenants,
+    clearThrottles: service.clearThrottles,
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        const onError = (err: Error): void => reject(err);
+        server.once("error", onError);
+        server.listen(port, host, () => {
+          server.removeListener("error", onError);
+          const address = server.address() as AddressInfo;
+          const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
+          resolve(`http://${shown}:${address.port}`);
+        });
+      });
     },
     async shutdown(timeoutMs) {
       lifecycle.beginDrain();
       const drained = await lifecycle.waitIdle(timeoutMs);
-      await app.close();
+      await new Promise<void>((resolve) => {
+        if (!server.listening) {
+          resolve();
+          return;
+        }
+        server.close(() => resolve());
+        // Keep-alive connections with nothing in flight would hold close() open until they time out.
+        server.closeIdleConnections();
+      });
       return { drained };
     },
   };
+}
+
+/** The route pattern that answered (a bounded metrics label), never the raw URL. */
+function routeOf(req: Request): string {
+  const path = (req.route as { path?: unknown } | undefined)?.path;
+  return typeof path === "string" ? path : UNMATCHED;
 }
 
 /*
@@ -263,30 +224,43 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
-function sendProblem(request: FastifyRequest, reply: FastifyReply, err: RelayError, cause?: unknown): void {
-  const ctx = request.relay;
-  ctx.outcome = err.code;
-  if (err.code === "unauthorized") reply.header("www-authenticate", BEARER_CHALLENGE);
-  if (err.status >= 500) ctx.detail = err.message;
-  if (err.code === "internal_error") ctx.bug = cause;
-  if (err.extras.aadsts !== undefined) ctx.aadsts = err.extras.aadsts;
-  if (err.extras.graphCode !== undefined) ctx.graphCode = err.extras.graphCode;
-  if (err.extras.graphRequestId !== undefined) ctx.graphRequestId = err.extras.graphRequestId;
-  const problem = toProblemResponse(err, request.id);
-  if (problem.retryAfterSeconds !== undefined) reply.header("retry-after", String(problem.retryAfterSeconds));
-  reply.code(problem.status).header("content-type", PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem.body));
+function sendProblem(req: IncomingMessage, res: ServerResponse, err: RelayError, cause?: unknown): void {
+  const ctx = contextOf(req);
+  const requestId = ctx?.requestId ?? randomUUID();
+  if (ctx !== undefined) {
+    ctx.outcome = err.code;
+    if (err.status >= 500) ctx.detail = err.message;
+    if (err.code === "internal_error") ctx.bug = cause;
+    if (err.extras.aadsts !== undefined) ctx.aadsts = err.extras.aadsts;
+    if (err.extras.graphCode !== undefined) ctx.graphCode = err.extras.graphCode;
+    if (err.extras.graphRequestId !== undefined) ctx.graphRequestId = err.extras.graphRequestId;
+  }
+  const problem = toProblemResponse(err, requestId);
+  const body = JSON.stringify(problem.body);
+  const headers: Record<string, string | number> = {
+    "content-type": PROBLEM_CONTENT_TYPE,
+    "content-length": Buffer.byteLength(body),
+    "x-request-id": requestId,
+  };
+  if (err.code === "unauthorized") headers["www-authenticate"] = BEARER_CHALLENGE;
+  // A refused request whose body was not read (or not to the end): close the connection rather
+  // than read and throw away what the caller is still sending.
+  if (!req.complete) headers.connection = "close";
+  if (problem.retryAfterSeconds !== undefined) headers["retry-after"] = String(problem.retryAfterSeconds);
+  res.writeHead(problem.status, headers);
+  res.end(body);
 }
 
 /*
  * One line per request. Only names, codes and ids: never the Authorization header, the
  * body, a token or a secret. Probes and scrapes log at debug so they do not drown sends.
  */
-function logRequest(logger: Logger, request: FastifyRequest, ctx: RequestContext, route: string, status: number, seconds: number): void {
+function logRequest(logger: Logger, req: Request, ctx: RequestContext, route: string, status: number, seconds: number): void {
   const level = status >= 500 ? "error" : QUIET_ROUTES.has(route) ? "debug" : "info";
   if (!logger.isLevelEnabled(level)) return;
   const line: Record<string, unknown> = {
-    requestId: request.id,
-    method: request.method,
+    requestId: ctx.requestId,
+    method: req.method,
     route,
     status,
     durationMs: Math.round(seconds * 1000 * 10) / 10,

@@ -1,5 +1,4 @@
 import { realpathSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { pathToFileURL } from "node:url";
 import { pino, type Logger } from "pino";
 import { Registry } from "prom-client";
@@ -13,8 +12,8 @@ import { createDeliveryStores } from "./delivery/delivery-stores.js";
 import { createGraphMailSender } from "./graph/graph-mail-sender.js";
 import { createHttpsAgent } from "./net/http-dispatcher.js";
 import { optionalRoutes } from "./http/optional-routes.js";
-import type { RouteRegistrar } from "./http/route-registrar.js";
-import { lapsedLeaseResponse } from "./http/send-route.js";
+import type { RouteRegistrar } from "./http/route-table.js";
+import { lapsedLeaseAnswer, type RecordedAnswer } from "./mail/send-answer.js";
 import { systemClock } from "./core/ports.js";
 import { getRelayMetrics, StoreMetrics } from "./metrics/relay-metrics.js";
 import { startExpiryWarnings } from "./onboarding/expiry.js";
@@ -60,12 +59,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const metrics = getRelayMetrics(registry);
   // First, because with `store.type: redis` an unreachable Redis must stop start-up before anything listens.
   const storeMetrics = config.store.type === "redis" ? new StoreMetrics(registry) : undefined;
-  const stores = await createDeliveryStores({
+  const stores = await createDeliveryStores<RecordedAnswer>({
     config,
     logger,
     ...(options.env !== undefined ? { env: options.env } : {}),
     ...(storeMetrics !== undefined ? { observer: storeMetrics } : {}),
-    expiredResponse: lapsedLeaseResponse,
+    expiredResponse: lapsedLeaseAnswer,
   });
   storeMetrics?.setRoundTripsSource(() => stores.roundTrips);
   // One keep-alive pool for Entra and Graph: both live behind the same cloud endpoints' TLS trust.
@@ -101,8 +100,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     stores,
     routes: options.routes ?? optionalRoutes,
   });
+  let url: string;
   try {
-    await relay.fastify.listen({ port: options.port, host: options.host });
+    url = await relay.listen(options.port, options.host);
   } catch (err) {
     watcher?.close();
     await stores.close();
@@ -111,9 +111,6 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   // At start-up (once serving: it need not delay readiness) and daily, a log line for each
   // credential that expires within 30 days.
   const expiry = startExpiryWarnings({ config: () => configSource.current(), logger, clock: systemClock });
-  const address = relay.fastify.server.address() as AddressInfo;
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  const url = `http://${host}:${address.port}`;
   logger.info({ url, tenants: relay.tenants().size, store: config.store.type }, "noreply-relay listening");
   return {
     relay,

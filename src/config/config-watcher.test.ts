@@ -241,10 +241,11 @@ describe("restartRequiredChanges", () => {
     const before = loadConfigFile(path);
     writeFileSync(
       path,
-      configText(["contoso", "fabrikam"]) + "server: { maxBodyBytes: 2048, requestDeadlineSeconds: 10 }\ncloud: { graphBaseUrl: https://graph.example.test }\n",
+      configText(["contoso", "fabrikam"]) +
+        "server: { maxBodyBytes: 2048, drainTimeoutSeconds: 5, requestDeadlineSeconds: 10 }\ncloud: { graphBaseUrl: https://graph.example.test }\n",
     );
     const after = loadConfigFile(path);
-    expect(restartRequiredChanges(before, after)).toEqual(["cloud", "server.maxBodyBytes"]);
+    expect(restartRequiredChanges(before, after)).toEqual(["cloud", "server.drainTimeoutSeconds"]);
     expect(restartRequiredChanges(before, before)).toEqual([]);
   });
 });

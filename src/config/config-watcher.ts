@@ -133,13 +133,12 @@ export function watchConfigFile(options: ConfigWatcherOptions): ConfigWatcher {
 
 /**
  * Keys read once at start-up as the service is wired today (adapters' endpoints and TLS
- * agent, Fastify's body limit, the drain timeout, the idempotency store, the watcher itself).
+ * agent, the drain timeout, the idempotency and shared stores, the watcher itself).
  * A reload applies everything else; these need a restart.
  */
 export const RESTART_REQUIRED_KEYS = [
   "cloud",
   "tls",
-  "server.maxBodyBytes",
   "server.drainTimeoutSeconds",
   "server.watchConfig",
   "idempotency",

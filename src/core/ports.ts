@@ -152,6 +152,12 @@ export interface GraphSender {
   send(request: GraphSendRequest): Promise<GraphSendResult>;
 }
 
+/** Counts work that a graceful shutdown must wait for. */
+export interface WorkTracker {
+  enter(): void;
+  leave(): void;
+}
+
 /** The clock, injectable so limits and expiry can be tested without waiting. */
 export interface Clock {
   now(): number;

@@ -108,3 +108,8 @@ export class RelayError extends Error {
 export function isRelayError(err: unknown): err is RelayError {
   return err instanceof RelayError;
 }
+
+/** A RelayError as it is; anything else is a bug: `internal_error` with a fixed text (the cause is logged, never shown). */
+export function toRelayError(err: unknown): RelayError {
+  return isRelayError(err) ? err : new RelayError("internal_error", "an unexpected error occurred; it has been logged");
+}

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Config, StoreConfig } from "../config/schema.js";
 import { systemClock, type Clock, type StoreObserver } from "../core/ports.js";
 import { MemoryRejectionBook, type RejectionBook } from "../auth/credential-failure-memory.js";
-import { MemoryIdempotencyStore, type IdempotencyStore, type StoredResponse } from "./idempotency-store.js";
+import { MemoryIdempotencyStore, type IdempotencyStore } from "./idempotency-store.js";
 import { MailboxLimiter, type MailboxGate, type MailboxLimits, type MailboxPermit, type MailboxSnapshot } from "./mailbox-limiter.js";
 import { RecipientGuard, type RecipientLedger, type RecipientReservation } from "./recipient-guard.js";
 import { connectRedis, isStoreUnavailable, type RedisConnection } from "./redis/redis-connection.js";
@@ -19,9 +19,10 @@ import { TenantStatusBook, type TenantActivityBook } from "./tenant-status.js";
  * throttling, the daily recipient counts, remembered credential rejections. `memory` keeps them
  * in this process (one replica); `redis` shares them between all replicas.
  */
-export interface DeliveryStores {
+export interface DeliveryStores<A> {
   readonly type: StoreConfig["type"];
-  readonly idempotency: IdempotencyStore;
+  /** Idempotency-Keys with the use case's answer `A`. */
+  readonly idempotency: IdempotencyStore<A>;
   readonly mailboxes: MailboxGate;
   readonly recipients: RecipientLedger;
   readonly rejections: RejectionBook;
@@ -36,21 +37,21 @@ export interface DeliveryStores {
   close(): Promise<void>;
 }
 
-export interface StoreOptions {
+export interface StoreOptions<A> {
   readonly config: Config;
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly env?: NodeJS.ProcessEnv;
   readonly observer?: StoreObserver;
   /** A replay's answer when the first request's pod stopped mid-send (see RedisIdempotencyOptions). */
-  readonly expiredResponse: (firstRequestId: string) => StoredResponse;
+  readonly expiredResponse: (firstRequestId: string) => A;
 }
 
 /** The in-process stores (store.type memory). */
-export function createMemoryStores(config: Config, clock: Clock = systemClock): DeliveryStores {
+export function createMemoryStores<A>(config: Config, clock: Clock = systemClock): DeliveryStores<A> {
   return {
     type: "memory",
-    idempotency: new MemoryIdempotencyStore({ ...config.idempotency, clock }),
+    idempotency: new MemoryIdempotencyStore<A>({ ...config.idempotency, clock }),
     mailboxes: new MailboxLimiter({ clock }),
     recipients: new RecipientGuard({ clock }),
     rejections: new MemoryRejectionBook(),
@@ -63,9 +64,9 @@ export function createMemoryStores(config: Config, clock: Clock = systemClock): 
 }
 
 /** The stores `config.store` asks for; with redis, connects first and rejects when Redis cannot be reached. */
-export async function createDeliveryStores(options: StoreOptions): Promise<DeliveryStores> {
+export async function createDeliveryStores<A>(options: StoreOptions<A>): Promise<DeliveryStores<A>> {
   const clock = options.clock ?? systemClock;
-  if (options.config.store.type === "memory") return createMemoryStores(options.config, clock);
+  if (options.config.store.type === "memory") return createMemoryStores<A>(options.config, clock);
   const { config, logger, observer } = options;
   const store = config.store;
   const connection = await connectRedis(
@@ -79,7 +80,7 @@ export async function createDeliveryStores(options: StoreOptions): Promise<Deliv
     [...IDEMPOTENCY_SCRIPTS, ...MAILBOX_SCRIPTS, ...RECIPIENT_SCRIPTS],
   );
   const leaseMs = Math.round(store.leaseSeconds * 1000);
-  const idempotency = new RedisIdempotencyStore({
+  const idempotency = new RedisIdempotencyStore<A>({
     connection,
     logger,
     ttlMs: config.idempotency.ttlSeconds * 1000,

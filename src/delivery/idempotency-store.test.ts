@@ -1,19 +1,23 @@
 import { describe, expect, it } from "vitest";
-import { PROBLEM_CODES } from "../core/problems.js";
 import {
   MemoryIdempotencyStore,
   canonicalJson,
   checkIdempotencyKey,
-  idempotencyDisposition,
   requestFingerprint,
   type IdempotencyClaim,
   type IdempotencyNew,
-  type StoredResponse,
 } from "./idempotency-store.js";
 
 function manualClock(start = 1_700_000_000_000) {
   let now = start;
   return { now: () => now, advance: (ms: number) => void (now += ms) };
+}
+
+/** An answer as a use case might remember it (the store keeps any JSON). */
+interface StoredResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: { id?: string; tenant?: string; sender?: string; pad?: string };
 }
 
 const accepted = (id: string): StoredResponse => ({
@@ -22,7 +26,7 @@ const accepted = (id: string): StoredResponse => ({
   body: { id, tenant: "contoso", sender: "noreply@contoso.com" },
 });
 
-function asNew(claim: IdempotencyClaim): IdempotencyNew {
+function asNew(claim: IdempotencyClaim<StoredResponse>): IdempotencyNew<StoredResponse> {
   if (claim.kind !== "new") throw new Error(`expected new, got ${claim.kind}`);
   return claim;
 }
@@ -65,26 +69,9 @@ describe("checkIdempotencyKey", () => {
   });
 });
 
-describe("idempotencyDisposition", () => {
-  it("when a message was or may have been sent, or the outcome is not known to be harmless, then the response is remembered", () => {
-    for (const outcome of ["sent", "outcome_unknown", "internal_error", "something_new"]) expect(idempotencyDisposition(outcome)).toBe("complete");
-  });
-
-  it("when a contract problem code is added, then it needs a deliberate place here: all but outcome_unknown sent nothing", () => {
-    const remembered = PROBLEM_CODES.filter((code) => idempotencyDisposition(code) === "complete");
-    expect(remembered).toEqual(["outcome_unknown"]);
-  });
-
-  it("when provably nothing was sent, then the key is abandoned so a retry can succeed", () => {
-    for (const outcome of ["dry_run", "validation_failed", "rate_limited", "policy_denied", "recipient_rejected", "credential_rejected", "upstream_unavailable"]) {
-      expect(idempotencyDisposition(outcome)).toBe("abandon");
-    }
-  });
-});
-
 describe("MemoryIdempotencyStore", () => {
   it("when a key is new, then the caller owns it; after complete, a replay gets the same status, headers and body", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     const first = asNew(await store.begin("billing", "k1", "fp"));
     await first.complete(accepted("m1"));
     const again = await store.begin("billing", "k1", "fp");
@@ -92,7 +79,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when the stored response object is mutated after complete, then the replay is unchanged", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     const response = { status: 202, headers: {}, body: { id: "m1" } };
     await asNew(await store.begin("billing", "k1", "fp")).complete(response);
     response.body.id = "changed";
@@ -101,7 +88,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when the same key comes with another body, then it is a conflict, both while running and after", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     const first = asNew(await store.begin("billing", "k1", "fp-a"));
     expect((await store.begin("billing", "k1", "fp-b")).kind).toBe("conflict");
     await first.complete(accepted("m1"));
@@ -109,7 +96,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when two callers use the same key, then each has its own", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     await asNew(await store.begin("billing", "k1", "fp")).complete(accepted("m1"));
     expect((await store.begin("crm", "k1", "fp")).kind).toBe("new");
     // "a" + "b:c" and "a:b" + "c" must not meet.
@@ -118,7 +105,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when a replay arrives while the first is running, then it waits and gets the first answer", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     const first = asNew(await store.begin("billing", "k1", "fp"));
     const second = await store.begin("billing", "k1", "fp");
     expect(second.kind).toBe("in_flight");
@@ -131,10 +118,10 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when the first abandons with three replays waiting, then exactly the oldest becomes owner and the others get its answer", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     const first = asNew(await store.begin("billing", "k1", "fp"));
     const waits = await Promise.all([1, 2, 3].map(() => store.begin("billing", "k1", "fp")));
-    const results: IdempotencyClaim[] = [];
+    const results: IdempotencyClaim<StoredResponse>[] = [];
     const settled = waits.map((w, i) =>
       w.kind === "in_flight" ? w.wait().then((r) => (results[i] = r)) : Promise.reject(new Error(w.kind)),
     );
@@ -142,13 +129,13 @@ describe("MemoryIdempotencyStore", () => {
     await settled[0];
     expect(results[0]?.kind).toBe("new");
     expect(results[1]).toBeUndefined();
-    await asNew(results[0] as IdempotencyClaim).complete(accepted("m2"));
+    await asNew(results[0] as IdempotencyClaim<StoredResponse>).complete(accepted("m2"));
     await Promise.all(settled);
     expect(results.map((r) => r.kind)).toEqual(["new", "replay", "replay"]);
   });
 
   it("when the first abandons with nobody waiting, then the key is free for a retry", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     await asNew(await store.begin("billing", "k1", "fp-a")).abandon();
     // Even a different body: nothing was sent, so nothing is remembered.
     expect((await store.begin("billing", "k1", "fp-b")).kind).toBe("new");
@@ -156,7 +143,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when complete or abandon is called again, then the second call changes nothing", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     const first = asNew(await store.begin("billing", "k1", "fp"));
     await first.complete(accepted("m1"));
     await first.abandon();
@@ -166,7 +153,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when a waiter's signal aborts, then it rejects with the reason and leaves the line", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     const first = asNew(await store.begin("billing", "k1", "fp"));
     const a = await store.begin("billing", "k1", "fp");
     const b = await store.begin("billing", "k1", "fp");
@@ -183,7 +170,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when the first finishes between begin and wait, then wait answers at once", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     const first = asNew(await store.begin("billing", "k1", "fp"));
     const second = await store.begin("billing", "k1", "fp");
     await first.complete(accepted("m1"));
@@ -192,7 +179,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when 50 concurrent requests share a key and the owner sends once, then exactly one is new and 49 replay", async () => {
-    const store = new MemoryIdempotencyStore();
+    const store = new MemoryIdempotencyStore<StoredResponse>();
     let sends = 0;
     const answers = await Promise.all(
       Array.from({ length: 50 }, async () => {
@@ -212,7 +199,7 @@ describe("MemoryIdempotencyStore", () => {
 
   it("when the TTL has passed since completion, then the key is forgotten", async () => {
     const clock = manualClock();
-    const store = new MemoryIdempotencyStore({ ttlSeconds: 60, clock });
+    const store = new MemoryIdempotencyStore<StoredResponse>({ ttlSeconds: 60, clock });
     await asNew(await store.begin("billing", "k1", "fp")).complete(accepted("m1"));
     clock.advance(59_999);
     expect((await store.begin("billing", "k1", "fp")).kind).toBe("replay");
@@ -222,7 +209,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when more keys complete than maxEntries, then the oldest are evicted first", async () => {
-    const store = new MemoryIdempotencyStore({ maxEntries: 3 });
+    const store = new MemoryIdempotencyStore<StoredResponse>({ maxEntries: 3 });
     for (const k of ["k1", "k2", "k3", "k4"]) await asNew(await store.begin("billing", k, "fp")).complete(accepted(k));
     expect(store.stats().entries).toBe(3);
     const kinds = [];
@@ -233,7 +220,7 @@ describe("MemoryIdempotencyStore", () => {
 
   it("when remembered bytes exceed maxBytes, then the oldest are evicted until they fit", async () => {
     const big = (id: string): StoredResponse => ({ status: 202, headers: {}, body: { id, pad: "x".repeat(400) } });
-    const store = new MemoryIdempotencyStore({ maxBytes: 2048 });
+    const store = new MemoryIdempotencyStore<StoredResponse>({ maxBytes: 2048 });
     for (const k of ["k1", "k2", "k3", "k4", "k5", "k6"]) await asNew(await store.begin("billing", k, "fp")).complete(big(k));
     const { entries, bytes } = store.stats();
     expect(bytes).toBeLessThanOrEqual(2048);
@@ -244,7 +231,7 @@ describe("MemoryIdempotencyStore", () => {
   });
 
   it("when one response is larger than maxBytes, then it is not remembered but its waiters still get it", async () => {
-    const store = new MemoryIdempotencyStore({ maxBytes: 1024 });
+    const store = new MemoryIdempotencyStore<StoredResponse>({ maxBytes: 1024 });
     await asNew(await store.begin("billing", "small", "fp")).complete(accepted("s"));
     const first = asNew(await store.begin("billing", "huge", "fp"));
     const waiter = await store.begin("billing", "huge", "fp");

@@ -6,7 +6,7 @@ import { systemClock, type Clock } from "../core/ports.js";
  * Idempotency-Key handling for POST /send: a retry with the same key from the same caller
  * gets the first answer and sends nothing.
  *
- * Protocol for the use case (POST /send in src/http/send-route.ts; semantics in docs/delivery.md):
+ * Protocol for the use case (src/mail/idempotent-send.ts; semantics in docs/delivery.md):
  *   let claim = await store.begin(caller, key, fingerprint);
  *   if (claim.kind === "in_flight") claim = await claim.wait(deadlineSignal);
  *   "replay"   → answer claim.response, send nothing;
@@ -21,28 +21,24 @@ import { systemClock, type Clock } from "../core/ports.js";
 /** The longest Idempotency-Key accepted (characters). */
 export const IDEMPOTENCY_KEY_MAX_LENGTH = 255;
 
-/** A response as it is remembered and replayed. */
-export interface StoredResponse {
-  readonly status: number;
-  /** Only the headers that carry meaning for a replay (content-type, retry-after …), lower-case names. */
-  readonly headers: Readonly<Record<string, string>>;
-  /** The JSON body as first sent. */
-  readonly body: unknown;
-}
+/*
+ * What is remembered per key is the use case's business (its answer, as JSON): the stores
+ * only keep and hand it back, typed by the parameter `A`.
+ */
 
 /** The caller owns the key and must settle it with complete() or abandon(). */
-export interface IdempotencyNew {
+export interface IdempotencyNew<A> {
   readonly kind: "new";
-  /** Remember `response` for the TTL and hand it to every waiting replay. */
-  complete(response: StoredResponse): Promise<void>;
+  /** Remember `answer` (JSON) for the TTL and hand it to every waiting replay. */
+  complete(answer: A): Promise<void>;
   /** Forget the key (nothing was sent); the longest-waiting replay, if any, becomes the new owner. */
   abandon(): Promise<void>;
 }
 
-/** The key was answered before: return this response, send nothing. */
-export interface IdempotencyReplay {
+/** The key was answered before: return this answer, send nothing. */
+export interface IdempotencyReplay<A> {
   readonly kind: "replay";
-  readonly response: StoredResponse;
+  readonly response: A;
 }
 
 /** The key is known with a different request body. */
@@ -51,7 +47,7 @@ export interface IdempotencyConflict {
 }
 
 /** The first request with this key is still running. */
-export interface IdempotencyInFlight {
+export interface IdempotencyInFlight<A> {
   readonly kind: "in_flight";
   /**
    * Resolves with the first request's answer (replay), or with ownership (new) when the first
@@ -60,64 +56,31 @@ export interface IdempotencyInFlight {
    * `signal.reason` when the signal aborts (e.g. the request deadline), leaving the line
    * without disturbing the others.
    */
-  wait(signal?: AbortSignal): Promise<IdempotencySettled>;
+  wait(signal?: AbortSignal): Promise<IdempotencySettled<A>>;
 }
 
-export type IdempotencyClaim = IdempotencyNew | IdempotencyReplay | IdempotencyConflict | IdempotencyInFlight;
+export type IdempotencyClaim<A> = IdempotencyNew<A> | IdempotencyReplay<A> | IdempotencyConflict | IdempotencyInFlight<A>;
 
 /** A claim that needs no more waiting. */
-export type IdempotencySettled = Exclude<IdempotencyClaim, IdempotencyInFlight>;
+export type IdempotencySettled<A> = IdempotencyNew<A> | IdempotencyReplay<A> | IdempotencyConflict;
 
 /**
  * Storage of Idempotency-Keys, async so that a shared store (e.g. Redis with SET NX and a
  * pending marker) can implement the same contract as the in-memory one.
  */
-export interface IdempotencyStore {
+export interface IdempotencyStore<A> {
   /**
    * Claims `key` for `callerKey` (keys are scoped per caller). `fingerprint` identifies the
    * request body (see requestFingerprint); a known key with another fingerprint is a conflict,
    * whether the first request has finished or not.
    */
-  begin(callerKey: string, key: string, fingerprint: string, context?: IdempotencyContext): Promise<IdempotencyClaim>;
+  begin(callerKey: string, key: string, fingerprint: string, context?: IdempotencyContext): Promise<IdempotencyClaim<A>>;
 }
 
 /** About the request that claims a key. */
 export interface IdempotencyContext {
   /** Its X-Request-Id: a shared store names it when the claim outlives its pod (see lapsedLeaseResponse). */
   readonly requestId?: string;
-}
-
-/**
- * Outcomes after which provably nothing was sent: the key is abandoned so that a retry (after
- * the caller or an admin fixed the cause) can succeed. Graph's own refusals are here too —
- * Graph said no, so no message exists.
- */
-const NOTHING_SENT: ReadonlySet<string> = new Set([
-  "dry_run",
-  "validation_failed",
-  "unauthorized",
-  "tenant_forbidden",
-  "sender_not_allowed",
-  "policy_denied",
-  "permission_missing",
-  "unknown_tenant",
-  "idempotency_conflict",
-  "payload_too_large",
-  "rate_limited",
-  "recipient_rejected",
-  "mailbox_unavailable",
-  "credential_rejected",
-  "upstream_unavailable",
-]);
-
-/**
- * What to do with an owned key once the request has an outcome (`sent`, `dry_run` or a problem
- * code): "complete" remembers the response — for `sent`, `outcome_unknown`, and anything not
- * known to be harmless (e.g. a 500 from a bug after Graph may have been called), because a
- * second message is worse than a remembered error; "abandon" for outcomes that sent nothing.
- */
-export function idempotencyDisposition(outcome: string): "complete" | "abandon" {
-  return NOTHING_SENT.has(outcome) ? "abandon" : "complete";
 }
 
 /**
@@ -202,19 +165,19 @@ export interface MemoryIdempotencyOptions {
   readonly clock?: Clock;
 }
 
-interface Waiter {
-  resolve(claim: IdempotencySettled): void;
+interface Waiter<A> {
+  resolve(claim: IdempotencySettled<A>): void;
   detach(): void;
 }
 
-interface Pending {
+interface Pending<A> {
   readonly fingerprint: string;
-  readonly waiters: Waiter[];
+  readonly waiters: Waiter<A>[];
 }
 
-interface Done {
+interface Done<A> {
   readonly fingerprint: string;
-  readonly response: StoredResponse;
+  readonly response: A;
   readonly expiresAt: number;
   readonly bytes: number;
 }
@@ -228,14 +191,14 @@ const ENTRY_OVERHEAD_BYTES = 160;
  * apart and never evicted (their number is bounded by the requests in progress), so a waiter
  * can always count on an answer.
  */
-export class MemoryIdempotencyStore implements IdempotencyStore {
+export class MemoryIdempotencyStore<A> implements IdempotencyStore<A> {
   readonly #ttlMs: number;
   readonly #maxEntries: number;
   readonly #maxBytes: number;
   readonly #clock: Clock;
-  readonly #pending = new Map<string, Pending>();
+  readonly #pending = new Map<string, Pending<A>>();
   // Insertion order = completion order = expiry order (one TTL for all), so the oldest is first.
-  readonly #done = new Map<string, Done>();
+  readonly #done = new Map<string, Done<A>>();
   #bytes = 0;
 
   constructor(options: MemoryIdempotencyOptions = {}) {
@@ -245,7 +208,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     this.#clock = options.clock ?? systemClock;
   }
 
-  begin(callerKey: string, key: string, fingerprint: string): Promise<IdempotencyClaim> {
+  begin(callerKey: string, key: string, fingerprint: string): Promise<IdempotencyClaim<A>> {
     // JSON of the pair cannot collide the way "a:b"+"c" and "a"+"b:c" would when joined.
     return Promise.resolve(this.#claim(JSON.stringify([callerKey, key]), fingerprint));
   }
@@ -256,7 +219,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return { entries: this.#done.size, bytes: this.#bytes, inFlight: this.#pending.size };
   }
 
-  #claim(id: string, fingerprint: string): IdempotencyClaim {
+  #claim(id: string, fingerprint: string): IdempotencyClaim<A> {
     this.#expire();
     const done = this.#done.get(id);
     if (done) {
@@ -267,12 +230,12 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       if (pending.fingerprint !== fingerprint) return { kind: "conflict" };
       return { kind: "in_flight", wait: (signal) => this.#wait(id, fingerprint, signal) };
     }
-    const fresh: Pending = { fingerprint, waiters: [] };
+    const fresh: Pending<A> = { fingerprint, waiters: [] };
     this.#pending.set(id, fresh);
     return this.#owner(id, fresh);
   }
 
-  #owner(id: string, pending: Pending): IdempotencyNew {
+  #owner(id: string, pending: Pending<A>): IdempotencyNew<A> {
     let settled = false;
     return {
       kind: "new",
@@ -280,10 +243,10 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
         if (settled) return Promise.resolve();
         settled = true;
         // A JSON copy: what is replayed cannot be changed later by whoever holds the original.
-        const response = JSON.parse(JSON.stringify(given)) as StoredResponse;
+        const response = JSON.parse(JSON.stringify(given)) as A;
         this.#pending.delete(id);
         this.#remember(id, pending.fingerprint, response);
-        const replay: IdempotencyReplay = { kind: "replay", response };
+        const replay: IdempotencyReplay<A> = { kind: "replay", response };
         // Waiters are answered even when the response was too big to remember.
         for (const waiter of pending.waiters.splice(0)) {
           waiter.detach();
@@ -300,7 +263,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
           return Promise.resolve();
         }
         // Hand the key to the longest waiter; the rest keep waiting on it, so one send, not many.
-        const successor: Pending = { fingerprint: pending.fingerprint, waiters: pending.waiters.splice(0) };
+        const successor: Pending<A> = { fingerprint: pending.fingerprint, waiters: pending.waiters.splice(0) };
         this.#pending.set(id, successor);
         next.detach();
         next.resolve(this.#owner(id, successor));
@@ -309,7 +272,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     };
   }
 
-  #wait(id: string, fingerprint: string, signal: AbortSignal | undefined): Promise<IdempotencySettled> {
+  #wait(id: string, fingerprint: string, signal: AbortSignal | undefined): Promise<IdempotencySettled<A>> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
         reject(signal.reason);
@@ -328,13 +291,13 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
         if (line && i >= 0) line.splice(i, 1);
         reject(signal?.reason);
       };
-      const waiter: Waiter = { resolve, detach: () => signal?.removeEventListener("abort", onAbort) };
+      const waiter: Waiter<A> = { resolve, detach: () => signal?.removeEventListener("abort", onAbort) };
       signal?.addEventListener("abort", onAbort, { once: true });
-      (this.#pending.get(id) as Pending).waiters.push(waiter);
+      (this.#pending.get(id) as Pending<A>).waiters.push(waiter);
     });
   }
 
-  #remember(id: string, fingerprint: string, response: StoredResponse): void {
+  #remember(id: string, fingerprint: string, response: A): void {
     const bytes = ENTRY_OVERHEAD_BYTES + 2 * id.length + fingerprint.length + Buffer.byteLength(JSON.stringify(response));
     // Larger than the whole budget: not remembered (waiters were answered); evicting everything for it would be worse.
     if (bytes > this.#maxBytes) return;

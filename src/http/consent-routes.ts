@@ -1,12 +1,11 @@
 import { createHash } from "node:crypto";
-import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Config } from "../config/schema.js";
 import type { Clock } from "../core/ports.js";
 import { isTenantGuid, readStateSecret, verifyConsentState, type ConsentStatePayload } from "../onboarding/consent.js";
-import type { RequestContext } from "./request-context.js";
-import type { RouteRegistrar } from "./route-registrar.js";
+import { contextOf } from "./request-context.js";
+import type { RouteRegistrar, RouteTable } from "./route-table.js";
 
 /*
  * GET /consent/callback: where Entra sends the customer's admin after the admin-consent
@@ -122,17 +121,17 @@ function suggestKey(tenant: string): string {
 }
 
 /**
- * Registers GET /consent/callback on `app`. Needs `consent.stateSecretFile|stateSecretEnv`
+ * Registers GET /consent/callback. Needs `consent.stateSecretFile|stateSecretEnv`
  * at request time (read per callback, so a rotated key is picked up); without it every
  * callback is refused as invalid_state.
  */
-export function registerConsentRoutes(app: FastifyInstance, deps: ConsentRouteDeps): void {
+export function registerConsentRoutes(routes: RouteTable, deps: ConsentRouteDeps): void {
   const callbacks = counter(deps.registry);
   const currentConfig = typeof deps.config === "function" ? deps.config : () => deps.config as ConsentRouteConfig;
 
-  app.get("/consent/callback", async (request, reply) => {
+  routes.get("/consent/callback", (request, res) => {
     const config = currentConfig();
-    const query = request.query;
+    const query: unknown = request.query;
     const state = single(query, "state");
     const tenant = single(query, "tenant");
     const adminConsent = single(query, "admin_consent");
@@ -228,21 +227,23 @@ export function registerConsentRoutes(app: FastifyInstance, deps: ConsentRouteDe
     }
 
     callbacks.inc({ outcome: page.outcome });
-    // Inside createApp the request's own log line carries the outcome too (absent on a bare Fastify).
-    const relay = request.relay as RequestContext | undefined;
+    // Inside createApp the request's own log line carries the outcome too (absent on a bare express app).
+    const relay = contextOf(request);
     if (relay) {
       relay.outcome = `consent_${page.outcome}`;
       if (aadsts !== undefined) relay.aadsts = aadsts;
     }
-    return reply
-      .code(page.status)
-      .header("content-type", "text/html; charset=utf-8")
-      .header("content-security-policy", CSP)
-      .header("cache-control", "no-store")
-      .header("referrer-policy", "no-referrer")
-      .header("x-content-type-options", "nosniff")
-      .header("x-frame-options", "DENY")
-      .send(render(page));
+    const html = render(page);
+    res.writeHead(page.status, {
+      "content-type": "text/html; charset=utf-8",
+      "content-security-policy": CSP,
+      "cache-control": "no-store",
+      "referrer-policy": "no-referrer",
+      "x-content-type-options": "nosniff",
+      "x-frame-options": "DENY",
+      "content-length": Buffer.byteLength(html),
+    });
+    res.end(html);
   });
 }
 
@@ -250,5 +251,5 @@ export function registerConsentRoutes(app: FastifyInstance, deps: ConsentRouteDe
  * The route module for `createApp({ routes: [consentRoutes] })` (src/http/optional-routes.ts):
  * the current config from the config source, the app's registry, logger and clock.
  */
-export const consentRoutes: RouteRegistrar = (app, ctx) =>
-  registerConsentRoutes(app, { config: () => ctx.configSource.current(), registry: ctx.registry, logger: ctx.logger, clock: ctx.clock });
+export const consentRoutes: RouteRegistrar = (routes, ctx) =>
+  registerConsentRoutes(routes, { config: () => ctx.configSource.current(), registry: ctx.registry, logger: ctx.logger, clock: ctx.clock });

@@ -4,10 +4,11 @@ import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Request, Response } from "express";
+import type { RouteTable } from "./route-table.js";
 
 /*
- * GET /openapi.yaml and GET /docs (CONTRACT.md). Swagger UI comes from the installed
+ * GET /openapi.yaml and GET /docs (openapi.yaml, "Operations"). Swagger UI comes from the installed
  * swagger-ui-dist package and is served by the relay itself: no CDN, no inline script, so the
  * page runs under a strict Content-Security-Policy and works where the internet is not reachable.
  */
@@ -102,7 +103,7 @@ const DOCS_CSP = [
  * Registers GET /openapi.yaml, GET /docs and the page's assets under /docs/. Every file is read
  * once, here: a missing spec or swagger-ui-dist fails start-up rather than the first request.
  */
-export async function registerDocsRoutes(app: FastifyInstance, opts: DocsRoutesOptions = {}): Promise<void> {
+export async function registerDocsRoutes(routes: RouteTable, opts: DocsRoutesOptions = {}): Promise<void> {
   const specPath = opts.specPath ?? join(findPackageRoot(fileURLToPath(import.meta.url)), "openapi.yaml");
   const spec = asset(await readFile(specPath), SPEC_CONTENT_TYPE);
   const page = asset(Buffer.from(DOCS_HTML), HTML_CONTENT_TYPE);
@@ -114,35 +115,30 @@ export async function registerDocsRoutes(app: FastifyInstance, opts: DocsRoutesO
   }
   assets.set("swagger-initializer.js", asset(Buffer.from(INITIALIZER_JS), "text/javascript; charset=utf-8"));
 
-  // Handlers send through `reply` and return nothing, so fastify does not send a second time.
-  app.get("/openapi.yaml", (request, reply) => {
-    send(request, reply, spec, "no-cache");
+  routes.get("/openapi.yaml", (req, res) => {
+    send(req, res, spec, "no-cache");
   });
 
-  app.get("/docs", (request, reply) => {
-    if (request.url.split("?")[0]?.endsWith("/")) {
-      // Reached as /docs/ when the app ignores trailing slashes: the relative asset URLs need /docs.
-      reply.redirect("../docs", 301);
-      return;
-    }
-    reply.header("content-security-policy", DOCS_CSP);
-    reply.header("referrer-policy", "no-referrer");
-    send(request, reply, page, "no-cache");
+  routes.get("/docs", (req, res) => {
+    res.setHeader("content-security-policy", DOCS_CSP);
+    res.setHeader("referrer-policy", "no-referrer");
+    send(req, res, page, "no-cache");
   });
 
-  app.get<{ Params: { file: string } }>("/docs/:file", (request, reply) => {
-    if (request.params.file === "") {
-      // /docs/ (an empty parameter): the page lives at /docs, where its relative URLs resolve.
-      reply.redirect("../docs", 301);
-      return;
-    }
-    const found = assets.get(request.params.file);
+  routes.get("/docs/", (_req, res) => {
+    // The page lives at /docs, where its relative URLs resolve.
+    res.writeHead(301, { location: "../docs", "content-length": 0 });
+    res.end();
+  });
+
+  routes.get("/docs/:file", (req, res, next) => {
+    const found = assets.get(String(req.params.file));
     if (found === undefined) {
-      reply.callNotFound();
+      next(); // the app's 404
       return;
     }
     // Not versioned by name, so browsers revalidate (cheap: 304 by ETag) after an hour.
-    send(request, reply, found, "public, max-age=3600");
+    send(req, res, found, "public, max-age=3600");
   });
 }
 
@@ -150,12 +146,16 @@ function asset(body: Buffer, contentType: string): Asset {
   return { body, contentType, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 27)}"` };
 }
 
-function send(request: FastifyRequest, reply: FastifyReply, file: Asset, cacheControl: string): void {
-  reply.header("etag", file.etag);
-  reply.header("cache-control", cacheControl);
-  reply.header("x-content-type-options", "nosniff");
-  if (request.headers["if-none-match"] === file.etag) reply.code(304).send();
-  else reply.type(file.contentType).send(file.body);
+function send(req: Request, res: Response, file: Asset, cacheControl: string): void {
+  const headers = { etag: file.etag, "cache-control": cacheControl, "x-content-type-options": "nosniff" };
+  if (req.headers["if-none-match"] === file.etag) {
+    res.writeHead(304, headers);
+    res.end();
+    return;
+  }
+  res.writeHead(200, { ...headers, "content-type": file.contentType, "content-length": file.body.length });
+  // HEAD: headers only (Node leaves the body out itself, but there is no need to hand it over).
+  res.end(req.method === "HEAD" ? undefined : file.body);
 }
 
 /** The nearest directory at or above `from` that holds a package.json: the repo root from src/ and dist/ alike. */

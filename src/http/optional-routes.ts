@@ -1,6 +1,6 @@
 import { consentRoutes } from "./consent-routes.js";
 import { registerDocsRoutes } from "./docs-routes.js";
-import type { RouteRegistrar } from "./route-registrar.js";
+import type { RouteRegistrar } from "./route-table.js";
 import { tenantsRoute } from "./tenants-route.js";
 
 /**
@@ -10,7 +10,7 @@ import { tenantsRoute } from "./tenants-route.js";
  */
 export const optionalRoutes: readonly RouteRegistrar[] = [
   // GET /openapi.yaml, GET /docs (Swagger UI)
-  (app) => registerDocsRoutes(app),
+  (routes) => registerDocsRoutes(routes),
   // GET /consent/callback (admin-consent onboarding)
   consentRoutes,
   // GET /tenants (admin callers)

@@ -1,6 +1,7 @@
-import type { FastifyInstance } from "fastify";
+import type { Response } from "express";
 import type { Registry } from "prom-client";
-import type { Lifecycle } from "./lifecycle.js";
+import type { Lifecycle } from "../core/lifecycle.js";
+import type { RouteTable } from "./route-table.js";
 
 const JSON_TYPE = "application/json; charset=utf-8";
 const OK = JSON.stringify({ status: "ok" });
@@ -28,20 +29,22 @@ export function readiness(draining: boolean, store: ProbeStore | undefined): { r
 }
 
 /** GET /healthz, GET /readyz, GET /metrics: no auth, cheap, never touch Entra or Graph. */
-export function registerProbeRoutes(app: FastifyInstance, deps: { lifecycle: Lifecycle; registry: Registry; stores?: ProbeStore }): void {
+export function registerProbeRoutes(routes: RouteTable, deps: { lifecycle: Lifecycle; registry: Registry; stores?: ProbeStore }): void {
   // Liveness stays 200 while draining: restarting a process that is finishing its sends would lose them.
-  app.get("/healthz", (_request, reply) => reply.header("content-type", JSON_TYPE).send(OK));
+  routes.get("/healthz", (_req, res) => send(res, 200, JSON_TYPE, OK));
 
-  app.get("/readyz", (_request, reply) => {
+  routes.get("/readyz", (_req, res) => {
     const { ready, body } = readiness(!deps.lifecycle.ready, deps.stores);
-    return reply
-      .code(ready ? 200 : 503)
-      .header("content-type", JSON_TYPE)
-      .send(body);
+    send(res, ready ? 200 : 503, JSON_TYPE, body);
   });
 
-  app.get("/metrics", async (_request, reply) => {
+  routes.get("/metrics", async (_req, res) => {
     const text = await deps.registry.metrics();
-    return reply.header("content-type", deps.registry.contentType).send(text);
+    send(res, 200, deps.registry.contentType, text);
   });
+}
+
+function send(res: Response, status: number, contentType: string, body: string): void {
+  res.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(body) });
+  res.end(body);
 }

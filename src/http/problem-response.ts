@@ -1,4 +1,4 @@
-import { isRelayError, PROBLEM_TYPE_BASE, PROBLEMS, RelayError, type FieldError } from "../core/problems.js";
+import { isRelayError, PROBLEM_TYPE_BASE, PROBLEMS, RelayError, toRelayError, type FieldError } from "../core/problems.js";
 
 /** The RFC 9457 body of every refusal the service gives. */
 export interface ProblemBody {
@@ -26,7 +26,7 @@ export interface ProblemResponse {
 export const PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8";
 
 /*
- * 429 and 503 always carry Retry-After (CONTRACT.md), even when the cause (a local limit,
+ * 429 and 503 always carry Retry-After (openapi.yaml), even when the cause (a local limit,
  * an unreachable Entra) gave no hint: callers and proxies need a number to back off by.
  */
 const DEFAULT_RETRY_AFTER: Partial<Record<string, number>> = { rate_limited: 1, upstream_unavailable: 5 };
@@ -58,36 +58,19 @@ export function toProblemResponse(err: RelayError, requestId: string): ProblemRe
   return retryAfterSeconds === undefined ? { status: spec.status, body } : { status: spec.status, retryAfterSeconds, body };
 }
 
-interface FastifyLikeError {
-  code?: string;
-  statusCode?: number;
-  message?: string;
-}
-
 /**
- * Any error reaching the edge as a RelayError: ours pass through; Fastify's own refusals
- * (body too large, bad JSON, wrong content type, bad URL) become the matching contract
- * code; anything else is a bug and becomes `internal_error`.
+ * Any error reaching the edge as a RelayError: ours pass through; an error express or Node
+ * raised with a 4xx status (a URL that does not decode, say) is the caller's: validation_failed
+ * with its own short text; anything else is a bug and becomes `internal_error`.
  */
 export function asRelayError(err: unknown): RelayError {
   if (isRelayError(err)) return err;
-  const e = (err ?? {}) as FastifyLikeError;
-  const status = typeof e.statusCode === "number" ? e.statusCode : 500;
+  const e = (err ?? {}) as { status?: unknown; statusCode?: unknown; expose?: unknown; message?: unknown };
+  const status = typeof e.status === "number" ? e.status : typeof e.statusCode === "number" ? e.statusCode : 500;
   if (status === 413) return new RelayError("payload_too_large", "the request body is larger than this service accepts (server.maxBodyBytes)");
-  if (e.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
-    return new RelayError("validation_failed", "the body must be JSON (Content-Type: application/json)", {
-      errors: [{ path: "(body)", message: "Content-Type must be application/json" }],
-    });
-  }
   if (status >= 400 && status < 500) {
-    let message: string;
-    if (e.code === "FST_ERR_CTP_EMPTY_JSON_BODY") message = "the body is empty";
-    else if (e.code === "FST_ERR_CTP_INVALID_JSON_BODY" || err instanceof SyntaxError) {
-      // The parser's own message quotes the body; only its position is passed on.
-      const at = /position (\d+)/.exec(e.message ?? "");
-      message = at ? `the body is not valid JSON (at position ${at[1]})` : "the body is not valid JSON";
-    } else message = e.message ?? "bad request";
-    return new RelayError("validation_failed", message, { errors: [{ path: "(body)", message }] });
+    const message = e.expose === true && typeof e.message === "string" ? e.message.slice(0, 200) : "bad request";
+    return new RelayError("validation_failed", message, { errors: [{ path: "(request)", message }] });
   }
-  return new RelayError("internal_error", "an unexpected error occurred; it has been logged");
+  return toRelayError(err);
 }

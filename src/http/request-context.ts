@@ -1,3 +1,4 @@
+import type { IncomingMessage } from "node:http";
 import type { Caller } from "../tenants/caller-directory.js";
 
 /**
@@ -8,7 +9,7 @@ export class RequestContext {
   caller: Caller | undefined = undefined;
   /** A configured tenant key (a safe metrics label), once the request named one. */
   tenant: string | undefined = undefined;
-  /** sent, dry_run, or a problem code. */
+  /** sent, dry_run, duplicate, or a problem code. */
   outcome: string | undefined = undefined;
   messageId: string | undefined = undefined;
   graphRequestId: string | undefined = undefined;
@@ -22,11 +23,32 @@ export class RequestContext {
   /** An unexpected error (a bug), logged with its stack. */
   bug: unknown = undefined;
 
-  constructor(readonly receivedAt: number) {}
+  constructor(
+    /** The request's id (a UUID): X-Request-Id, the problem's requestId, Graph's client-request-id. */
+    readonly requestId: string,
+    /** When it arrived (epoch ms, from the service's clock); deadlines count from here. */
+    readonly receivedAt: number,
+  ) {}
 }
 
-declare module "fastify" {
-  interface FastifyRequest {
-    relay: RequestContext;
-  }
+const contexts = new WeakMap<IncomingMessage, RequestContext>();
+
+/** Gives a request its context (the app's first middleware). */
+export function attachContext(request: IncomingMessage, context: RequestContext): void {
+  contexts.set(request, context);
+}
+
+/**
+ * The request's context, or undefined for a request that did not come through the app's
+ * pipeline (a route module mounted on a bare express app in a test).
+ */
+export function contextOf(request: IncomingMessage): RequestContext | undefined {
+  return contexts.get(request);
+}
+
+/** The request's context; the app's own routes always have one. */
+export function requireContext(request: IncomingMessage): RequestContext {
+  const context = contexts.get(request);
+  if (context === undefined) throw new Error("request without a RequestContext: route used outside createApp");
+  return context;
 }

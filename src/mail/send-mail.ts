@@ -1,13 +1,15 @@
 import { randomUUID } from "node:crypto";
 import type { MailboxGate, MailboxPermit } from "../delivery/mailbox-limiter.js";
 import type { RecipientLedger, RecipientReservation } from "../delivery/recipient-guard.js";
-import type { TenantStatusBook } from "../delivery/tenant-status.js";
-import { isRelayError, RelayError } from "../core/problems.js";
+import type { IdempotencyNew, IdempotencyReplay, IdempotencyStore } from "../delivery/idempotency-store.js";
+import type { TenantActivityBook } from "../delivery/tenant-status.js";
+import { isRelayError, RelayError, toRelayError } from "../core/problems.js";
 import { callerMayUse, type Caller } from "../tenants/caller-directory.js";
 import type { Tenant, TenantDirectory } from "../tenants/tenant-directory.js";
 import { buildGraphMessage, GRAPH_MAX_REQUEST_BYTES, internetMessageIdFor, serializeSendMail } from "./graph-message.js";
 import { recipientCount, type MailDraft } from "./mail-draft.js";
-import type { Clock, GraphSender, SendMailBody, TokenProvider } from "../core/ports.js";
+import type { Clock, GraphSender, SendMailBody, TokenProvider, WorkTracker } from "../core/ports.js";
+import { idempotencyDisposition, type RecordedAnswer } from "./send-answer.js";
 
 /** Time a Graph attempt needs after a slot is granted; the graph adapter's retry policy uses the same second. */
 const SLOT_HEADROOM_MS = 1_000;
@@ -15,11 +17,27 @@ const SLOT_HEADROOM_MS = 1_000;
 export interface SendCommand {
   readonly caller: Caller;
   readonly draft: MailDraft;
-  /** The HTTP request's id; Graph gets it as `client-request-id`. */
+  /** The request's id (HTTP X-Request-Id, SMTP session id); Graph gets it as `client-request-id`. */
   readonly requestId: string;
   /** When the request arrived (epoch ms); the deadline counts from here. */
   readonly receivedAt: number;
 }
+
+/** A send with an Idempotency-Key: sent at most once per (caller, key) within the key's TTL. */
+export interface KeyedSendCommand extends Omit<SendCommand, "draft"> {
+  /** The key as the caller gave it (syntax already checked by the door). */
+  readonly key: string;
+  /** Identifies the request as sent (requestFingerprint of the JSON body, a hash of the MIME message): same key, other fingerprint is a conflict. */
+  readonly fingerprint: string;
+  /**
+   * Builds the draft (validating the request). Called only when this request owns the key: a
+   * replay is answered without looking at the request again.
+   */
+  readonly draft: () => MailDraft;
+}
+
+/** Either this request sent (or tried to), or it is a replay of the first request's answer. */
+export type KeyedSendResult = { readonly kind: "sent"; readonly receipt: SendReceipt } | { readonly kind: "replay"; readonly answer: RecordedAnswer };
 
 export interface SendReceipt {
   readonly status: "sent" | "dry_run";
@@ -30,12 +48,6 @@ export interface SendReceipt {
   readonly acceptedAt: Date;
   readonly graphRequestId?: string;
   readonly attempts: number;
-}
-
-/** Counts work that a graceful shutdown must wait for. */
-export interface WorkTracker {
-  enter(): void;
-  leave(): void;
 }
 
 export interface SendMailDeps {
@@ -53,7 +65,9 @@ export interface SendMailDeps {
   /** The inflight_sends gauge. */
   readonly inflight: { inc(): void; dec(): void };
   /** Last outcome and last problem per tenant, for GET /tenants. */
-  readonly status?: Pick<TenantStatusBook, "record">;
+  readonly status?: Pick<TenantActivityBook, "record">;
+  /** Idempotency-Keys and the answers they replay (sendOnce). */
+  readonly idempotency?: IdempotencyStore<RecordedAnswer>;
   readonly work?: WorkTracker;
   readonly newId?: () => string;
 }
@@ -157,6 +171,66 @@ export class SendMail {
    * to some tenants learns nothing about others (403 either way); only callers allowed
    * everything ("*") can get 404 unknown_tenant. Unauthenticated callers never get here.
    */
+  /**
+   * Sends at most once per (caller, Idempotency-Key) within the key's TTL. A key seen before
+   * with the same request gets the first answer back (a replay; nothing is sent, nothing checked
+   * again); with another request, 409 idempotency_conflict. While the first request with the key
+   * is still at work, this one waits for its answer until its own deadline, then 409. Answers
+   * after which the message may exist (202, outcome_unknown, an unexpected 500) are remembered;
+   * refusals that provably sent nothing free the key, so a retry after a fix can succeed.
+   */
+  async sendOnce(cmd: KeyedSendCommand): Promise<KeyedSendResult> {
+    const claim = await this.claim(cmd);
+    if (claim.kind === "replay") return { kind: "replay", answer: claim.response };
+    try {
+      const receipt = await this.send({ caller: cmd.caller, draft: cmd.draft(), requestId: cmd.requestId, receivedAt: cmd.receivedAt });
+      if (idempotencyDisposition(receipt.status) === "complete") {
+        await claim.complete({
+          kind: "accepted",
+          requestId: cmd.requestId,
+          id: receipt.id,
+          internetMessageId: receipt.internetMessageId,
+          tenant: receipt.tenant.key,
+          sender: receipt.tenant.sender,
+          acceptedAt: receipt.acceptedAt.toISOString(),
+        });
+      }
+      return { kind: "sent", receipt };
+    } catch (err) {
+      const relay = toRelayError(err);
+      if (idempotencyDisposition(relay.code) === "complete") {
+        await claim.complete({ kind: "problem", requestId: cmd.requestId, code: relay.code, detail: relay.message, extras: relay.extras });
+      }
+      throw err;
+    } finally {
+      // A no-op after complete(); otherwise nothing was sent and the key is free for a retry.
+      await claim.abandon();
+    }
+  }
+
+  private async claim(cmd: KeyedSendCommand): Promise<IdempotencyNew<RecordedAnswer> | IdempotencyReplay<RecordedAnswer>> {
+    const store = this.deps.idempotency;
+    if (store === undefined) throw new Error("SendMail.sendOnce needs an idempotency store");
+    const first = await store.begin(cmd.caller.name, cmd.key, cmd.fingerprint, { requestId: cmd.requestId });
+    const conflict = (): RelayError => new RelayError("idempotency_conflict", `Idempotency-Key "${cmd.key}" was used before with a different body`);
+    if (first.kind === "conflict") throw conflict();
+    if (first.kind !== "in_flight") return first;
+    // The first request with this key is still at work: wait for its answer, at most until our deadline.
+    const left = cmd.receivedAt + this.deps.deadlineSeconds() * 1000 - this.deps.clock.now();
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), Math.max(1, left));
+    try {
+      const settled = await first.wait(stop.signal);
+      if (settled.kind === "conflict") throw conflict();
+      return settled;
+    } catch (err) {
+      if (!stop.signal.aborted) throw err;
+      throw new RelayError("idempotency_conflict", "the first request with this Idempotency-Key is still being processed; retry later");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private assertTenantAllowed(caller: Caller, key: string): Tenant {
     if (!callerMayUse(caller, key)) throw new RelayError("tenant_forbidden", `caller "${caller.name}" may not send for tenant "${key}"`);
     const tenant = this.deps.tenants().get(key);

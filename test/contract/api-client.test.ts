@@ -1,9 +1,9 @@
-import { randomUUID } from "node:crypto";
-import Fastify from "fastify";
+import express from "express";
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import { registerDocsRoutes } from "../../src/http/docs-routes.js";
 import { createApiClient, type ProblemCode, type SendAccepted } from "../support/api-client.js";
 import { loadOpenApiValidator } from "../support/openapi-validator.js";
+import { listenApp, routeApp } from "../support/route-app.js";
 
 /* The typed client against stand-in routes: it sends what the spec describes and checks what comes back. */
 
@@ -16,41 +16,46 @@ const accepted: SendAccepted = {
 };
 
 describe("api client", () => {
-  // UUID request ids in X-Request-Id, as the relay's app gives every answer (src/app.ts).
-  const app = Fastify({ genReqId: () => randomUUID() });
   const seen: { authorization?: string; idempotencyKey?: string; body: unknown }[] = [];
   let base = "";
+  let close = (): Promise<void> => Promise.resolve();
 
   beforeAll(async () => {
-    app.addHook("onRequest", (request, reply, done) => {
-      reply.header("x-request-id", request.id);
-      done();
-    });
-    await registerDocsRoutes(app, {});
-    app.post("/send", async (request, reply) => {
-      seen.push({
-        authorization: request.headers.authorization,
-        idempotencyKey: request.headers["idempotency-key"] as string | undefined,
-        body: request.body,
-      });
-      if (request.headers.authorization === undefined) {
-        return reply.code(401).type("application/problem+json; charset=utf-8").send({
-          type: "https://noreply-relay.dev/problems/unauthorized",
-          title: "Missing or unknown API key",
-          status: 401,
-          detail: "send the API key as Authorization: Bearer <key>",
-          code: "unauthorized",
-          retryable: false,
-          requestId: request.id,
+    // UUID request ids in X-Request-Id, as the relay's app gives every answer (routeApp does too).
+    const app = await routeApp(async (routes, raw) => {
+      raw.use(express.json());
+      await registerDocsRoutes(routes, {});
+      routes.post("/send", (req, res) => {
+        seen.push({
+          authorization: req.headers.authorization,
+          idempotencyKey: req.headers["idempotency-key"] as string | undefined,
+          body: req.body as unknown,
         });
-      }
-      // Drifted on purpose when asked: a 202 without internetMessageId.
-      if ((request.body as { subject?: string }).subject === "drift") return reply.code(202).send({ ...accepted, internetMessageId: undefined });
-      return reply.code(202).send(accepted);
+        if (req.headers.authorization === undefined) {
+          res.status(401).type("application/problem+json; charset=utf-8").send(
+            JSON.stringify({
+              type: "https://noreply-relay.dev/problems/unauthorized",
+              title: "Missing or unknown API key",
+              status: 401,
+              detail: "send the API key as Authorization: Bearer <key>",
+              code: "unauthorized",
+              retryable: false,
+              requestId: res.getHeader("x-request-id"),
+            }),
+          );
+          return;
+        }
+        // Drifted on purpose when asked: a 202 without internetMessageId.
+        if ((req.body as { subject?: string }).subject === "drift") {
+          res.status(202).json({ ...accepted, internetMessageId: undefined });
+          return;
+        }
+        res.status(202).json(accepted);
+      });
     });
-    base = await app.listen({ port: 0, host: "127.0.0.1" });
+    ({ url: base, close } = await listenApp(app));
   });
-  afterAll(() => app.close());
+  afterAll(() => close());
 
   const validator = loadOpenApiValidator();
 

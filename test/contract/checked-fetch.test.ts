@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
-import Fastify from "fastify";
+import type { Express } from "express";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkedFetch } from "../support/checked-fetch.js";
+import { checkedRequest } from "../support/checked-request.js";
+import { listenApp, routeApp } from "../support/route-app.js";
 
 /*
  * The harness's http() goes through checkedFetch, so every answer a service test receives is
@@ -11,39 +13,45 @@ import { checkedFetch } from "../support/checked-fetch.js";
 
 const PROBLEM = "application/problem+json; charset=utf-8";
 
+/** A stand-in relay that answers well or badly on request. */
+function standIn(): Promise<Express> {
+  return routeApp((routes) => {
+    routes.get("/healthz", (req, res) => {
+      const mode = req.query.mode;
+      if (mode === "drift") res.json({ healthy: true });
+      else if (mode === "no-id") {
+        res.removeHeader("x-request-id");
+        res.json({ status: "ok" });
+      } else res.json({ status: "ok" });
+    });
+    routes.post("/send", (req, res) => {
+      res
+        .status(401)
+        .type(PROBLEM)
+        .send(
+          JSON.stringify({
+            type: "https://noreply-relay.dev/problems/unauthorized",
+            title: "Missing or unknown API key",
+            status: 401,
+            detail: "d",
+            code: "unauthorized",
+            retryable: false,
+            // Another request's id when asked: the body and the header must agree.
+            requestId: req.headers["x-mismatch"] === undefined ? res.getHeader("x-request-id") : randomUUID(),
+          }),
+        );
+    });
+  });
+}
+
 describe("checkedFetch", () => {
-  const app = Fastify({ genReqId: () => randomUUID() });
   let base = "";
+  let close = (): Promise<void> => Promise.resolve();
 
   beforeAll(async () => {
-    app.addHook("onRequest", (request, reply, done) => {
-      reply.header("x-request-id", request.id);
-      done();
-    });
-    app.get("/healthz", async (request, reply) => {
-      const mode = (request.query as { mode?: string }).mode;
-      if (mode === "drift") return reply.send({ healthy: true });
-      if (mode === "no-id") return reply.removeHeader("x-request-id").send({ status: "ok" });
-      return reply.send({ status: "ok" });
-    });
-    app.post("/send", async (request, reply) =>
-      reply
-        .code(401)
-        .type(PROBLEM)
-        .send({
-          type: "https://noreply-relay.dev/problems/unauthorized",
-          title: "Missing or unknown API key",
-          status: 401,
-          detail: "d",
-          code: "unauthorized",
-          retryable: false,
-          // Another request's id when asked: the body and the header must agree.
-          requestId: request.headers["x-mismatch"] === undefined ? request.id : randomUUID(),
-        }),
-    );
-    base = await app.listen({ port: 0, host: "127.0.0.1" });
+    ({ url: base, close } = await listenApp(await standIn()));
   });
-  afterAll(() => app.close());
+  afterAll(() => close());
 
   it("when the answer conforms, then it is returned unread", async () => {
     const res = await checkedFetch(`${base}/healthz`);
@@ -65,7 +73,7 @@ describe("checkedFetch", () => {
     expect((await checkedFetch(`${base}/send`, { method: "POST" })).status).toBe(401);
   });
 
-  it("when a path the spec does not list answers fastify's own 404, then it throws because the relay promises a not_found problem", async () => {
+  it("when a path the spec does not list answers a plain 404, then it throws because the relay promises a not_found problem", async () => {
     await expect(checkedFetch(`${base}/nope`)).rejects.toThrow(/GET \/nope → 404: content-type .* is not application\/problem\+json/);
   });
 
@@ -73,5 +81,28 @@ describe("checkedFetch", () => {
     const res = await checkedFetch(`${base}/healthz?mode=drift`, { offSpec: "shows that the opt-out skips the check" });
     expect(await res.json()).toEqual({ healthy: true });
     await expect(checkedFetch(`${base}/healthz`, { offSpec: " " })).rejects.toThrow(/offSpec needs a reason/);
+  });
+});
+
+describe("checkedRequest (supertest)", () => {
+  let app: Express;
+  beforeAll(async () => {
+    app = await standIn();
+  });
+
+  it("when the answer conforms, then it is returned", async () => {
+    expect((await checkedRequest(app).get("/healthz")).json).toEqual({ status: "ok" });
+  });
+
+  it("when the body drifts, a header is missing or a problem's requestId differs, then it throws naming the mismatch", async () => {
+    await expect(checkedRequest(app).get("/healthz?mode=drift")).rejects.toThrow(/GET \/healthz → 200: body must have required property 'status'/);
+    await expect(checkedRequest(app).get("/healthz?mode=no-id")).rejects.toThrow(/header X-Request-Id is required but missing/);
+    await expect(checkedRequest(app).post("/send", { headers: { "x-mismatch": "1" } })).rejects.toThrow(/is not the X-Request-Id header/);
+    await expect(checkedRequest(app).get("/nope")).rejects.toThrow(/GET \/nope → 404/);
+  });
+
+  it("when a test opts out with a reason, then the answer is not checked; without a reason, then it throws", async () => {
+    expect((await checkedRequest(app).get("/healthz?mode=drift", { offSpec: "shows that the opt-out skips the check" })).json).toEqual({ healthy: true });
+    await expect(checkedRequest(app).get("/healthz", { offSpec: " " })).rejects.toThrow(/offSpec needs a reason/);
   });
 });

@@ -5,7 +5,8 @@ import { Registry } from "prom-client";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { createApp, type RelayApp } from "../../src/app.js";
 import type { Config } from "../../src/config/schema.js";
-import { checkIdempotencyKey, idempotencyDisposition } from "../../src/delivery/idempotency-store.js";
+import { checkIdempotencyKey } from "../../src/delivery/idempotency-store.js";
+import { idempotencyDisposition } from "../../src/mail/send-answer.js";
 import { PROBLEMS, type ProblemCode } from "../../src/core/problems.js";
 import type { GraphSender, TokenProvider } from "../../src/core/ports.js";
 import { fixedConfigSource } from "../../src/config/config-source.js";
@@ -31,7 +32,7 @@ const extraApps: RelayApp[] = [];
 async function relayWith(tokenProvider: TokenProvider, graphSender: GraphSender, config: Config = h.config): Promise<ApiClient> {
   const app = await createApp({ configSource: fixedConfigSource(config), tokenProvider, graphSender, registry: new Registry(), logger: pino({ level: "silent" }) });
   extraApps.push(app);
-  const url = await app.fastify.listen({ port: 0, host: "127.0.0.1" });
+  const url = await app.listen(0, "127.0.0.1");
   return createApiClient({ baseUrl: url, apiKey: h.keys.ops, validator });
 }
 

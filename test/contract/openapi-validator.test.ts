@@ -1,6 +1,5 @@
-import { randomUUID } from "node:crypto";
-import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listenApp, routeApp } from "../support/route-app.js";
 import { registerDocsRoutes } from "../../src/http/docs-routes.js";
 import { createOpenApiValidator, loadOpenApiValidator, type OpenApiDocument } from "../support/openapi-validator.js";
 
@@ -285,18 +284,13 @@ describe("openapi validator on an OpenAPI 3.1 document", () => {
 });
 
 describe("openapi validator over real HTTP", () => {
-  const app = Fastify();
   let base = "";
+  let close = (): Promise<void> => Promise.resolve();
   beforeAll(async () => {
-    // As the relay's app does for every answer (src/app.ts).
-    app.addHook("onRequest", (_request, reply, done) => {
-      reply.header("x-request-id", randomUUID());
-      done();
-    });
-    await registerDocsRoutes(app, {});
-    base = await app.listen({ port: 0, host: "127.0.0.1" });
+    // UUID X-Request-Id on every answer, as the relay's app does (routeApp too).
+    ({ url: base, close } = await listenApp(await routeApp((routes) => registerDocsRoutes(routes, {}))));
   });
-  afterAll(() => app.close());
+  afterAll(() => close());
 
   it("when the served /openapi.yaml and /docs are validated, then they conform and stay readable", async () => {
     for (const path of ["/openapi.yaml", "/docs"]) {

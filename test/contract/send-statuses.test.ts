@@ -81,7 +81,7 @@ async function relayWithABug(): Promise<string> {
   };
   const graphSender: GraphSender = { send: () => Promise.reject(new Error("not reached: the token is asked for first")) };
   const app = await createApp({ configSource: fixedConfigSource(h.config), tokenProvider, graphSender, registry: new Registry(), logger: pino({ level: "silent" }) });
-  const url = await app.fastify.listen({ port: 0, host: "127.0.0.1" });
+  const url = await app.listen(0, "127.0.0.1");
   buggy = { app, url };
   return url;
 }

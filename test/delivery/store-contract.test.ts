@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/load-config.js";
 import type { StoreConfig } from "../../src/config/schema.js";
 import { createDeliveryStores, createMemoryStores, type DeliveryStores } from "../../src/delivery/delivery-stores.js";
-import type { IdempotencyClaim, IdempotencyNew, StoredResponse } from "../../src/delivery/idempotency-store.js";
+import type { IdempotencyClaim, IdempotencyNew } from "../../src/delivery/idempotency-store.js";
 import { RelayError } from "../../src/core/problems.js";
 import { describeWithTool } from "../support/external-tools.js";
 import { startTestRedis, type TestRedis } from "../support/redis-server.js";
@@ -18,6 +18,13 @@ import { startTestRedis, type TestRedis } from "../support/redis-server.js";
 
 const silent = pino({ level: "silent" });
 
+/** An answer as a use case might remember it (the stores keep any JSON). */
+interface StoredResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: unknown;
+}
+
 const accepted = (id: string): StoredResponse => ({
   status: 202,
   headers: { "content-type": "application/json; charset=utf-8", "x-request-id": `req-${id}` },
@@ -30,7 +37,7 @@ const lapsed = (firstRequestId: string): StoredResponse => ({
   body: { code: "outcome_unknown", requestId: firstRequestId },
 });
 
-function asNew(claim: IdempotencyClaim): IdempotencyNew {
+function asNew(claim: IdempotencyClaim<StoredResponse>): IdempotencyNew<StoredResponse> {
   if (claim.kind !== "new") throw new Error(`expected new, got ${claim.kind}`);
   return claim;
 }
@@ -41,15 +48,15 @@ function configWith(store: Partial<StoreConfig> & { type: "memory" | "redis" }, 
 
 interface Backend {
   /** A replica: its own stores (with Redis: own connections), sharing the backend with the others. */
-  pod(options?: { onUnavailable?: "reject" | "local"; ttlSeconds?: number }): Promise<DeliveryStores>;
+  pod(options?: { onUnavailable?: "reject" | "local"; ttlSeconds?: number }): Promise<DeliveryStores<StoredResponse>>;
 }
 
 let prefixes = 0;
 
 function contract(name: string, backend: () => Backend): void {
   describe(`${name}: the shared contract`, () => {
-    const pods: DeliveryStores[] = [];
-    const pod = async (options?: Parameters<Backend["pod"]>[0]): Promise<DeliveryStores> => {
+    const pods: DeliveryStores<StoredResponse>[] = [];
+    const pod = async (options?: Parameters<Backend["pod"]>[0]): Promise<DeliveryStores<StoredResponse>> => {
       const p = await backend().pod(options);
       pods.push(p);
       return p;
@@ -163,7 +170,7 @@ function contract(name: string, backend: () => Backend): void {
       it("when the TTL has passed since the answer, then the key is new again", async () => {
         const a = await pod({ ttlSeconds: 60 });
         // The TTL is a whole minute at the least (config); the stores take ms, so the test asks one directly.
-        const store = a.type === "memory" ? createMemoryStores(configWith({ type: "memory" }, 60)).idempotency : a.idempotency;
+        const store = a.type === "memory" ? createMemoryStores<StoredResponse>(configWith({ type: "memory" }, 60)).idempotency : a.idempotency;
         await asNew(await store.begin("billing", "k-ttl", "fp")).complete(accepted("m1"));
         expect((await store.begin("billing", "k-ttl", "fp")).kind).toBe("replay");
       });
@@ -373,10 +380,10 @@ async function eventually(check: () => unknown, timeoutMs = 2000): Promise<void>
 }
 
 // memory: one process, so every "pod" is the same stores.
-let memoryStores: DeliveryStores | undefined;
+let memoryStores: DeliveryStores<StoredResponse> | undefined;
 contract("memory", () => ({
   pod: () => {
-    memoryStores ??= createMemoryStores(configWith({ type: "memory" }));
+    memoryStores ??= createMemoryStores<StoredResponse>(configWith({ type: "memory" }));
     return Promise.resolve({ ...memoryStores, close: () => Promise.resolve() });
   },
 }));
@@ -397,10 +404,10 @@ describeWithTool("redis-server", "redis", () => {
     prefix = "";
   });
 
-  const redisPod = async (options: { onUnavailable?: "reject" | "local"; ttlSeconds?: number; leaseSeconds?: number } = {}): Promise<DeliveryStores> => {
+  const redisPod = async (options: { onUnavailable?: "reject" | "local"; ttlSeconds?: number; leaseSeconds?: number } = {}): Promise<DeliveryStores<StoredResponse>> => {
     // One prefix per test, so tests never see each other's keys.
     prefix ||= `t${(prefixes += 1)}:`;
-    return createDeliveryStores({
+    return createDeliveryStores<StoredResponse>({
       config: configWith(
         {
           type: "redis",
@@ -421,8 +428,8 @@ describeWithTool("redis-server", "redis", () => {
   contract("redis", () => ({ pod: redisPod }));
 
   describe("redis: what only a shared store has", () => {
-    const pods: DeliveryStores[] = [];
-    const pod = async (options?: Parameters<typeof redisPod>[0]): Promise<DeliveryStores> => {
+    const pods: DeliveryStores<StoredResponse>[] = [];
+    const pod = async (options?: Parameters<typeof redisPod>[0]): Promise<DeliveryStores<StoredResponse>> => {
       const p = await redisPod(options);
       pods.push(p);
       return p;

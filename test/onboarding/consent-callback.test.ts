@@ -1,12 +1,15 @@
-import Fastify, { type FastifyInstance } from "fastify";
+import type { Express } from "express";
 import { pino } from "pino";
+import request from "supertest";
 import { Registry } from "prom-client";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.js";
 import { parseConfig } from "../../src/config/load-config.js";
 import { consentRoutes, escapeHtml, registerConsentRoutes, type ConsentRouteConfig } from "../../src/http/consent-routes.js";
 import { createConsentState } from "../../src/onboarding/consent.js";
 import { fixedConfigSource } from "../../src/config/config-source.js";
+import { checkedRequest } from "../support/checked-request.js";
+import { routeApp } from "../support/route-app.js";
 import { APP_ID, CONTOSO_TID, FABRIKAM_TID, STATE_KEY, tempConfig } from "./fixtures.js";
 
 const key = Buffer.from(STATE_KEY);
@@ -20,18 +23,14 @@ const config: ConsentRouteConfig = {
   },
 };
 
-let app: FastifyInstance;
-let base: string;
+let app: Express;
 const registry = new Registry();
 const logLines: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
-  app = Fastify();
   const logger = pino({ level: "info" }, { write: (s: string) => logLines.push(JSON.parse(s)) });
-  registerConsentRoutes(app, { config: () => config, registry, logger, clock, env: { NRR_TEST_STATE_KEY: STATE_KEY } });
-  base = await app.listen({ port: 0, host: "127.0.0.1" });
+  app = await routeApp((routes) => registerConsentRoutes(routes, { config: () => config, registry, logger, clock, env: { NRR_TEST_STATE_KEY: STATE_KEY } }));
 });
-afterAll(() => app.close());
 beforeEach(() => {
   now = Date.parse("2026-03-01T12:00:00Z");
   logLines.length = 0;
@@ -42,8 +41,8 @@ function state(tenant: string, tenantKey?: string, ttlSeconds = 3600): string {
 }
 
 async function callback(params: Record<string, string>): Promise<{ status: number; html: string; headers: Headers }> {
-  const res = await fetch(`${base}/consent/callback?${new URLSearchParams(params)}`);
-  return { status: res.status, html: await res.text(), headers: res.headers };
+  const res = await checkedRequest(app).get(`/consent/callback?${new URLSearchParams(params)}`);
+  return { status: res.status, html: res.text, headers: res.headers };
 }
 
 async function count(outcome: string): Promise<number> {
@@ -149,25 +148,25 @@ describe("GET /consent/callback", () => {
 
   it("when a parameter is repeated, then it is not trusted", async () => {
     const s = state(CONTOSO_TID);
-    const res = await fetch(`${base}/consent/callback?admin_consent=True&tenant=${CONTOSO_TID}&tenant=${FABRIKAM_TID}&state=${s}`);
+    const res = await request(app).get(`/consent/callback?admin_consent=True&tenant=${CONTOSO_TID}&tenant=${FABRIKAM_TID}&state=${s}`);
     expect(res.status).toBe(400);
   });
 
   it("when the state key is not available, then every callback is refused and the log says why", async () => {
-    const other = Fastify();
     const logs: Record<string, unknown>[] = [];
-    registerConsentRoutes(other, {
-      config: { ...config, consent: { stateSecretEnv: "UNSET_VAR", stateTtlSeconds: 60 } },
-      registry, // same registry: the counter is reused, not registered twice
-      logger: pino({}, { write: (s: string) => logs.push(JSON.parse(s)) }),
-      clock,
-      env: {},
-    });
-    const r = await other.inject({ method: "GET", url: `/consent/callback?admin_consent=True&tenant=${CONTOSO_TID}&state=${state(CONTOSO_TID)}` });
-    expect(r.statusCode).toBe(400);
+    const other = await routeApp((routes) =>
+      registerConsentRoutes(routes, {
+        config: { ...config, consent: { stateSecretEnv: "UNSET_VAR", stateTtlSeconds: 60 } },
+        registry, // same registry: the counter is reused, not registered twice
+        logger: pino({}, { write: (s: string) => logs.push(JSON.parse(s)) }),
+        clock,
+        env: {},
+      }),
+    );
+    const r = await request(other).get(`/consent/callback?admin_consent=True&tenant=${CONTOSO_TID}&state=${state(CONTOSO_TID)}`);
+    expect(r.status).toBe(400);
     expect(logs).toContainEqual(expect.objectContaining({ reason: "no_state_key" }));
     expect(String(logs[0]?.msg)).toContain("consent.stateSecretEnv: environment variable UNSET_VAR is not set");
-    await other.close();
   });
 
   it("when the metric is exported, then all four outcomes exist from the start", async () => {
@@ -205,18 +204,18 @@ describe("GET /consent/callback inside createApp", () => {
       routes: [consentRoutes],
     });
     try {
-      const url = await relay.fastify.listen({ port: 0, host: "127.0.0.1" });
-      const res = await fetch(`${url}/consent/callback?${new URLSearchParams({ admin_consent: "True", tenant: FABRIKAM_TID, state: state("fabrikam.com") })}`);
+      const client = checkedRequest(relay.server);
+      const res = await client.get(`/consent/callback?${new URLSearchParams({ admin_consent: "True", tenant: FABRIKAM_TID, state: state("fabrikam.com") })}`);
       expect(res.status).toBe(200);
-      expect(await res.text()).toContain("Consent granted");
+      expect(res.text).toContain("Consent granted");
       expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
       expect(lines).toContainEqual(expect.objectContaining({ route: "/consent/callback", status: 200, outcome: "consent_granted" }));
       expect(await appRegistry.metrics()).toContain('noreply_relay_consent_callbacks_total{outcome="granted"} 1');
-      const forged = await fetch(`${url}/consent/callback?admin_consent=True&tenant=${FABRIKAM_TID}&state=x.y`);
+      const forged = await client.get(`/consent/callback?admin_consent=True&tenant=${FABRIKAM_TID}&state=x.y`);
       expect(forged.status).toBe(400);
       expect(lines).toContainEqual(expect.objectContaining({ route: "/consent/callback", status: 400, outcome: "consent_invalid_state" }));
     } finally {
-      await relay.fastify.close();
+      await relay.shutdown(1000);
       tmp.cleanup();
     }
   });

@@ -111,13 +111,15 @@ describe("config hot reload", () => {
 
   it("when a reload changes a key read only at start-up, then the rest applies and a warning names that key", async () => {
     await h.rewriteConfig((c) => {
-      c.server = { ...c.server, maxBodyBytes: 2 * 1024 * 1024 };
+      c.server = { ...c.server, drainTimeoutSeconds: 3, maxBodyBytes: 4096 };
       c.tenants.contoso!.displayName = "Contoso after reload";
     });
     expect(h.reload()).toBe("success");
 
     const warning = h.logs.records().find((r) => r.msg === "config reload: these settings change only after a restart");
-    expect(warning).toMatchObject({ level: 40, keys: ["server.maxBodyBytes"] });
+    expect(warning).toMatchObject({ level: 40, keys: ["server.drainTimeoutSeconds"] });
+    // server.maxBodyBytes is read per request: it applies at once.
+    expect((await h.send(message("contoso", { text: "x".repeat(5000) }))).status).toBe(413);
     const tenants = (await h.get("/tenants", { key: h.keys.admin })).json.tenants as { tenant: string; displayName?: string }[];
     expect(tenants.find((t) => t.tenant === "contoso")?.displayName).toBe("Contoso after reload");
   });

@@ -43,8 +43,8 @@ export async function checkedFetch(url: string | URL, init: CheckedRequestInit =
   return response;
 }
 
-/* openapi.yaml: a problem's `requestId` is the same ID as the `X-Request-Id` header. */
-function requestIdMismatch(headers: Headers, text: string): string[] {
+/** openapi.yaml: a problem's `requestId` is the same ID as the `X-Request-Id` header. */
+export function requestIdMismatch(headers: Headers, text: string): string[] {
   if (!/^application\/problem\+json/i.test(headers.get("content-type") ?? "")) return [];
   let requestId: unknown;
   try {

@@ -9,11 +9,12 @@ import { loadConfigFile } from "../../src/config/load-config.js";
 import type { Config, ConfigInput } from "../../src/config/schema.js";
 import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/emulator/start-emulator.js";
 import type { ScenarioInput } from "../../src/emulator/scenario.js";
-import type { RouteRegistrar } from "../../src/http/route-registrar.js";
+import type { RouteRegistrar } from "../../src/http/route-table.js";
 import { tenantsRoute } from "../../src/http/tenants-route.js";
 import { startServer } from "../../src/server.js";
 import { apiKeyDigest } from "../../src/tenants/caller-directory.js";
 import { checkedFetch, type CheckedRequestInit } from "./checked-fetch.js";
+import { checkedRequest } from "./checked-request.js";
 import {
   ADATUM,
   APP_ID,
@@ -220,11 +221,11 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const server = await start(logger);
   const { relay, url } = server;
   let written = 0;
-  const send = (base: string): Harness["send"] =>
+  // In-process requests through supertest, each answer checked against openapi.yaml.
+  const send = (target: RelayApp): Harness["send"] =>
     (body, opts = {}) => {
       const key = opts.key === undefined ? keys.ops : opts.key;
-      return http(`${base}/send`, {
-        method: "POST",
+      return checkedRequest(target.server).post("/send", {
         headers: {
           "content-type": "application/json",
           ...(key !== null ? { authorization: `Bearer ${key}` } : {}),
@@ -233,8 +234,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
         body: typeof body === "string" ? body : JSON.stringify(body),
       });
     };
-  const get = (base: string): Harness["get"] =>
-    (path, opts = {}) => http(`${base}${path}`, opts.key !== undefined ? { headers: { authorization: `Bearer ${opts.key}` } } : {});
+  const get = (target: RelayApp): Harness["get"] =>
+    (path, opts = {}) => checkedRequest(target.server).get(path, opts.key !== undefined ? { headers: { authorization: `Bearer ${opts.key}` } } : {});
   const replicas = new Set<Replica>();
 
   return {
@@ -249,8 +250,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     secrets: [...secrets, keys.ops, keys.billing, keys.admin],
     logs,
     logger,
-    send: send(url),
-    get: get(url),
+    send: send(relay),
+    get: get(relay),
     async rewriteConfig(change) {
       change(configInput);
       const text = JSON.stringify(configInput, null, 2);
@@ -266,8 +267,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       const replica: Replica = {
         relay: other.relay,
         url: other.url,
-        send: send(other.url),
-        get: get(other.url),
+        send: send(other.relay),
+        get: get(other.relay),
         async stop() {
           if (stopped) return;
           stopped = true;

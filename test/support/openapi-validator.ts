@@ -20,7 +20,7 @@ import { parse } from "yaml";
 /** The repository's openapi.yaml. */
 export const OPENAPI_FILE = fileURLToPath(new URL("../../openapi.yaml", import.meta.url));
 
-/** Headers as fetch gives them, or as node/fastify/light-my-request give them. */
+/** Headers as fetch gives them, or as node and supertest give them. */
 export type HeadersLike = Headers | Readonly<Record<string, string | readonly string[] | number | undefined>>;
 
 export interface ResponseUnderTest {

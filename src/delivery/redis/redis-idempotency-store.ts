@@ -1,12 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import type {
-  IdempotencyClaim,
-  IdempotencyNew,
-  IdempotencySettled,
-  IdempotencyStore,
-  StoredResponse,
-} from "../idempotency-store.js";
+import type { IdempotencyClaim, IdempotencyNew, IdempotencySettled, IdempotencyStore } from "../idempotency-store.js";
 import { BackgroundWrites } from "./background-writes.js";
 import { isStoreUnavailable, LuaScript, type RedisConnection } from "./redis-connection.js";
 
@@ -107,7 +101,7 @@ return 1`,
 
 export const IDEMPOTENCY_SCRIPTS: readonly LuaScript[] = [BEGIN, EXPIRE_TO_UNKNOWN, COMPLETE, ABANDON, RENEW];
 
-export interface RedisIdempotencyOptions {
+export interface RedisIdempotencyOptions<A> {
   readonly connection: RedisConnection;
   readonly logger: Logger;
   /** How long an answered key is remembered (ms), from its answer. */
@@ -118,7 +112,7 @@ export interface RedisIdempotencyOptions {
    * The answer a replay gets when the first request's pod stopped mid-send (its lease ran
    * out): a 504 outcome_unknown problem carrying the first request's id.
    */
-  readonly expiredResponse: (firstRequestId: string) => StoredResponse;
+  readonly expiredResponse: (firstRequestId: string) => A;
   /** Counts leases this pod lost while still working (Redis slow or down for longer than the lease). */
   readonly onLeaseLost?: () => void;
 }
@@ -129,15 +123,15 @@ interface Owned {
 }
 
 /** See the module comment. */
-export class RedisIdempotencyStore implements IdempotencyStore {
+export class RedisIdempotencyStore<A> implements IdempotencyStore<A> {
   readonly #c: RedisConnection;
-  readonly #o: RedisIdempotencyOptions;
+  readonly #o: RedisIdempotencyOptions<A>;
   readonly #owned = new Set<Owned>();
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #writes: BackgroundWrites;
   readonly #heartbeat: NodeJS.Timeout;
 
-  constructor(options: RedisIdempotencyOptions) {
+  constructor(options: RedisIdempotencyOptions<A>) {
     this.#c = options.connection;
     this.#o = options;
     this.#writes = new BackgroundWrites({ logger: options.logger, giveUpAfterMs: Math.max(60_000, options.leaseMs * 6), what: "idempotency" });
@@ -149,7 +143,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     this.#heartbeat.unref();
   }
 
-  async begin(callerKey: string, key: string, fingerprint: string, context: { requestId?: string } = {}): Promise<IdempotencyClaim> {
+  async begin(callerKey: string, key: string, fingerprint: string, context: { requestId?: string } = {}): Promise<IdempotencyClaim<A>> {
     const id = keyId(callerKey, key);
     return this.#claim(id, fingerprint, context.requestId ?? "");
   }
@@ -160,7 +154,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     this.#writes.close();
   }
 
-  async #claim(id: string, fingerprint: string, requestId: string): Promise<IdempotencyClaim> {
+  async #claim(id: string, fingerprint: string, requestId: string): Promise<IdempotencyClaim<A>> {
     const redisKey = `${this.#c.prefix}idem:{${id}}`;
     for (let attempt = 0; attempt < 5; attempt += 1) {
       const owner = randomUUID();
@@ -171,13 +165,13 @@ export class RedisIdempotencyStore implements IdempotencyStore {
         case "conflict":
           return { kind: "conflict" };
         case "replay":
-          return { kind: "replay", response: JSON.parse(reply[1]!) as StoredResponse };
+          return { kind: "replay", response: JSON.parse(reply[1]!) as A };
         case "in_flight":
           return { kind: "in_flight", wait: (signal) => this.#wait(id, fingerprint, requestId, Number(reply[1]), signal) };
         case "expired": {
           const response = JSON.stringify(this.#o.expiredResponse(reply[2] || requestId));
           const after = (await this.#c.run(EXPIRE_TO_UNKNOWN, [redisKey], [reply[1]!, response, this.#o.ttlMs, this.#channel(), id])) as string[];
-          if (after[0] === "replay") return { kind: "replay", response: JSON.parse(after[1]!) as StoredResponse };
+          if (after[0] === "replay") return { kind: "replay", response: JSON.parse(after[1]!) as A };
           continue; // changed or gone meanwhile: look again
         }
         default:
@@ -192,7 +186,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     return `${this.#c.prefix}idem`;
   }
 
-  #owner(redisKey: string, id: string, owner: string, fingerprint: string): IdempotencyNew {
+  #owner(redisKey: string, id: string, owner: string, fingerprint: string): IdempotencyNew<A> {
     const owned: Owned = { key: redisKey, owner };
     this.#owned.add(owned);
     let settled = false;
@@ -227,8 +221,8 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     };
   }
 
-  #wait(id: string, fingerprint: string, requestId: string, leaseLeftMs: number, signal: AbortSignal | undefined): Promise<IdempotencySettled> {
-    return new Promise<IdempotencySettled>((resolve, reject) => {
+  #wait(id: string, fingerprint: string, requestId: string, leaseLeftMs: number, signal: AbortSignal | undefined): Promise<IdempotencySettled<A>> {
+    return new Promise<IdempotencySettled<A>>((resolve, reject) => {
       if (signal?.aborted) {
         reject(signal.reason);
         return;

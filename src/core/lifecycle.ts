@@ -1,4 +1,4 @@
-import type { WorkTracker } from "../mail/send-mail.js";
+import type { WorkTracker } from "./ports.js";
 
 /**
  * Readiness and graceful shutdown. Work is counted from the moment a /send request is
