@@ -36,8 +36,9 @@ const root = resolve(here, "..");
 const DIST_SERVER = join(root, "dist", "server.js");
 const RUNTIME_STATS = pathToFileURL(join(here, "lib", "runtime-stats.mjs")).href;
 const REDIS_TRACE = pathToFileURL(join(here, "lib", "redis-trace.mjs")).href;
-// BENCH_EMULATOR_CLI: another emulator entry point with the same CLI (for testing the harness).
-const DIST_EMULATOR_CLI = process.env.BENCH_EMULATOR_CLI ? resolve(process.env.BENCH_EMULATOR_CLI) : join(root, "dist", "emulator", "cli.js");
+// The emulator is not part of the product build (dist/): it runs from source through tsx, as
+// `npm run emulator` does. BENCH_EMULATOR_CLI: another entry point with the same CLI.
+const EMULATOR_CLI = process.env.BENCH_EMULATOR_CLI ? resolve(process.env.BENCH_EMULATOR_CLI) : join(root, "src", "emulator", "cli.ts");
 
 class HarnessError extends Error {}
 
@@ -162,13 +163,11 @@ function machine() {
 // Emulator
 
 async function startEmulator(name, tenants) {
-  if (!existsSync(DIST_EMULATOR_CLI)) {
-    throw new HarnessError(`emulator not built: ${DIST_EMULATOR_CLI.slice(root.length + 1)} is missing (src/emulator/cli.ts has not landed, or npm run build failed)`);
-  }
+  if (!existsSync(EMULATOR_CLI)) throw new HarnessError(`emulator entry point ${EMULATOR_CLI.slice(root.length + 1)} is missing`);
   const scenarioFile = writeJson(tmp, `${name}.scenario.json`, buildScenario(tenants, { latencyMs: opts.latencyMs }));
   const caOut = join(tmp, `${name}.ca.pem`);
   const args = ["--port", "0", "--host", "127.0.0.1", "--ca-out", caOut, "--scenario", scenarioFile, "--no-throttling", "--latency-ms", String(opts.latencyMs), "--no-raw"];
-  const proc = spawnNode(name, [DIST_EMULATOR_CLI, ...args], {
+  const proc = spawnNode(name, [...(EMULATOR_CLI.endsWith(".ts") ? ["--import", "tsx"] : []), EMULATOR_CLI, ...args], {
     logDir: tmp,
     nice: opts.nice,
     stdoutPipe: true,

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { pino } from "pino";
 import { stringify as toYaml } from "yaml";
 import { loadConfigFile } from "./config/load-config.js";
@@ -14,6 +14,11 @@ import { apiKeyDigest } from "./tenants/caller-directory.js";
  * `npm run demo`: the Microsoft 365 emulator and the service wired to it, no account needed.
  * Everything it writes (config, CA, the app's secret) goes to a fresh temp directory that is
  * removed on Ctrl-C.
+ *
+ * `npm run demo -- --keep`: the same, but the files go to .demo/ in the working directory and
+ * stay, and the emulator listens on a fixed port (8443, or EMULATOR_PORT), so the config stays
+ * valid across runs: a second instance of the service, or a build run with `npm start`, can use
+ * .demo/config.yaml against the running emulator.
  */
 
 const APP_ID = "de30de30-0000-4000-8000-000000000001";
@@ -47,7 +52,7 @@ function scenario(secret: string): ScenarioInput {
 function curlSend(serviceUrl: string, apiKey: string, tenant: string): string {
   const body = JSON.stringify({ tenant, to: ["someone@example.com"], subject: `Hello from noreply-relay (${tenant})`, text: "It works." });
   return [
-    `  curl -sS -X POST ${serviceUrl}/send \\`,
+    `  curl -sS -w '\\nHTTP %{http_code}\\n' -X POST ${serviceUrl}/send \\`,
     `    -H 'Authorization: Bearer ${apiKey}' \\`,
     `    -H 'Content-Type: application/json' \\`,
     `    -d '${body}'`,
@@ -56,14 +61,16 @@ function curlSend(serviceUrl: string, apiKey: string, tenant: string): string {
 
 async function main(): Promise<void> {
   const { port, logLevel } = listenSettings(process.env);
+  const keep = process.argv.slice(2).includes("--keep");
   // Only this machine can reach the demo unless HOST says otherwise.
   const host = process.env.HOST ?? "127.0.0.1";
-  const emulatorPort = Number(process.env.EMULATOR_PORT ?? "0");
+  const emulatorPort = Number(process.env.EMULATOR_PORT ?? (keep ? "8443" : "0"));
 
   const secret = randomBytes(24).toString("base64url");
   const apiKey = `demo-${randomBytes(18).toString("base64url")}`;
   const emulator = await startEmulator({ port: emulatorPort, scenario: scenario(secret) });
-  const dir = await mkdtemp(join(tmpdir(), "noreply-relay-demo-"));
+  const dir = keep ? resolve(".demo") : await mkdtemp(join(tmpdir(), "noreply-relay-demo-"));
+  if (keep) await mkdir(dir, { recursive: true, mode: 0o700 });
   const configPath = join(dir, "config.yaml");
   await writeFile(join(dir, "ca.pem"), emulator.caPem);
   await writeFile(join(dir, "client-secret"), secret, { mode: 0o600 });
@@ -89,7 +96,7 @@ async function main(): Promise<void> {
     server = await startServer({ config, logger, port, host });
   } catch (err) {
     await emulator.close();
-    await rm(dir, { recursive: true, force: true });
+    if (!keep) await rm(dir, { recursive: true, force: true });
     const busy = (err as NodeJS.ErrnoException).code === "EADDRINUSE";
     console.error(busy ? `Port ${port} is in use: run with PORT=8081 npm run demo (or stop what uses it).` : `The demo could not start: ${(err as Error).message}`);
     process.exit(1);
@@ -122,8 +129,15 @@ async function main(): Promise<void> {
     `  Metrics           ${url}/metrics`,
     ...(hasDocs ? [`  API docs          ${url}/docs   (try POST /send with the key above)`] : []),
     `  Config            ${configPath}`,
-    "",
-    "  Request log lines (JSON) follow below. Ctrl-C stops everything and removes the temp files.",
+    ...(keep
+      ? [
+          "",
+          "  Another instance on the same emulator (a build of your own, for example):",
+          `    npm run build && PORT=8081 NOREPLY_RELAY_CONFIG=${configPath} node dist/server.js`,
+          "",
+          "  Request log lines (JSON) follow below. Ctrl-C stops the demo; .demo/ stays for the next --keep run.",
+        ]
+      : ["", "  Request log lines (JSON) follow below. Ctrl-C stops everything and removes the temp files."]),
     "",
   ];
   console.log(out.join("\n"));
@@ -136,7 +150,7 @@ async function main(): Promise<void> {
     server
       .stop(5_000)
       .then(() => emulator.close())
-      .then(() => rm(dir, { recursive: true, force: true }))
+      .then(() => (keep ? undefined : rm(dir, { recursive: true, force: true })))
       .then(
         () => process.exit(0),
         (err: unknown) => {
