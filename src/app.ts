@@ -10,7 +10,7 @@ import { BEARER_CHALLENGE } from "./http/api-key.js";
 import { registerProbeRoutes } from "./http/probe-routes.js";
 import { asRelayError, PROBLEM_CONTENT_TYPE, toProblemResponse } from "./http/problem-response.js";
 import { attachContext, contextOf, RequestContext } from "./http/request-context.js";
-import type { RouteContext, RouteHandler, RouteRegistrar, RouteTable } from "./http/route-table.js";
+import type { RouteContext, RouteRegistrar, RouteTable } from "./http/route-table.js";
 import { registerSendRoute } from "./http/send-route.js";
 import { NO_TENANT, type RelayMetrics } from "./metrics/relay-metrics.js";
 import { createService, type RelayService, type ServiceDeps } from "./service.js";
@@ -30,7 +30,7 @@ export interface RelayApp {
   readonly service: RelayService;
   readonly lifecycle: Lifecycle;
   readonly metrics: RelayMetrics;
-  tenants(): TenantDirectory;
+  readonly tenants: () => TenantDirectory;
   /** Listens; resolves with `http://host:port` as bound. */
   listen(port: number, host: string): Promise<string>;
   /**
@@ -41,7 +41,7 @@ export interface RelayApp {
    */
   shutdown(timeoutMs: number): Promise<{ drained: boolean }>;
   /** Forgets every mailbox's Graph throttle memory (SIGHUP). */
-  clearThrottles(): void;
+  readonly clearThrottles: () => void;
 }
 
 const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
@@ -106,11 +106,11 @@ export async function createHttpApp(service: RelayService, options: HttpOptions 
   const table: RouteTable = {
     get(path, handler) {
       remember(path, ["GET", "HEAD"]);
-      app.get(path, handler as RouteHandler);
+      app.get(path, handler);
     },
     post(path, handler) {
       remember(path, ["POST"]);
-      app.post(path, handler as RouteHandler);
+      app.post(path, handler);
     },
   };
 

@@ -56,15 +56,15 @@ export interface RelayService {
   readonly tokenProvider: ServiceTokenProvider;
   readonly stores: DeliveryStores<RecordedAnswer>;
   /** The config in force. */
-  config(): Config;
+  readonly config: () => Config;
   /** The current tenants (a new directory after each reload). */
-  tenants(): TenantDirectory;
+  readonly tenants: () => TenantDirectory;
   /** The current callers. */
-  callers(): CallerDirectory;
+  readonly callers: () => CallerDirectory;
   /** Every configured tenant's configuration and live state, in config order (the GET /tenants rows). */
-  tenantStatus(): Promise<TenantView[]>;
+  readonly tenantStatus: () => Promise<TenantView[]>;
   /** Forgets every mailbox's Graph throttle memory (SIGHUP); sends held back by it go at once. */
-  clearThrottles(): void;
+  readonly clearThrottles: () => void;
 }
 
 /** Builds the service: tenants, callers, stores and the send use case, following config reloads. */

@@ -117,7 +117,7 @@ describe("watchConfigFile", () => {
     expect(r.outcomes[1]).toEqual(["success", "watch"]);
   });
 
-  it("when a referenced secret file is missing, then the reload is refused", async () => {
+  it("when a referenced secret file is missing, then the reload is refused", () => {
     const path = join(dir, "config.yaml");
     writeFileSync(path, configText(["contoso"]));
     const r = recorder();

@@ -1,4 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
+import { abortReason } from "../core/abort.js";
 import type { FieldError } from "../core/problems.js";
 import { systemClock, type Clock } from "../core/ports.js";
 
@@ -275,7 +276,7 @@ export class MemoryIdempotencyStore<A> implements IdempotencyStore<A> {
   #wait(id: string, fingerprint: string, signal: AbortSignal | undefined): Promise<IdempotencySettled<A>> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
-        reject(signal.reason);
+        reject(abortReason(signal));
         return;
       }
       // Look again by id: the first request may have finished, or abandoned, since begin().
@@ -289,7 +290,7 @@ export class MemoryIdempotencyStore<A> implements IdempotencyStore<A> {
         const line = this.#pending.get(id)?.waiters;
         const i = line ? line.indexOf(waiter) : -1;
         if (line && i >= 0) line.splice(i, 1);
-        reject(signal?.reason);
+        reject(abortReason(signal));
       };
       const waiter: Waiter<A> = { resolve, detach: () => signal?.removeEventListener("abort", onAbort) };
       signal?.addEventListener("abort", onAbort, { once: true });

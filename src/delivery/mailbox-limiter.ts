@@ -1,4 +1,5 @@
 import { RelayError } from "../core/problems.js";
+import { abortReason } from "../core/abort.js";
 import { systemClock, type Clock } from "../core/ports.js";
 
 /**
@@ -201,7 +202,7 @@ export class MailboxLimiter implements MailboxGate {
    */
   acquire(key: string, options: { deadline: number; signal?: AbortSignal }): Promise<MailboxPermit> {
     const { deadline, signal } = options;
-    if (signal?.aborted) return Promise.reject(signal.reason as unknown);
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
     const state = this.#state(key);
     const now = this.#clock.now();
     const throttled = state.throttledUntil > now;
@@ -233,7 +234,7 @@ export class MailboxLimiter implements MailboxGate {
       const onAbort = (): void => {
         if (waiter.settled) return;
         this.#settle(key, state, waiter);
-        reject(signal?.reason);
+        reject(abortReason(signal));
       };
       signal?.addEventListener("abort", onAbort, { once: true });
       waiter.cleanup = () => {

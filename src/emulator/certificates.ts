@@ -40,10 +40,8 @@ function serial(): string {
  */
 export async function createTlsMaterial(extraHosts: readonly string[] = []): Promise<TlsMaterial> {
   const subtle = webcrypto.subtle;
-  const [caKeys, serverKeys] = (await Promise.all([
-    subtle.generateKey(ecdsa, true, ["sign", "verify"]),
-    subtle.generateKey(ecdsa, true, ["sign", "verify"]),
-  ])) as [CryptoKeyPair, CryptoKeyPair];
+  const pair = (): Promise<CryptoKeyPair> => subtle.generateKey(ecdsa, true, ["sign", "verify"]);
+  const [caKeys, serverKeys] = await Promise.all([pair(), pair()]);
   const notBefore = new Date(Date.now() - 60 * 60 * 1000);
   const notAfter = new Date(Date.now() + 7 * 24 * 60 * 60 * 1000);
 

@@ -203,9 +203,17 @@ function prop(o: Record<string, unknown>, name: string): unknown {
   return undefined;
 }
 
+/** A JSON value as Graph reads it into a string property: scalars as written, objects as their JSON, absent as `fallback`. */
+function text(v: unknown, fallback = ""): string {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  return JSON.stringify(v);
+}
+
 function recipients(v: unknown): Address[] | GraphError {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) return graphErrors.unresolvedRecipient(String(v));
+  if (!Array.isArray(v)) return graphErrors.unresolvedRecipient(text(v));
   const out: Address[] = [];
   for (const r of v) {
     const ea = asRecord(prop(asRecord(r) ?? {}, "emailAddress"));
@@ -236,9 +244,9 @@ function parseJsonMessage(raw: string): { ok: true; message: Parsed } | { ok: fa
     if (headers.length > MAX_CUSTOM_HEADERS) return fail(graphErrors.headerCollection);
     for (const h of headers) {
       const rec = asRecord(h) ?? {};
-      const name = String(prop(rec, "name") ?? "");
+      const name = text(prop(rec, "name"), "");
       if (!name.toLowerCase().startsWith("x-")) return fail(graphErrors.headerName(name));
-      internetMessageHeaders.push({ name, value: String(prop(rec, "value") ?? "") });
+      internetMessageHeaders.push({ name, value: text(prop(rec, "value"), "") });
     }
   }
 
@@ -251,8 +259,8 @@ function parseJsonMessage(raw: string): { ok: true; message: Parsed } | { ok: fa
   if (toR!.length + ccR!.length + bccR!.length === 0) return fail(graphErrors.noRecipients);
 
   const body = asRecord(prop(msg, "body"));
-  const bodyType = String(body === undefined ? "text" : (prop(body, "contentType") ?? "text")).toLowerCase();
-  const content = body === undefined ? "" : String(prop(body, "content") ?? "");
+  const bodyType = (body === undefined ? "text" : text(prop(body, "contentType"), "text")).toLowerCase();
+  const content = body === undefined ? "" : text(prop(body, "content"), "");
 
   const attachments: StoredAttachment[] = [];
   const atts = prop(msg, "attachments");
@@ -263,8 +271,8 @@ function parseJsonMessage(raw: string): { ok: true; message: Parsed } | { ok: fa
       const b64 = typeof bytes === "string" ? bytes : "";
       const contentId = prop(rec, "contentId");
       attachments.push({
-        name: String(prop(rec, "name") ?? ""),
-        contentType: String(prop(rec, "contentType") ?? "application/octet-stream"),
+        name: text(prop(rec, "name"), ""),
+        contentType: text(prop(rec, "contentType"), "application/octet-stream"),
         size: b64 === "" ? 0 : Buffer.byteLength(b64, "base64"),
         isInline: prop(rec, "isInline") === true,
         ...(typeof contentId === "string" ? { contentId } : {}),
@@ -276,7 +284,7 @@ function parseJsonMessage(raw: string): { ok: true; message: Parsed } | { ok: fa
   const fromRec = asRecord(prop(asRecord(prop(msg, "from")) ?? {}, "emailAddress"));
   const fromAddress = fromRec === undefined ? undefined : prop(fromRec, "address");
   const fromName = fromRec === undefined ? undefined : prop(fromRec, "name");
-  const importance = String(prop(msg, "importance") ?? "normal").toLowerCase();
+  const importance = text(prop(msg, "importance"), "normal").toLowerCase();
   const save = prop(root, "saveToSentItems");
   // Exchange keeps a caller-set Message-ID when it is well formed, so a message trace finds it.
   const givenId = prop(msg, "internetMessageId");
@@ -292,12 +300,12 @@ function parseJsonMessage(raw: string): { ok: true; message: Parsed } | { ok: fa
       ccRecipients: ccR!,
       bccRecipients: bccR!,
       replyTo: replyR!,
-      subject: String(prop(msg, "subject") ?? ""),
+      subject: text(prop(msg, "subject"), ""),
       body: { contentType: bodyType === "html" ? "html" : "text", content },
       internetMessageHeaders,
       attachments,
       importance: importance === "low" || importance === "high" ? importance : "normal",
-      saveToSentItems: !(save === false || String(save).toLowerCase() === "false"),
+      saveToSentItems: !(save === false || text(save).toLowerCase() === "false"),
       raw,
     },
   };

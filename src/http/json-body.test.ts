@@ -71,7 +71,7 @@ describe("readJsonBody", () => {
           try {
             resolve(JSON.parse(text));
           } catch (err) {
-            reject(err as Error);
+            reject(err instanceof Error ? err : new Error("not JSON"));
           }
         });
       });

@@ -208,9 +208,9 @@ export class RelayMetrics implements SendObserver {
   /** One HTTP request served; `route` is the route pattern (never the raw URL). */
   httpRequest(method: string, route: string, status: number, seconds: number): void {
     let byMethod = this.http.get(route);
-    if (byMethod === undefined) this.http.set(route, (byMethod = new Map()));
+    if (byMethod === undefined) this.http.set(route, (byMethod = new Map<string, Map<number, { observe(v: number): void }>>()));
     let byStatus = byMethod.get(method);
-    if (byStatus === undefined) byMethod.set(method, (byStatus = new Map()));
+    if (byStatus === undefined) byMethod.set(method, (byStatus = new Map<number, { observe(v: number): void }>()));
     let child = byStatus.get(status);
     if (child === undefined) byStatus.set(status, (child = this.httpDuration.labels(method, route, String(status))));
     child.observe(seconds);

@@ -5,7 +5,7 @@ import { createEntraTokenProvider } from "../auth/entra-token-provider.js";
 import type { Config } from "../config/schema.js";
 import { createGraphMailSender } from "../graph/graph-mail-sender.js";
 import { createHttpsAgent } from "../net/http-dispatcher.js";
-import { silentObserver } from "../core/ports.js";
+import { silentObserver, systemClock } from "../core/ports.js";
 import type { VerifyDeps } from "./verify.js";
 
 /** Where the CLI writes (process.stdout/stderr, or a test's buffer). */
@@ -27,7 +27,7 @@ export type VerifyAdapterFactory = (config: Config, io: { env: NodeJS.ProcessEnv
  * sender (same code path as a send), one HTTPS agent trusting `tls.caFile`, and the AADSTS
  * advice table of src/auth. Logs go to stderr at LOG_LEVEL (default error: the report already says what went wrong), never a token.
  */
-export async function createVerifyAdapters(config: Config, io: { env: NodeJS.ProcessEnv; stderr: CliOutput }): Promise<VerifyAdapters> {
+export function createVerifyAdapters(config: Config, io: { env: NodeJS.ProcessEnv; stderr: CliOutput }): Promise<VerifyAdapters> {
   const dispatcher = createHttpsAgent(config.tls, { connections: 4 });
   const logger = pino({ level: io.env.LOG_LEVEL ?? "error", base: { tool: "noreply-relay" } }, { write: (s: string) => io.stderr.write(s) });
   const tokenProvider = createEntraTokenProvider({ config, observer: silentObserver, logger, dispatcher, env: io.env });
@@ -37,12 +37,12 @@ export async function createVerifyAdapters(config: Config, io: { env: NodeJS.Pro
     if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
     return res.json();
   };
-  return {
+  return Promise.resolve({
     deps: {
       tokenProvider,
       graphSender,
       fetchJson,
-      clock: { now: () => Date.now() },
+      clock: systemClock,
       aadstsAdvice: (code) => {
         const advice = AADSTS_ADVICE[code];
         return advice ? `${advice.summary}: ${advice.action}` : `see https://login.microsoftonline.com/error?code=${code}`;
@@ -53,5 +53,5 @@ export async function createVerifyAdapters(config: Config, io: { env: NodeJS.Pro
       await tokenProvider.close();
       await dispatcher.close();
     },
-  };
+  });
 }

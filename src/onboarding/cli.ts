@@ -249,7 +249,7 @@ async function hashKey(
     const stdin = io.stdin ?? process.stdin;
     if (stdin.isTTY) err("Paste the API key, then press Enter and Ctrl-D:\n");
     let text = "";
-    for await (const chunk of stdin) text += typeof chunk === "string" ? chunk : chunk.toString("utf8");
+    for await (const chunk of stdin as AsyncIterable<string | Buffer>) text += typeof chunk === "string" ? chunk : chunk.toString("utf8");
     key = text.trim();
     if (key === "") throw new UsageError("no key on stdin (use --generate to make one)");
     if (key.length < 32) err("warning: this key is shorter than 32 characters; prefer `noreply-relay hash-key --generate`\n");

@@ -111,8 +111,8 @@ describe("token caching", () => {
     await provider.getToken(targetOf(config, "contoso"));
     await provider.getToken(targetOf(config, "fabrikam"));
 
-    expect(decodeJwt(a!).tid).toBe(CONTOSO);
-    expect(decodeJwt(b!).tid).toBe(FABRIKAM);
+    expect(decodeJwt(a).tid).toBe(CONTOSO);
+    expect(decodeJwt(b).tid).toBe(FABRIKAM);
     expect(await h.tokenRequests()).toBe(2);
     expect(observer.of("tokenRequest").map((c) => c.tenant).sort()).toEqual(["contoso", "fabrikam"]);
     expect(provider.size).toBe(2);

@@ -70,8 +70,8 @@ function startDemo(): Promise<RunningDemo> {
       }
       resolve({ child, url, apiKey, emulatorUrl: emulator[1], caFile: emulator[2], output });
     };
-    child.stdout!.setEncoding("utf8").on("data", read);
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk));
+    child.stdout.setEncoding("utf8").on("data", read);
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk));
     child.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`the demo exited (${code}) before it was ready:\n${output.join("")}`));

@@ -20,7 +20,7 @@ async function get(app: Express, path: string, headers: Record<string, string> =
     stream.on("end", () => done(null, Buffer.concat(chunks)));
   });
   const body = res.body as Buffer;
-  return { status: res.status, header: (name: string): string | undefined => res.headers[name.toLowerCase()] as string | undefined, body, text: body.toString("utf8") };
+  return { status: res.status, header: (name: string): string | undefined => res.headers[name.toLowerCase()], body, text: body.toString("utf8") };
 }
 
 /** Every src/href in the page, in order. */

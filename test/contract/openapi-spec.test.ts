@@ -158,7 +158,7 @@ describe("openapi.yaml lint", () => {
     const result = await run(process.execPath, [cli, "lint", "openapi.yaml", "--format", "stylish"], {
       cwd: ROOT,
       env: { ...process.env, REDOCLY_TELEMETRY: "off", REDOCLY_SUPPRESS_UPDATE_NOTICE: "true", NO_COLOR: "1" },
-    }).catch((err: { stdout?: string; stderr?: string }) => ({ stdout: err.stdout ?? "", stderr: err.stderr ?? String(err), failed: true }));
+    }).catch((err: { stdout?: string; stderr?: string }) => ({ stdout: err.stdout ?? "", stderr: err.stderr ?? JSON.stringify(err), failed: true }));
     expect("failed" in result ? `${result.stdout}\n${result.stderr}` : "").toBe("");
   });
 });

@@ -486,7 +486,7 @@ describeWithTool("redis-server", "redis", () => {
       const key = "noreply@contoso.com";
       await redis.kill();
       await eventually(() => expect(a.up).toBe(false));
-      const attempts: (() => Promise<unknown> | unknown)[] = [
+      const attempts: (() => unknown)[] = [
         () => a.idempotency.begin("billing", "k-down", "fp"),
         () => a.mailboxes.acquire(key, { deadline: Date.now() + 1000 }),
         () => a.recipients.reserve(key, 1, 10),

@@ -103,7 +103,7 @@ describe("@azure/identity against the emulator", () => {
       .setIssuedAt(now)
       .setExpirationTime(now + 600)
       .sign(privateKey);
-    const credential = new ClientAssertionCredential(CONTOSO, APP, async () => foreign, credentialOptions(emu));
+    const credential = new ClientAssertionCredential(CONTOSO, APP, () => Promise.resolve(foreign), credentialOptions(emu));
     await expect(credential.getToken(GRAPH_SCOPE)).rejects.toThrow(
       /AADSTS700211: No matching federated identity record found for presented assertion issuer 'https:\/\/oidc\.example\.net\/cluster'/,
     );

@@ -41,7 +41,7 @@ function state(tenant: string, tenantKey?: string, ttlSeconds = 3600): string {
 }
 
 async function callback(params: Record<string, string>): Promise<{ status: number; html: string; headers: Headers }> {
-  const res = await checkedRequest(app).get(`/consent/callback?${new URLSearchParams(params)}`);
+  const res = await checkedRequest(app).get(`/consent/callback?${new URLSearchParams(params).toString()}`);
   return { status: res.status, html: res.text, headers: res.headers };
 }
 
@@ -205,7 +205,7 @@ describe("GET /consent/callback inside createApp", () => {
     });
     try {
       const client = checkedRequest(relay.server);
-      const res = await client.get(`/consent/callback?${new URLSearchParams({ admin_consent: "True", tenant: FABRIKAM_TID, state: state("fabrikam.com") })}`);
+      const res = await client.get(`/consent/callback?${new URLSearchParams({ admin_consent: "True", tenant: FABRIKAM_TID, state: state("fabrikam.com") }).toString()}`);
       expect(res.status).toBe(200);
       expect(res.text).toContain("Consent granted");
       expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);

@@ -100,7 +100,7 @@ export function validateObject(o: K8sObject): string[] {
       errors.push((err as Error).message);
     }
   } else if (custom[key]) {
-    errors.push(...(custom[key] as (o: K8sObject) => string[])(o));
+    errors.push(...(custom[key])(o));
   } else {
     errors.push(`no validator for ${key}`);
   }

@@ -119,7 +119,7 @@ describe("credential expiry warnings", () => {
     const h = await startHarness({
       configure: (c) => {
         const app = c.app!;
-        app.credential = { ...app.credential, expiresAt } as typeof app.credential;
+        app.credential = { ...app.credential, expiresAt };
       },
     });
     try {

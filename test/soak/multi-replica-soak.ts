@@ -393,7 +393,7 @@ export async function runMultiReplicaSoak(options: MultiReplicaSoakOptions): Pro
     const dailyMessages = [...deliveries.byKey.entries()].filter(([key]) => plans.get(key)?.tenant === DAILY_TENANT).flatMap(([, list]) => list);
     const recipientsDelivered = dailyMessages.reduce((n, m) => n + m.toRecipients.length + m.ccRecipients.length + m.bccRecipients.length, 0);
     const recipientsAsked = dailyPlans.reduce((n, p) => n + p.recipients, 0);
-    const refusals = answers.filter((a) => a.status === 429 && String(parseBody(a.body).detail ?? "").includes(`limit of ${DAILY_LIMIT} recipients`)).length;
+    const refusals = answers.filter((a) => a.status === 429 && detailOf(a.body).includes(`limit of ${DAILY_LIMIT} recipients`)).length;
     const dailyFinals: Record<string, number> = {};
     for (const p of dailyPlans) {
       const status = String(lastAnswer.get(p.key)?.status ?? "none");
@@ -421,7 +421,7 @@ export async function runMultiReplicaSoak(options: MultiReplicaSoakOptions): Pro
         loadEndedAfterMs: loadEnded - victim.killedAt!,
         inFlight,
         inFlightResolvedAs,
-        lapsedLeaseReplays: answers.filter((a) => a.status === 504 && String(parseBody(a.body).detail ?? "").includes(LAPSED_DETAIL)).length,
+        lapsedLeaseReplays: answers.filter((a) => a.status === 504 && detailOf(a.body).includes(LAPSED_DETAIL)).length,
         ...(slotsFreeAfterMs !== undefined ? { slotsFreeAfterMs } : {}),
         recovery,
       };
@@ -475,4 +475,10 @@ async function tenantRows(set: ReplicaSet, replica: Replica): Promise<TenantRow[
   const res = await set.get(replica, "/tenants", set.keys.admin);
   if (res.status !== 200) throw new Error(`GET /tenants answered ${res.status}`);
   return (res.json as { tenants: TenantRow[] }).tenants;
+}
+
+/** A problem's `detail`, or "" when the body has none. */
+function detailOf(body: string): string {
+  const detail = parseBody(body).detail;
+  return typeof detail === "string" ? detail : "";
 }

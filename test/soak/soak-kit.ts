@@ -182,7 +182,7 @@ export async function carefulClient(plan: PlannedMessage, sendOnce: SendOnce, op
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     const twice = random() < doubleSendRate;
     const results = await Promise.all([sendOnce(plan.key, plan.body, plan.mailbox), ...(twice ? [sendOnce(plan.key, plan.body, plan.mailbox)] : [])]);
-    last = results.find((r) => r.status === 202) ?? results[0]!;
+    last = results.find((r) => r.status === 202) ?? results[0];
     if (last.status === 202 || (last.status === 504 && attempt >= 2) || ![429, 503, 504, 0].includes(last.status)) break;
     const problem = parseBody(last.body);
     const retryAfter = Number(problem.retryAfterSeconds ?? 1);

@@ -204,7 +204,7 @@ async function main(): Promise<void> {
       ...common,
       replicas,
       messages: Number(flag(args, "messages") ?? 3_000),
-      store: store as MultiReplicaSoakOptions["store"],
+      store: store,
       ...(flag(args, "lease-seconds") !== undefined ? { leaseSeconds: Number(flag(args, "lease-seconds")) } : {}),
       ...(flag(args, "kill-after") !== undefined ? { killAfter: Number(flag(args, "kill-after")) } : {}),
     };

@@ -106,7 +106,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     listTenants: (opts = {}) => call<operations["listTenants"]>("GET", "/tenants", opts),
     consentCallback: (query, opts = {}) => {
       const params = new URLSearchParams(Object.entries(query).filter((e): e is [string, string] => e[1] !== undefined));
-      return call<operations["consentCallback"]>("GET", `/consent/callback?${params}`, opts);
+      return call<operations["consentCallback"]>("GET", `/consent/callback?${params.toString()}`, opts);
     },
     healthz: (opts = {}) => call<operations["getHealth"]>("GET", "/healthz", opts),
     readyz: (opts = {}) => call<operations["getReadiness"]>("GET", "/readyz", opts),

@@ -25,7 +25,7 @@ export function spawnServer(env: Record<string, string>): ChildServer {
   let pending = "";
   const waiters: ((url: string) => void)[] = [];
   let url: string | undefined;
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
     pending += chunk;
     let nl: number;
     while ((nl = pending.indexOf("\n")) >= 0) {
@@ -43,7 +43,7 @@ export function spawnServer(env: Record<string, string>): ChildServer {
       }
     }
   });
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => stderr.push(chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => stderr.push(chunk));
   const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
   return {
     child,

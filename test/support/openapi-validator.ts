@@ -161,7 +161,7 @@ export function loadOpenApiValidator(file: string = OPENAPI_FILE): OpenApiValida
 export function createOpenApiValidator(spec: OpenApiDocument): OpenApiValidator {
   if (!/^3\.1\./.test(spec.openapi)) throw new Error(`expected an OpenAPI 3.1 document, got openapi: ${spec.openapi}`);
   const backend = new OpenAPIBackend({
-    definition: keepRefSiblings(spec, spec) as unknown as ConstructorParameters<typeof OpenAPIBackend>[0]["definition"],
+    definition: keepRefSiblings(spec, spec) as ConstructorParameters<typeof OpenAPIBackend>[0]["definition"],
     // quick: an in-memory document is dereferenced synchronously (dereference-json-schema), so this
     // helper can stay synchronous; validators compile on first use (~80 ms to load instead of ~600);
     // and openapi-backend's OpenAPI 3.0 document check is skipped (redocly lints openapi.yaml).

@@ -31,7 +31,7 @@ export async function routeApp(register: (routes: RouteTable, app: Express) => u
 }
 
 /** Listens on 127.0.0.1:0 (for clients that need a URL, e.g. the typed API client). */
-export async function listenApp(app: Express): Promise<{ url: string; close(): Promise<void> }> {
+export async function listenApp(app: Express): Promise<{ url: string; close: () => Promise<void> }> {
   const server = createServer(app);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;

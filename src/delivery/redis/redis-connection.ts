@@ -62,8 +62,8 @@ export interface RedisConnection {
   readonly up: boolean;
   /** Runs a script; failures become StoreUnavailableError. */
   run(script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
-  /** Runs several scripts in one round trip; each result or its StoreUnavailableError. */
-  runMany(calls: readonly ScriptCall[]): Promise<(unknown | StoreUnavailableError)[]>;
+  /** Runs several scripts in one round trip; each result, or a StoreUnavailableError in its place. */
+  runMany(calls: readonly ScriptCall[]): Promise<unknown[]>;
   /** A plain command (GET, HGETALL …); failures become StoreUnavailableError. */
   command(operation: string, name: string, args: readonly (string | number)[]): Promise<unknown>;
   publish(channel: StoreChannel, message: string): void;

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
+import { abortReason } from "../../core/abort.js";
 import type { Logger } from "pino";
 import type { IdempotencyClaim, IdempotencyNew, IdempotencySettled, IdempotencyStore } from "../idempotency-store.js";
 import { BackgroundWrites } from "./background-writes.js";
@@ -224,7 +225,7 @@ export class RedisIdempotencyStore<A> implements IdempotencyStore<A> {
   #wait(id: string, fingerprint: string, requestId: string, leaseLeftMs: number, signal: AbortSignal | undefined): Promise<IdempotencySettled<A>> {
     return new Promise<IdempotencySettled<A>>((resolve, reject) => {
       if (signal?.aborted) {
-        reject(signal.reason);
+        reject(abortReason(signal));
         return;
       }
       let done = false;
@@ -242,7 +243,7 @@ export class RedisIdempotencyStore<A> implements IdempotencyStore<A> {
       const onAbort = (): void => {
         if (done) return;
         finish();
-        reject(signal?.reason);
+        reject(abortReason(signal));
       };
       const schedule = (ms: number): void => {
         if (timer) clearTimeout(timer);
@@ -281,7 +282,7 @@ export class RedisIdempotencyStore<A> implements IdempotencyStore<A> {
             looking = false;
             if (done) return;
             finish();
-            reject(err);
+            reject(err instanceof Error ? err : new Error("the shared store failed"));
           },
         );
       };

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { abortReason } from "../../core/abort.js";
 import type { Logger } from "pino";
 import { systemClock, type Clock } from "../../core/ports.js";
 import { rateLimited, type MailboxGate, type MailboxLimits, type MailboxPermit, type MailboxSnapshot } from "../mailbox-limiter.js";
@@ -221,7 +222,7 @@ export class RedisMailboxLimiter implements MailboxGate {
 
   async acquire(key: string, options: { deadline: number; signal?: AbortSignal }): Promise<MailboxPermit> {
     const { deadline, signal } = options;
-    if (signal?.aborted) throw signal.reason;
+    if (signal?.aborted) throw abortReason(signal);
     const box = this.#box(key);
     const token = randomUUID();
     const reply = await this.#ask(key, box, token, deadline);
@@ -242,7 +243,7 @@ export class RedisMailboxLimiter implements MailboxGate {
           if (waiter.settled) return;
           this.#settle(box, waiter);
           this.#leave(box, token);
-          reject(signal?.reason);
+          reject(abortReason(signal));
         },
         timer: undefined,
         settled: false,
@@ -406,7 +407,7 @@ export class RedisMailboxLimiter implements MailboxGate {
         waiter.reject(this.#refusal(key, box, reply));
       }
     };
-    step().finally(() => {
+    void step().finally(() => {
       box.busy = false;
       if (box.again) {
         box.again = false;
