@@ -1,7 +1,8 @@
 /**
- * Renders the README's configuration reference from the zod schema, so the two cannot
- * drift: `npx tsx scripts/config-reference.ts --write` rewrites the block between the
- * markers; test/docs/readme.test.ts fails when README and schema differ.
+ * Renders the configuration reference in docs/configuration.md from the zod schema, so the
+ * two cannot drift: `npx tsx scripts/config-reference.ts --write` rewrites the block between
+ * the markers there (without --write it prints the block); test/docs/docs.test.ts fails when
+ * docs/configuration.md and the schema differ.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -90,16 +91,18 @@ export function renderConfigReference(): string {
   return lines.join("\n");
 }
 
-/** Replaces the generated block inside a README text. */
-export function replaceBlock(readme: string, block: string): string {
-  const a = readme.indexOf(START);
-  const b = readme.indexOf(END);
-  if (a < 0 || b < a) throw new Error("README has no config-reference markers");
-  return readme.slice(0, a) + block + readme.slice(b + END.length);
+/** The Markdown file that holds the generated block. */
+export const TARGET = new URL("../docs/configuration.md", import.meta.url);
+
+/** Replaces the generated block inside a Markdown text. */
+export function replaceBlock(markdown: string, block: string): string {
+  const a = markdown.indexOf(START);
+  const b = markdown.indexOf(END);
+  if (a < 0 || b < a) throw new Error("docs/configuration.md has no config-reference markers");
+  return markdown.slice(0, a) + block + markdown.slice(b + END.length);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const path = new URL("../README.md", import.meta.url);
-  if (process.argv.includes("--write")) writeFileSync(path, replaceBlock(readFileSync(path, "utf8"), renderConfigReference()));
+  if (process.argv.includes("--write")) writeFileSync(TARGET, replaceBlock(readFileSync(TARGET, "utf8"), renderConfigReference()));
   else process.stdout.write(`${renderConfigReference()}\n`);
 }
