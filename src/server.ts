@@ -14,7 +14,7 @@ import { createHttpsAgent } from "./net/http-dispatcher.js";
 import { optionalRoutes } from "./http/optional-routes.js";
 import type { RouteRegistrar } from "./http/route-table.js";
 import { lapsedLeaseAnswer, type RecordedAnswer } from "./mail/send-answer.js";
-import { systemClock } from "./core/ports.js";
+import { systemClock, type Clock } from "./core/ports.js";
 import { getRelayMetrics, StoreMetrics } from "./metrics/relay-metrics.js";
 import { startExpiryWarnings } from "./onboarding/expiry.js";
 import { fixedConfigSource, type ConfigSource } from "./config/config-source.js";
@@ -33,6 +33,8 @@ export interface StartServerOptions {
    * re-read by reload(); without it the config is fixed.
    */
   readonly configPath?: string;
+  /** The one clock of every deadline, lease, hold and expiry; default the system clock. */
+  readonly clock?: Clock;
   /** See GraphMailSenderOptions.permissionRecheckMs (tests shorten it). */
   readonly permissionRecheckMs?: number;
 }
@@ -55,6 +57,7 @@ export interface RunningServer {
 /** Wires the real adapters to the app and listens. */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
   const registry = new Registry();
   const metrics = getRelayMetrics(registry);
   // First, because with `store.type: redis` an unreachable Redis must stop start-up before anything listens.
@@ -62,6 +65,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const stores = await createDeliveryStores<RecordedAnswer>({
     config,
     logger,
+    clock,
     ...(options.env !== undefined ? { env: options.env } : {}),
     ...(storeMetrics !== undefined ? { observer: storeMetrics } : {}),
     expiredResponse: lapsedLeaseAnswer,
@@ -78,9 +82,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       observer: metrics,
       logger,
       dispatcher,
+      clock,
       ...(options.env !== undefined ? { env: options.env } : {}),
     }),
-    { holdMs: () => configSource.current().server.credentialFailureHoldSeconds * 1000, book: stores.rejections },
+    { holdMs: () => configSource.current().server.credentialFailureHoldSeconds * 1000, book: stores.rejections, clock },
   );
   const graphSender = createGraphMailSender({
     config,
@@ -88,6 +93,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     observer: metrics,
     logger,
     dispatcher,
+    clock,
     ...(options.permissionRecheckMs !== undefined ? { permissionRecheckMs: options.permissionRecheckMs } : {}),
     maxRetryAfterMs: () => configSource.current().server.maxRetryAfterSeconds * 1000,
   });
@@ -97,6 +103,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     graphSender,
     registry,
     logger,
+    clock,
     stores,
     routes: options.routes ?? optionalRoutes,
   });
@@ -110,7 +117,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
   // At start-up (once serving: it need not delay readiness) and daily, a log line for each
   // credential that expires within 30 days.
-  const expiry = startExpiryWarnings({ config: () => configSource.current(), logger, clock: systemClock });
+  const expiry = startExpiryWarnings({ config: () => configSource.current(), logger, clock });
   logger.info({ url, tenants: relay.tenants().size, store: config.store.type }, "noreply-relay listening");
   return {
     relay,

@@ -184,7 +184,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     let entry = this.entries.get(key);
     if (entry === undefined) {
       const tenantKey = target.tenantKey;
-      const http = new IdentityHttpClient(this.dispatcher, (ex) => this.observer.tokenRequest(tenantKey, ex.outcome), this.timeoutMs);
+      const http = new IdentityHttpClient(this.dispatcher, (ex) => this.observer.tokenRequest(tenantKey, ex.outcome), this.timeoutMs, this.clock);
       // Reading an unreadable secret throws here, before the entry exists: the next call retries.
       entry = { target, http, built: this.build(target, "primary", http), refreshAt: 0, obtainedAt: 0, heldUntil: 0 };
       this.entries.set(key, entry);

@@ -1,5 +1,6 @@
 import type { ClientSecretCredentialOptions } from "@azure/identity";
 import { request, type Dispatcher } from "undici";
+import { systemClock, type Clock } from "../core/ports.js";
 import { parseRetryAfter } from "../net/retry-after.js";
 import { isTransientAadsts, parseAadsts } from "./aadsts.js";
 
@@ -42,6 +43,7 @@ export class IdentityHttpClient implements HttpClient {
     private readonly dispatcher: Dispatcher,
     private readonly onTokenRequest: (exchange: TokenExchange) => void,
     private readonly timeoutMs: number,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async sendRequest(req: PipelineRequest): Promise<PipelineResponse> {
@@ -80,7 +82,7 @@ export class IdentityHttpClient implements HttpClient {
       if (status >= 200 && status < 300) this.record({ outcome: "success", status });
       else {
         const { error, aadsts } = entraErrorOf(text);
-        const retryAfterMs = parseRetryAfter(headers, Date.now());
+        const retryAfterMs = parseRetryAfter(headers, this.clock.now());
         this.record({
           outcome: tokenOutcome(status, error, aadsts),
           status,

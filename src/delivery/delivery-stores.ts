@@ -89,10 +89,10 @@ export async function createDeliveryStores<A>(options: StoreOptions<A>): Promise
     onLeaseLost: () => observer?.storeLeaseLost("idempotency"),
   });
   const sharedMailboxes = new RedisMailboxLimiter({ connection, logger, leaseMs, clock, onLeaseLost: () => observer?.storeLeaseLost("mailbox") });
-  const sharedRecipients = new RedisRecipientGuard({ connection });
+  const sharedRecipients = new RedisRecipientGuard({ connection, clock });
   let rejections: RejectionBook;
   try {
-    rejections = await RedisRejectionBook.open(connection, logger);
+    rejections = await RedisRejectionBook.open(connection, logger, clock);
   } catch (err) {
     await connection.close();
     throw err;

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
 import { RelayError, isRelayError } from "../core/problems.js";
-import type { GraphSendRequest, GraphSendResult, GraphSender, SendMailBody, SendObserver, TokenProvider, TokenTarget } from "../core/ports.js";
+import { systemClock, type Clock, type GraphSendRequest, type GraphSendResult, type GraphSender, type SendMailBody, type SendObserver, type TokenProvider, type TokenTarget } from "../core/ports.js";
 import { NO_EXCHANGE_ONLINE, NO_PERMISSIONS, SUBMISSION_QUOTA, SUBMISSION_QUOTA_WINDOW_MS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
 import { SendAttempt, TokenAuthMiddleware, UndiciTransport, type AttemptResult } from "./graph-middleware.js";
 import { createHttpsAgent } from "../net/http-dispatcher.js";
@@ -50,6 +50,8 @@ export interface GraphMailSenderOptions {
    * each answer, so a reloaded `server.maxRetryAfterSeconds` applies. Default 10 minutes.
    */
   readonly maxRetryAfterMs?: number | (() => number);
+  /** The service's clock: deadlines (epoch ms) are on it. */
+  readonly clock?: Clock;
 }
 
 /** The Graph adapter: the port plus closing its connections. */
@@ -78,8 +80,10 @@ class GraphMailSenderImpl implements GraphMailSender {
   private readonly tokens: RenewableTokenProvider;
   private readonly observer: SendObserver;
   private readonly logger: Logger;
+  private readonly clock: Clock;
 
   constructor(options: GraphMailSenderOptions) {
+    this.clock = options.clock ?? systemClock;
     const base = new URL(options.config.cloud.graphBaseUrl);
     this.graphHost = base.host;
     this.ownsDispatcher = options.dispatcher === undefined;
@@ -102,7 +106,7 @@ class GraphMailSenderImpl implements GraphMailSender {
   }
 
   async send(request: GraphSendRequest): Promise<GraphSendResult> {
-    const deadline = deadlineSignal(request.deadline, request.signal);
+    const deadline = deadlineSignal(request.deadline - this.clock.now(), request.signal);
     try {
       return await this.attempts(request, deadline.signal);
     } finally {
@@ -120,7 +124,7 @@ class GraphMailSenderImpl implements GraphMailSender {
     let tokenRenewed = false;
 
     for (;;) {
-      const remaining = request.deadline - Date.now();
+      const remaining = request.deadline - this.clock.now();
       if (remaining <= 0) throw unavailable("The request's deadline passed before Microsoft Graph could be asked.");
       attempts++;
       const attempt = new SendAttempt(target, Math.min(this.attemptTimeoutMs, remaining), tokenSignal, request.signal, body);
@@ -165,12 +169,12 @@ class GraphMailSenderImpl implements GraphMailSender {
       if (refusal.code === SUBMISSION_QUOTA) {
         // Exchange's daily recipient limit, whatever the status (429 or not): waiting seconds and
         // retrying would only repeat it. The mailbox's recipient guard learns it for the window.
-        request.onSubmissionQuotaExceeded?.(Date.now() + SUBMISSION_QUOTA_WINDOW_MS);
+        request.onSubmissionQuotaExceeded?.(this.clock.now() + SUBMISSION_QUOTA_WINDOW_MS);
       } else if (status === 429) {
         this.observer.graphThrottled(target.tenantKey);
         const wait = this.retryAfter(headers, log) ?? this.policy.throttledDefaultWaitMs;
         // Before sleeping: the mailbox's other sends hold back too instead of earning their own 429.
-        request.onThrottled?.(Date.now() + wait);
+        request.onThrottled?.(this.clock.now() + wait);
         if (this.canRetry(attempts, wait, request)) {
           this.logger.debug({ ...log, waitMs: wait }, "Graph throttled the mailbox; waiting as told");
           if (await sleep(wait, request.signal)) continue;
@@ -251,7 +255,7 @@ class GraphMailSenderImpl implements GraphMailSender {
 
   /** Graph's Retry-After (ms), capped at maxRetryAfterMs; undefined when absent or unreadable. */
   private retryAfter(headers: ResponseHeaders, log: Record<string, unknown>): number | undefined {
-    const given = parseRetryAfter(headers, Date.now());
+    const given = parseRetryAfter(headers, this.clock.now());
     if (given === undefined) return undefined;
     const max = this.maxRetryAfterMs();
     if (given > max) this.logger.warn({ ...log, retryAfterMs: given, maxRetryAfterMs: max }, "Graph's Retry-After is longer than server.maxRetryAfterSeconds; clamped");
@@ -259,7 +263,7 @@ class GraphMailSenderImpl implements GraphMailSender {
   }
 
   private canRetry(attempts: number, waitMs: number, request: GraphSendRequest): boolean {
-    return attempts < this.policy.maxAttempts && request.signal?.aborted !== true && waitFits(Date.now(), waitMs, request.deadline, this.policy);
+    return attempts < this.policy.maxAttempts && request.signal?.aborted !== true && waitFits(this.clock.now(), waitMs, request.deadline, this.policy);
   }
 
   /** A failure before any HTTP exchange with Graph: the token provider's problem, or a bug. */
@@ -292,9 +296,9 @@ function unavailable(detail: string): RelayError {
  * A signal that fires at the deadline or when the caller's signal does, whichever is first.
  * Built from a plain timer rather than AbortSignal.timeout/any, which cost ~10 µs per send.
  */
-function deadlineSignal(deadline: number, signal: AbortSignal | undefined): { signal: AbortSignal; dispose(): void } {
+function deadlineSignal(leftMs: number, signal: AbortSignal | undefined): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new DOMException("deadline passed", "TimeoutError")), Math.max(1, deadline - Date.now()));
+  const timer = setTimeout(() => controller.abort(new DOMException("deadline passed", "TimeoutError")), Math.max(1, leftMs));
   const onAbort = (): void => controller.abort(signal?.reason);
   if (signal?.aborted === true) onAbort();
   else signal?.addEventListener("abort", onAbort, { once: true });

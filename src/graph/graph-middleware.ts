@@ -134,7 +134,7 @@ export class UndiciTransport implements Middleware {
     }
     const result = await exchange(
       this.dispatcher,
-      { origin: url.origin, path: `${url.pathname}${url.search}`, method: (init.method ?? "GET") as Dispatcher.HttpMethod, headers, body },
+      { origin: url.origin, path: `${url.pathname}${url.search}`, method: (init.method ?? "GET"), headers, body },
       attempt.timeoutMs,
       attempt.signal,
     );

@@ -6,6 +6,7 @@ import {
   type RecipientLedger,
   type RecipientReservation,
 } from "../recipient-guard.js";
+import { systemClock, type Clock } from "../../core/ports.js";
 import { LuaScript, type RedisConnection } from "./redis-connection.js";
 
 /**
@@ -106,6 +107,8 @@ export interface RedisRecipientGuardOptions {
   readonly windowMs?: number;
   /** Bucket width (ms). Default 1 minute. */
   readonly bucketMs?: number;
+  /** The service's clock (exhaust's `untilMs` is on it); the window itself runs on Redis's clock. */
+  readonly clock?: Clock;
 }
 
 /** See the module comment. */
@@ -113,9 +116,11 @@ export class RedisRecipientGuard implements RecipientLedger {
   readonly #c: RedisConnection;
   readonly #windowMs: number;
   readonly #bucketMs: number;
+  readonly #clock: Clock;
 
   constructor(options: RedisRecipientGuardOptions) {
     this.#c = options.connection;
+    this.#clock = options.clock ?? systemClock;
     this.#windowMs = options.windowMs ?? 86_400_000;
     this.#bucketMs = options.bucketMs ?? 60_000;
   }
@@ -160,7 +165,7 @@ export class RedisRecipientGuard implements RecipientLedger {
 
   /** Every pod refuses the mailbox until then (Exchange's ErrorSubmissionQuotaExceeded). */
   exhaust(key: string, untilMs: number): void {
-    const ms = Math.ceil(untilMs - Date.now());
+    const ms = Math.ceil(untilMs - this.#clock.now());
     if (ms <= 0) return;
     this.#c.run(EXHAUST, [this.#exhaustedKey(key)], [ms]).catch(() => {
       // Redis away: the other pods learn it from Exchange themselves.

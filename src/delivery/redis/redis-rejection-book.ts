@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { RelayError, type ProblemCode, type ProblemExtras } from "../../core/problems.js";
 import type { RejectionBook, RejectionEntry } from "../../auth/credential-failure-memory.js";
+import { systemClock, type Clock } from "../../core/ports.js";
 import type { RedisConnection } from "./redis-connection.js";
 
 /**
@@ -32,15 +33,19 @@ export class RedisRejectionBook implements RejectionBook {
   readonly #local = new Map<string, RejectionEntry>();
   readonly #hash: string;
 
-  private constructor(connection: RedisConnection, logger: Logger) {
+  private constructor(
+    connection: RedisConnection,
+    logger: Logger,
+    private readonly clock: Clock,
+  ) {
     this.#c = connection;
     this.#logger = logger;
     this.#hash = `${connection.prefix}cred`;
   }
 
   /** Subscribes and loads what other pods remember now. */
-  static async open(connection: RedisConnection, logger: Logger): Promise<RedisRejectionBook> {
-    const book = new RedisRejectionBook(connection, logger);
+  static async open(connection: RedisConnection, logger: Logger, clock: Clock = systemClock): Promise<RedisRejectionBook> {
+    const book = new RedisRejectionBook(connection, logger, clock);
     connection.subscribe("cred", (text) => book.#hear(text));
     connection.onReady(() => void book.#load().catch(() => {}));
     await book.#load();
@@ -117,7 +122,7 @@ export class RedisRejectionBook implements RejectionBook {
 
   async #load(): Promise<void> {
     const raw = await this.#c.command("credentials.load", "HGETALL", [this.#hash]);
-    const now = Date.now();
+    const now = this.clock.now();
     const stale: string[] = [];
     for (const [f, text] of Object.entries(toRecord(raw))) {
       const entry = fromWire(parse(text));
