@@ -203,7 +203,7 @@ export function stopOnSignals(server: RunningServer, logger: Logger, drainTimeou
   process.on("SIGINT", onSignal);
 }
 
-/** PORT, HOST, LOG_LEVEL as CONTRACT.md "Start-up" defines them. */
+/** PORT, HOST, LOG_LEVEL as the README ("Run it yourself") and docs/operations.md define them. */
 export function listenSettings(env: NodeJS.ProcessEnv): { port: number; host: string; logLevel: string } {
   const rawPort = env.PORT ?? "8080";
   const port = Number(rawPort);

@@ -43,7 +43,7 @@ export function buildScenario(tenants, { latencyMs }) {
 }
 
 /**
- * Service config (CONTRACT.md "Config file"), written as JSON (a YAML subset) so that the
+ * Service config (docs/configuration.md), written as JSON (a YAML subset) so that the
  * baseline can read the same file with JSON.parse.
  *
  * `limits` are raised on purpose in the throughput config: the bench measures the relay's

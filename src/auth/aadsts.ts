@@ -1,7 +1,7 @@
 /**
  * Entra ID (AADSTS) error codes an app-only token request can meet, each with a short
  * statement of what it means and what an operator does about it. Used in problem details,
- * by the CLI `verify` command and the README's troubleshooting table.
+ * by the CLI `verify` command and docs/troubleshooting.md.
  */
 export interface AadstsAdvice {
   /** What Entra says, in a few words. */

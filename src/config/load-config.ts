@@ -27,7 +27,7 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
       // A discriminated union with a known discriminator reports the branch's own issues.
       const nested = issue.errors.flat().map((i) => ({ ...i, path: [...issue.path, ...i.path] }));
       if (nested.length > 0) {
-        lines.push(...formatIssues(nested as z.core.$ZodIssue[]));
+        lines.push(...formatIssues(nested));
         continue;
       }
     }

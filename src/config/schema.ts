@@ -2,8 +2,8 @@ import { z } from "zod";
 import type { AppRegistration } from "../core/ports.js";
 
 /**
- * The one schema of the config file (CONTRACT.md "Config file"). Every key carries a
- * description: the README's configuration reference is checked against these by a test.
+ * The one schema of the config file (docs/configuration.md). Every key carries a
+ * description: the configuration reference in docs/configuration.md is checked against these by a test.
  * Unknown keys are errors at every level (strictObject).
  */
 

@@ -1,5 +1,5 @@
 /**
- * The one list of problem codes (see CONTRACT.md). Every refusal the service gives
+ * The one list of problem codes (openapi.yaml, the README's problem table). Every refusal the service gives
  * is one of these, with a fixed HTTP status and a fixed "retryable" hint for callers.
  */
 export const PROBLEM_CODES = [

@@ -168,7 +168,7 @@ function peekAppId(authorization: string | undefined): string | undefined {
  * and Graph sendMail over HTTPS with a freshly generated CA, plus the `/_emulator/` control
  * and inspection API. Standalone: it imports nothing from the service.
  *
- * Trusting its CA (NODE_EXTRA_CA_CERTS only works at process start), see README.md:
+ * Trusting its CA (NODE_EXTRA_CA_CERTS only works at process start), see src/emulator/README.md:
  * - @azure/identity: `{ authorityHost: emu.url, disableInstanceDiscovery: true, agent: new https.Agent({ ca: emu.caPem }) }`
  * - Graph client: `{ baseUrl: emu.url, customHosts: new Set([new URL(emu.url).hostname]),
  *   fetchOptions: { dispatcher: new undici.Agent({ connect: { ca: emu.caPem } }) } }`
@@ -201,7 +201,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     } catch (e) {
       throw new ScenarioError(`cannot read scenario ${input}: ${(e as Error).message}`);
     }
-    return (doc ?? {}) as ScenarioInput;
+    return (doc ?? {});
   }
 
   let scenarioInput: ScenarioInput = readScenarioInput(options.scenario);
@@ -615,10 +615,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       } else if (route === "scenario" && method === "GET") {
         json(200, scenarioInput);
       } else if (route === "scenario" && method === "PUT") {
-        state.loadScenario(((await readJson(req)) ?? {}) as ScenarioInput);
+        state.loadScenario(((await readJson(req)) ?? {}));
         json(200, scenarioInput);
       } else if (route === "scenario" && method === "PATCH") {
-        state.patchScenario(((await readJson(req)) ?? {}) as ScenarioInput);
+        state.patchScenario(((await readJson(req)) ?? {}));
         json(200, scenarioInput);
       } else if (route === "oidc/.well-known/openid-configuration") {
         json(200, entra.oidcConfiguration());

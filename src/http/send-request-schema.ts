@@ -141,7 +141,7 @@ const attachment = z
   })
   .describe("A file attachment.");
 
-/** The body of POST /send (CONTRACT.md "POST /send body"). */
+/** The body of POST /send (openapi.yaml `SendRequest`). */
 export const sendRequestSchema = z
   .strictObject({
     tenant: z

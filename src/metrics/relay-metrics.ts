@@ -67,7 +67,7 @@ class TenantSeries {
   }
 }
 
-/** The contract's metrics (CONTRACT.md "Metrics") on one registry; also the adapters' SendObserver. */
+/** The contract's metrics (docs/operations.md, "Metrics") on one registry; also the adapters' SendObserver. */
 export class RelayMetrics implements SendObserver {
   readonly sendTotal: Counter<"tenant" | "outcome">;
   readonly policyDenied: Counter<"tenant">;
