@@ -709,7 +709,8 @@ export interface components {
          *       once while the key is remembered or its first request is still running.
          *
          *     The 24 hours count from the first answer and are the default (the operators may change
-         *     them). Keys are kept by the relay instance that answered, in bounded memory.
+         *     them). With the default in-memory store, keys are kept by the relay instance that
+         *     answered, in bounded memory; with the shared (Redis) store, every replica sees them.
          */
         IdempotencyKey: string;
     };
@@ -780,7 +781,8 @@ export interface operations {
                  *       once while the key is remembered or its first request is still running.
                  *
                  *     The 24 hours count from the first answer and are the default (the operators may change
-                 *     them). Keys are kept by the relay instance that answered, in bounded memory.
+                 *     them). With the default in-memory store, keys are kept by the relay instance that
+                 *     answered, in bounded memory; with the shared (Redis) store, every replica sees them.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
