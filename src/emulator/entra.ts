@@ -391,7 +391,7 @@ export class EntraService {
     };
 
     const x5t = typeof header.x5t === "string" ? header.x5t : undefined;
-    const x5tS256 = typeof header["x5t#S256"] === "string" ? (header["x5t#S256"]) : undefined;
+    const x5tS256 = typeof header["x5t#S256"] === "string" ? header["x5t#S256"] : undefined;
     if (x5t !== undefined || x5tS256 !== undefined) {
       // Certificate credential: the app signs with a key whose certificate is registered on it.
       const thumbprint = Buffer.from(x5tS256 ?? x5t ?? "", "base64url").toString("hex").toUpperCase();
