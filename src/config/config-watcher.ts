@@ -143,6 +143,8 @@ export const RESTART_REQUIRED_KEYS = [
   "server.watchConfig",
   "idempotency",
   "store",
+  "server.http",
+  "metrics.port",
 ] as const;
 
 /** Which of RESTART_REQUIRED_KEYS differ between two configs, to warn that a reload left them as they were. */

@@ -175,6 +175,8 @@ export function checkReferences(config: Config, env: NodeJS.ProcessEnv): string[
   if (store.passwordFile !== undefined) file(store.passwordFile, "store.passwordFile");
   if (store.passwordEnv !== undefined) variable(store.passwordEnv, "store.passwordEnv");
   if (store.tls.caFile !== undefined) file(store.tls.caFile, "store.tls.caFile");
+  if (config.metrics.tokenFile !== undefined) file(config.metrics.tokenFile, "metrics.tokenFile");
+  if (config.metrics.tokenEnv !== undefined) variable(config.metrics.tokenEnv, "metrics.tokenEnv");
   if (config.consent?.stateSecretFile !== undefined) file(config.consent.stateSecretFile, "consent.stateSecretFile");
   if (config.consent?.stateSecretEnv !== undefined) variable(config.consent.stateSecretEnv, "consent.stateSecretEnv");
   return problems;

@@ -208,6 +208,54 @@ export const storeSchema = z
   })
   .describe("Where delivery state lives (Idempotency-Keys, mailbox slots, throttling, daily recipients, credential rejections).");
 
+/** Limits of the HTTP listener: what one client may make the service do before it answers. */
+export const httpLimitsSchema = z
+  .strictObject({
+    headersTimeoutSeconds: z
+      .number()
+      .min(1)
+      .max(120)
+      .default(10)
+      .describe("Time a client has to send a request's headers; slower ones get 408 and the connection closes."),
+    requestTimeoutSeconds: z
+      .number()
+      .min(1)
+      .max(600)
+      .default(60)
+      .describe("Time a client has to send a whole request, body included; slower ones get 408 and the connection closes."),
+    keepAliveTimeoutSeconds: z.number().min(1).max(600).default(5).describe("How long an idle keep-alive connection stays open."),
+    maxConnections: z.int().min(1).max(100_000).default(2048).describe("Open connections at most; more are closed at once."),
+    maxConnectionsPerClient: z
+      .int()
+      .min(0)
+      .max(100_000)
+      .default(256)
+      .describe("Open connections per client IP address at most (0: no per-client cap). Behind a proxy every request shares its address: size it for the proxy."),
+  })
+  .superRefine((h, ctx) => {
+    if (h.requestTimeoutSeconds < h.headersTimeoutSeconds) {
+      ctx.addIssue({ code: "custom", path: ["requestTimeoutSeconds"], message: "must be at least headersTimeoutSeconds" });
+    }
+  })
+  .describe("Limits of the HTTP listener (slow or greedy clients).");
+
+/** Who may read /metrics, and where. */
+export const metricsSchema = z
+  .strictObject({
+    tokenFile: filePath.optional().describe("File holding a bearer token that GET /metrics requires (it lists tenant keys and credential expiry)."),
+    tokenEnv: envName.optional().describe("Environment variable holding that bearer token."),
+    port: z
+      .int()
+      .min(1)
+      .max(65535)
+      .optional()
+      .describe("Serve GET /metrics on this port only (same host), not on the API port: scrapes stay apart from callers."),
+  })
+  .superRefine((m, ctx) => {
+    if (m.tokenFile !== undefined && m.tokenEnv !== undefined) ctx.addIssue({ code: "custom", path: ["tokenFile"], message: "give at most one of tokenFile or tokenEnv" });
+  })
+  .describe("Access to the Prometheus metrics; default: open on the API port, as the contract says.");
+
 export const configSchema = z
   .strictObject({
     cloud: z
@@ -259,6 +307,7 @@ export const configSchema = z
           ),
         watchConfig: z.boolean().default(true).describe("Re-read the config file when it changes (SIGHUP always re-reads)."),
         publicUrl: httpsUrlOrHttp().optional().describe("The service's external base URL, used for the admin-consent redirect URI."),
+        http: httpLimitsSchema.prefault({}),
       })
       .prefault({})
       .describe("Service behaviour; all optional."),
@@ -276,6 +325,7 @@ export const configSchema = z
       .prefault({})
       .describe("The in-memory Idempotency-Key store."),
     store: storeSchema.prefault({}),
+    metrics: metricsSchema.prefault({}),
     consent: z
       .strictObject({
         redirectUri: httpsUrlOrHttp().optional().describe("Redirect URI registered on the app for admin consent (default {server.publicUrl}/consent/callback)."),
@@ -323,6 +373,8 @@ export type AppConfig = z.output<typeof appSchema>;
 export type CredentialConfig = z.output<typeof credentialSchema>;
 export type LimitsConfig = z.output<typeof limitsSchema>;
 export type StoreConfig = z.output<typeof storeSchema>;
+export type HttpLimitsConfig = z.output<typeof httpLimitsSchema>;
+export type MetricsConfig = z.output<typeof metricsSchema>;
 
 /*
  * The ports (src/core/ports.ts) describe an app registration without importing the config:

@@ -10,7 +10,9 @@ import { connectRedis, isStoreUnavailable, type RedisConnection } from "./redis/
 import { IDEMPOTENCY_SCRIPTS, RedisIdempotencyStore } from "./redis/redis-idempotency-store.js";
 import { MAILBOX_SCRIPTS, RedisMailboxLimiter } from "./redis/redis-mailbox-limiter.js";
 import { RECIPIENT_SCRIPTS, RedisRecipientGuard } from "./redis/redis-recipient-guard.js";
+import { MemoryOnceBook, type OnceBook } from "./once-book.js";
 import { createRedisActivityBook } from "./redis/redis-activity-book.js";
+import { RedisOnceBook } from "./redis/redis-once-book.js";
 import { RedisRejectionBook } from "./redis/redis-rejection-book.js";
 import { TenantStatusBook, type TenantActivityBook } from "./tenant-status.js";
 
@@ -28,6 +30,8 @@ export interface DeliveryStores<A> {
   readonly rejections: RejectionBook;
   /** Last outcome per tenant for GET /tenants. */
   readonly activity: TenantActivityBook;
+  /** Ids that may be used once (admin-consent state). */
+  readonly once: OnceBook;
   /** Whether the shared store answers now (always true for memory). */
   readonly up: boolean;
   /** With `onUnavailable: reject`, a pod that cannot reach Redis is not ready. */
@@ -56,6 +60,7 @@ export function createMemoryStores<A>(config: Config, clock: Clock = systemClock
     recipients: new RecipientGuard({ clock }),
     rejections: new MemoryRejectionBook(),
     activity: new TenantStatusBook({ clock }),
+    once: new MemoryOnceBook({ clock }),
     up: true,
     readyWithoutStore: true,
     roundTrips: 0,
@@ -106,6 +111,7 @@ export async function createDeliveryStores<A>(options: StoreOptions<A>): Promise
     recipients: local ? new FallbackRecipientLedger(sharedRecipients, new RecipientGuard({ clock }), connection, note) : sharedRecipients,
     rejections,
     activity: createRedisActivityBook(connection, clock),
+    once: new RedisOnceBook(connection),
     get up() {
       return connection.up;
     },
