@@ -84,7 +84,7 @@ function tooLarge(): RelayError {
  * - the chunks are read as text without first being copied into a new Buffer (see bodyText),
  *   and prototype-poisoning keys are looked for in the parsed objects.
  */
-export function readJsonBody(request: IncomingMessage, limit: number): Promise<unknown> {
+export function readJsonBody(request: IncomingMessage, limit: number, timeoutMs = Number.POSITIVE_INFINITY): Promise<unknown> {
   const type = request.headers["content-type"];
   const lengthHeader = request.headers["content-length"];
   const declared = lengthHeader === undefined ? Number.NaN : Number(lengthHeader);
@@ -104,7 +104,15 @@ export function readJsonBody(request: IncomingMessage, limit: number): Promise<u
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
+    // A body that dribbles in is cut off (408) when the request's time is up.
+    const timer = Number.isFinite(timeoutMs)
+      ? setTimeout(() => {
+          stopListening();
+          reject(new RelayError("request_timeout", "the request body did not arrive in time (server.http.requestTimeoutSeconds); send it again, faster"));
+        }, Math.max(1, timeoutMs))
+      : undefined;
     const stopListening = (): void => {
+      if (timer !== undefined) clearTimeout(timer);
       request.removeListener("data", onData);
       request.removeListener("end", onEnd);
       request.removeListener("error", onError);

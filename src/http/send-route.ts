@@ -1,4 +1,5 @@
 import type { Response } from "express";
+import type { Clock } from "../core/ports.js";
 import { RelayError } from "../core/problems.js";
 import type { Lifecycle } from "../core/lifecycle.js";
 import { checkIdempotencyKey, requestFingerprint } from "../delivery/idempotency-store.js";
@@ -21,6 +22,9 @@ export interface SendRouteDeps {
   readonly lifecycle: Lifecycle;
   /** `server.maxBodyBytes` of the config in force. */
   readonly maxBodyBytes: () => number;
+  /** `server.http.requestTimeoutSeconds` (read at start-up). */
+  readonly requestTimeoutSeconds: () => number;
+  readonly clock: Clock;
 }
 
 /** The 202 (and dry-run 200) body: openapi.yaml `SendAccepted`. */
@@ -49,12 +53,11 @@ export function registerSendRoute(routes: RouteTable, deps: SendRouteDeps): void
       res.setHeader("connection", "close");
       throw new RelayError("upstream_unavailable", "this instance is shutting down; retry", { retryAfterSeconds: 1 });
     }
-    lifecycle.enter();
-    res.once("close", lifecycle.leave);
     ctx.caller = authenticateCaller(req.headers.authorization, deps.callers());
 
     const rawKey = req.headers["idempotency-key"];
-    const body = await readJsonBody(req, deps.maxBodyBytes());
+    // The whole request within server.http.requestTimeoutSeconds of its arrival, body included.
+    const body = await readJsonBody(req, deps.maxBodyBytes(), ctx.receivedAt + deps.requestTimeoutSeconds() * 1000 - deps.clock.now());
     const draft = (): MailDraft => toDraft(validated(body, ctx, deps.tenants()));
 
     if (rawKey === undefined) {
