@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Duplex } from "node:stream";
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "pino";
 import type { Lifecycle } from "./core/lifecycle.js";
 import { RelayError } from "./core/problems.js";
-import { BEARER_CHALLENGE } from "./http/api-key.js";
-import { registerProbeRoutes } from "./http/probe-routes.js";
+import { authenticateCaller, BEARER_CHALLENGE } from "./http/api-key.js";
+import { createListener } from "./http/listener.js";
+import { registerProbeRoutes, type MetricsAccess } from "./http/probe-routes.js";
 import { asRelayError, PROBLEM_CONTENT_TYPE, toProblemResponse } from "./http/problem-response.js";
 import { attachContext, contextOf, RequestContext } from "./http/request-context.js";
 import type { RouteContext, RouteRegistrar, RouteTable } from "./http/route-table.js";
@@ -20,6 +20,8 @@ import type { TenantDirectory } from "./tenants/tenant-directory.js";
 export interface HttpOptions {
   /** Route modules of other capabilities (docs, consent, /tenants); see src/http/optional-routes.ts. */
   readonly routes?: readonly RouteRegistrar[];
+  /** Where /metrics is served and the token it needs (config `metrics`); default open on this port. */
+  readonly metrics?: MetricsAccess;
 }
 
 /** The built app: the express app on its own HTTP server (not listening yet), and the handles server.ts needs. */
@@ -61,6 +63,7 @@ export async function createApp(deps: ServiceDeps & HttpOptions): Promise<RelayA
 export async function createHttpApp(service: RelayService, options: HttpOptions = {}): Promise<RelayApp> {
   const { logger, metrics, lifecycle, clock } = service;
   const app = express();
+  const httpLimits = service.config().server.http;
   // As the service has always answered: exact paths (no case folding, no trailing-slash twins), no
   // framework banner, no automatic ETags (the docs routes set their own), and no proxy trust.
   app.set("case sensitive routing", true);
@@ -84,15 +87,27 @@ export async function createHttpApp(service: RelayService, options: HttpOptions 
     };
     res.once("finish", done);
     res.once("close", done);
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); Node's own refusal would be a bodiless 400.
+    if (req.httpVersion === "1.1" && req.headers.host === undefined) {
+      sendProblem(req, res, new RelayError("validation_failed", "the Host header is missing", { errors: [{ path: "Host", message: "is required" }] }));
+      return;
+    }
     next();
   });
 
+  const unauthorizedLines = new LogBudget(20, 10_000);
   const finished = (req: Request, res: Response, ctx: RequestContext, started: bigint): void => {
     const route = routeOf(req);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const status = res.statusCode;
     metrics.httpRequest(req.method, route, status, seconds);
     if (route === "/send") metrics.sendOutcome(ctx.tenant ?? NO_TENANT, ctx.outcome ?? String(status));
+    // Failed logins are counted in full but logged at most 20 per 10 s: a key-guessing client must not flood the log.
+    if (status === 401) {
+      const verdict = unauthorizedLines.take(performance.now());
+      if (verdict.suppressedBefore > 0) logger.warn({ suppressed: verdict.suppressedBefore, status: 401 }, "request lines of unauthorized requests were left out");
+      if (!verdict.allowed) return;
+    }
     logRequest(logger, req, ctx, route, status, seconds);
   };
 
@@ -114,13 +129,15 @@ export async function createHttpApp(service: RelayService, options: HttpOptions 
     },
   };
 
-  registerProbeRoutes(table, { lifecycle, registry: service.registry, stores: service.stores });
+  registerProbeRoutes(table, { lifecycle, registry: service.registry, stores: service.stores, ...(options.metrics !== undefined ? { metrics: options.metrics } : {}) });
   registerSendRoute(table, {
     sendMail: service.sendMail,
     callers: service.callers,
     tenants: service.tenants,
     lifecycle,
     maxBodyBytes: () => service.config().server.maxBodyBytes,
+    requestTimeoutSeconds: () => httpLimits.requestTimeoutSeconds,
+    clock,
   });
   const routeContext: RouteContext = {
     configSource: service.configSource,
@@ -156,8 +173,12 @@ export async function createHttpApp(service: RelayService, options: HttpOptions 
     sendProblem(req, res, asRelayError(err), err);
   });
 
-  const server = createServer({ keepAliveTimeout: 5_000 }, app);
-  server.on("clientError", answerClientError);
+  // Listener settings are read once: server.http is a restart-only key.
+  const server = createListener(app, {
+    limits: httpLimits,
+    mayContinue: (req) => mayContinue(req, service),
+    onRefusedConnection: (reason) => logger.warn({ reason }, "connection refused: too many open connections"),
+  });
 
   return {
     express: app,
@@ -180,48 +201,50 @@ export async function createHttpApp(service: RelayService, options: HttpOptions 
       });
     },
     async shutdown(timeoutMs) {
+      const started = performance.now();
       lifecycle.beginDrain();
-      const drained = await lifecycle.waitIdle(timeoutMs);
-      await new Promise<void>((resolve) => {
-        if (!server.listening) {
-          resolve();
-          return;
-        }
-        server.close(() => resolve());
-        // Keep-alive connections with nothing in flight would hold close() open until they time out.
-        server.closeIdleConnections();
-      });
-      return { drained };
+      const idle = await lifecycle.waitIdle(timeoutMs);
+      const closed = await closeWithin(server, Math.max(0, timeoutMs - (performance.now() - started)));
+      return { drained: idle && closed };
     },
   };
+}
+
+/**
+ * Stops listening; keep-alive connections with nothing in flight close now, the others when their
+ * answer is out, and whatever is still open at `withinMs` is cut: the drain timeout holds. True
+ * when everything closed in time.
+ */
+function closeWithin(server: Server, withinMs: number): Promise<boolean> {
+  if (!server.listening) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      resolve(false);
+    }, withinMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/** 100 Continue only for POST /send from a caller whose API key is known, while not draining. */
+function mayContinue(req: IncomingMessage, service: RelayService): boolean {
+  if (req.method !== "POST" || (req.url ?? "").split("?", 1)[0] !== "/send" || service.lifecycle.isDraining) return false;
+  try {
+    authenticateCaller(req.headers.authorization, service.callers());
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The route pattern that answered (a bounded metrics label), never the raw URL. */
 function routeOf(req: Request): string {
   const path = (req.route as { path?: unknown } | undefined)?.path;
   return typeof path === "string" ? path : UNMATCHED;
-}
-
-/*
- * Malformed HTTP (bad request line, oversized headers) never reaches a route; Node hands the
- * socket over. The answer is still problem+json, written by hand, and the connection closed.
- */
-function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === "ECONNRESET" || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const detail = err.code === "HPE_HEADER_OVERFLOW" ? "the request headers are too large" : "the request is not valid HTTP";
-  // Even a request the parser refused gets its id, so the answer matches the spec and the problem's requestId.
-  const requestId = randomUUID();
-  const problem = toProblemResponse(
-    new RelayError("validation_failed", detail, { errors: [{ path: "(request)", message: detail }] }),
-    requestId,
-  );
-  const body = JSON.stringify(problem.body);
-  socket.end(
-    `HTTP/1.1 400 Bad Request\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
-  );
 }
 
 function sendProblem(req: IncomingMessage, res: ServerResponse, err: RelayError, cause?: unknown): void {
@@ -277,4 +300,32 @@ function logRequest(logger: Logger, req: Request, ctx: RequestContext, route: st
   if (ctx.detail !== undefined) line.detail = ctx.detail;
   if (ctx.bug !== undefined) line.err = ctx.bug;
   logger[level](line, "request");
+}
+
+/** At most `max` lines per `windowMs`; says how many were left out when a new window opens. */
+class LogBudget {
+  #windowStart = Number.NEGATIVE_INFINITY;
+  #used = 0;
+  #suppressed = 0;
+
+  constructor(
+    private readonly max: number,
+    private readonly windowMs: number,
+  ) {}
+
+  take(now: number): { allowed: boolean; suppressedBefore: number } {
+    let suppressedBefore = 0;
+    if (now - this.#windowStart >= this.windowMs) {
+      suppressedBefore = this.#suppressed;
+      this.#windowStart = now;
+      this.#used = 0;
+      this.#suppressed = 0;
+    }
+    if (this.#used < this.max) {
+      this.#used += 1;
+      return { allowed: true, suppressedBefore };
+    }
+    this.#suppressed += 1;
+    return { allowed: false, suppressedBefore };
+  }
 }

@@ -1,4 +1,5 @@
-import { realpathSync } from "node:fs";
+import { readFileSync, realpathSync } from "node:fs";
+import { createServer, type Server } from "node:http";
 import { pathToFileURL } from "node:url";
 import { pino, type Logger } from "pino";
 import { Registry } from "prom-client";
@@ -12,6 +13,7 @@ import { createDeliveryStores } from "./delivery/delivery-stores.js";
 import { createGraphMailSender } from "./graph/graph-mail-sender.js";
 import { createHttpsAgent } from "./net/http-dispatcher.js";
 import { optionalRoutes } from "./http/optional-routes.js";
+import { assertMetricsReader } from "./http/probe-routes.js";
 import type { RouteRegistrar } from "./http/route-table.js";
 import { lapsedLeaseAnswer, type RecordedAnswer } from "./mail/send-answer.js";
 import { systemClock, type Clock } from "./core/ports.js";
@@ -97,6 +99,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     ...(options.permissionRecheckMs !== undefined ? { permissionRecheckMs: options.permissionRecheckMs } : {}),
     maxRetryAfterMs: () => configSource.current().server.maxRetryAfterSeconds * 1000,
   });
+  // Read at each scrape, so a rotated token file applies without a restart.
+  const metricsToken = (): string | undefined => readMetricsToken(configSource.current(), options.env ?? process.env);
   const relay = await createApp({
     configSource,
     tokenProvider,
@@ -106,11 +110,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     clock,
     stores,
     routes: options.routes ?? optionalRoutes,
+    metrics: { onApiPort: config.metrics.port === undefined, token: metricsToken },
   });
   let url: string;
+  let metricsServer: Server | undefined;
   try {
     url = await relay.listen(options.port, options.host);
+    if (config.metrics.port !== undefined) metricsServer = await listenForMetrics(registry, metricsToken, config.metrics.port, options.host);
   } catch (err) {
+    await relay.shutdown(0);
     watcher?.close();
     await stores.close();
     throw err;
@@ -131,11 +139,55 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       expiry.stop();
       watcher?.close();
       const result = await relay.shutdown(drainTimeoutMs);
+      metricsServer?.close();
       await Promise.allSettled([graphSender.close(), tokenProvider.close()]);
       await Promise.allSettled([dispatcher.close(), stores.close()]);
       return result;
     },
   };
+}
+
+/** The metrics bearer token from `metrics.tokenFile` / `metrics.tokenEnv`, if one is configured. */
+function readMetricsToken(config: Config, env: NodeJS.ProcessEnv): string | undefined {
+  const { tokenFile, tokenEnv } = config.metrics;
+  if (tokenFile !== undefined) return readFileSync(tokenFile, "utf8").trim() || undefined;
+  if (tokenEnv !== undefined) return env[tokenEnv]?.trim() || undefined;
+  return undefined;
+}
+
+/**
+ * `metrics.port`: GET /metrics on its own listener (same host), so scrapes and callers stay apart
+ * (a NetworkPolicy can open one port to Prometheus only). Anything else there is a 404.
+ */
+function listenForMetrics(registry: Registry, token: () => string | undefined, port: number, host: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    const answer = (status: number, type: string, body: string): void => {
+      res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body) });
+      res.end(body);
+    };
+    if ((req.method !== "GET" && req.method !== "HEAD") || (req.url ?? "").split("?", 1)[0] !== "/metrics") {
+      answer(404, "text/plain; charset=utf-8", "only GET /metrics is served here\n");
+      return;
+    }
+    try {
+      assertMetricsReader(req.headers.authorization, token());
+    } catch {
+      res.setHeader("www-authenticate", 'Bearer realm="noreply-relay metrics"');
+      answer(401, "text/plain; charset=utf-8", "the metrics bearer token is required\n");
+      return;
+    }
+    registry.metrics().then(
+      (text) => answer(200, registry.contentType, text),
+      () => answer(500, "text/plain; charset=utf-8", "metrics could not be collected\n"),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.removeListener("error", reject);
+      resolve(server);
+    });
+  });
 }
 
 /**

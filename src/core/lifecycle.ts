@@ -1,9 +1,9 @@
 import type { WorkTracker } from "./ports.js";
 
 /**
- * Readiness and graceful shutdown. Work is counted from the moment a /send request is
- * admitted until both its HTTP exchange and its Graph call are over (a caller that hangs
- * up does not cut short a send that is already on its way to Graph).
+ * Readiness and graceful shutdown. Work is each send the use case has taken on, until its
+ * Graph call is over (a caller that hangs up does not cut short a send that is already on its
+ * way to Graph); the HTTP exchanges around it are the listener's to close.
  */
 export class Lifecycle implements WorkTracker {
   private draining = false;

@@ -25,7 +25,7 @@ export const PROBLEM_CODES = [
  * method, a bug). Kept apart from PROBLEM_CODES so the contract's list stays exactly the
  * contract's; both share one shape and one mapper.
  */
-export const EDGE_PROBLEM_CODES = ["not_found", "method_not_allowed", "internal_error"] as const;
+export const EDGE_PROBLEM_CODES = ["not_found", "method_not_allowed", "request_timeout", "expectation_failed", "internal_error"] as const;
 
 export type ProblemCode = (typeof PROBLEM_CODES)[number] | (typeof EDGE_PROBLEM_CODES)[number];
 
@@ -57,6 +57,8 @@ export const PROBLEMS: Readonly<Record<ProblemCode, ProblemSpec>> = Object.freez
   outcome_unknown: { status: 504, title: "Microsoft Graph may have accepted the message but did not confirm it", retryable: false },
   not_found: { status: 404, title: "No such resource", retryable: false },
   method_not_allowed: { status: 405, title: "Method not allowed for this resource", retryable: false },
+  request_timeout: { status: 408, title: "The request was not received in time", retryable: true },
+  expectation_failed: { status: 417, title: "The Expect header asks for something this service does not do", retryable: false },
   internal_error: { status: 500, title: "Internal error", retryable: false },
 });
 

@@ -55,6 +55,8 @@ const NOTHING_SENT: ReadonlySet<string> = new Set([
   "mailbox_unavailable",
   "credential_rejected",
   "upstream_unavailable",
+  "request_timeout",
+  "expectation_failed",
 ]);
 
 /**
