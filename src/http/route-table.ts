@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { ConfigSource } from "../config/config-source.js";
 import type { Clock, TokenProvider } from "../core/ports.js";
+import type { OnceBook } from "../delivery/once-book.js";
 import type { TenantView } from "../delivery/tenant-status.js";
 import type { CallerDirectory } from "../tenants/caller-directory.js";
 import type { TenantDirectory } from "../tenants/tenant-directory.js";
@@ -33,6 +34,8 @@ export interface RouteContext {
   readonly callers: () => CallerDirectory;
   /** Every configured tenant's configuration and live state, in config order (the GET /tenants rows). */
   readonly tenantStatus: () => Promise<TenantView[]>;
+  /** Ids usable once (admin-consent states): the service's stores.once, shared by replicas with the Redis store. */
+  readonly once: OnceBook;
 }
 
 /**

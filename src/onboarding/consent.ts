@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { AppConfig, Config } from "../config/schema.js";
 
@@ -8,8 +8,10 @@ import type { AppConfig, Config } from "../config/schema.js";
  * /consent/callback route (which checks them), so both agree on one format.
  *
  * state = base64url(JSON payload) "." base64url(HMAC-SHA256(key, first part))
- * The payload names the tenant the link was made for and when it stops being valid, so a
- * callback cannot be forged, replayed after its time, or pointed at another tenant's link.
+ * The payload names the tenant the link was made for, a random nonce and when it stops being
+ * valid, so a callback cannot be forged or replayed after its time. Single use (a state accepted
+ * once, on any replica) and the tenant binding are the callback route's part
+ * (src/http/consent-routes.ts): it claims `StateCheck.id` in the shared once book.
  */
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -57,7 +59,16 @@ export interface ConsentStatePayload {
 }
 
 export type StateCheck =
-  | { readonly ok: true; readonly payload: ConsentStatePayload }
+  | {
+      readonly ok: true;
+      readonly payload: ConsentStatePayload;
+      /**
+       * Names this state for its single use: a digest of the signed payload (which holds the
+       * nonce). Not the signature's text, and the signature must be spelled canonically, so
+       * one state has one id.
+       */
+      readonly id: string;
+    }
   | { readonly ok: false; readonly reason: "missing" | "malformed" | "bad_signature" | "expired" };
 
 function sign(key: Buffer, data: string): Buffer {
@@ -100,6 +111,9 @@ export function verifyConsentState(state: string | undefined, key: Buffer, now: 
   const expected = sign(key, body);
   const given = Buffer.from(mac, "base64url");
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: "bad_signature" };
+  // base64url's last character has spare bits a decoder ignores: only the canonical spelling
+  // counts, so a state cannot be made to look new by changing them.
+  if (given.toString("base64url") !== mac) return { ok: false, reason: "bad_signature" };
   let payload: unknown;
   try {
     payload = JSON.parse(Buffer.from(body, "base64url").toString("utf8"));
@@ -108,7 +122,7 @@ export function verifyConsentState(state: string | undefined, key: Buffer, now: 
   }
   if (!isPayload(payload)) return { ok: false, reason: "malformed" };
   if (payload.exp * 1000 <= now) return { ok: false, reason: "expired" };
-  return { ok: true, payload };
+  return { ok: true, payload, id: `consent-state:${createHash("sha256").update(body, "utf8").digest("base64url")}` };
 }
 
 function isPayload(p: unknown): p is ConsentStatePayload {

@@ -8,6 +8,7 @@ import { parseConfig } from "../../src/config/load-config.js";
 import { consentRoutes, escapeHtml, registerConsentRoutes, type ConsentRouteConfig } from "../../src/http/consent-routes.js";
 import { createConsentState } from "../../src/onboarding/consent.js";
 import { fixedConfigSource } from "../../src/config/config-source.js";
+import { MemoryOnceBook } from "../../src/delivery/once-book.js";
 import { checkedRequest } from "../support/checked-request.js";
 import { routeApp } from "../support/route-app.js";
 import { APP_ID, CONTOSO_TID, FABRIKAM_TID, STATE_KEY, tempConfig } from "./fixtures.js";
@@ -29,7 +30,9 @@ const logLines: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
   const logger = pino({ level: "info" }, { write: (s: string) => logLines.push(JSON.parse(s)) });
-  app = await routeApp((routes) => registerConsentRoutes(routes, { config: () => config, registry, logger, clock, env: { NRR_TEST_STATE_KEY: STATE_KEY } }));
+  app = await routeApp((routes) =>
+    registerConsentRoutes(routes, { config: () => config, registry, logger, clock, env: { NRR_TEST_STATE_KEY: STATE_KEY }, once: new MemoryOnceBook({ clock }) }),
+  );
 });
 beforeEach(() => {
   now = Date.parse("2026-03-01T12:00:00Z");
@@ -80,11 +83,93 @@ describe("GET /consent/callback", () => {
     expect(r.html).toContain("contoso");
   });
 
-  it("when consent comes back from another tenant than the link was made for, then the page says so", async () => {
+  it("when the link was made for a tenant GUID and the redirect names another tenant, then it is refused, not granted, and logged as a mismatch", async () => {
+    const granted = await count("granted");
+    const invalid = await count("invalid_state");
     const r = await callback({ admin_consent: "True", tenant: FABRIKAM_TID, state: state(CONTOSO_TID, "contoso") });
+    expect(r.status).toBe(400);
+    expect(r.html).not.toContain("Consent granted");
+    expect(r.html).not.toContain("<pre>");
+    expect(r.html).toContain("made for another organization");
+    expect(r.html).toContain(CONTOSO_TID);
+    expect(await count("granted")).toBe(granted);
+    expect(await count("invalid_state")).toBe(invalid + 1);
+    expect(logLines).toContainEqual(
+      expect.objectContaining({ event: "consent_callback", outcome: "invalid_state", reason: "tenant_mismatch", tenantId: FABRIKAM_TID, intendedTenant: CONTOSO_TID, level: 40 }),
+    );
+  });
+
+  it("when the link was made for a tenant GUID and the redirect names it in upper case, then it is the same tenant and granted", async () => {
+    const r = await callback({ admin_consent: "True", tenant: CONTOSO_TID.toUpperCase(), state: state(CONTOSO_TID, "contoso") });
     expect(r.status).toBe(200);
-    expect(r.html).toContain(`this link was made for tenant ${CONTOSO_TID}, but consent was granted in tenant ${FABRIKAM_TID}`);
-    expect(r.html).toContain(`tenantId: ${FABRIKAM_TID}   # was ${CONTOSO_TID}`);
+    expect(r.html).toContain("Consent granted");
+  });
+
+  it("when the link was made for a domain, then consent is accepted but the page, snippet and log say the tenant ID could not be checked against the domain", async () => {
+    const r = await callback({ admin_consent: "True", tenant: FABRIKAM_TID, state: state("fabrikam.com") });
+    expect(r.status).toBe(200);
+    expect(r.html).toContain("Consent granted");
+    expect(r.html).toContain(`This link was made for fabrikam.com`);
+    expect(r.html).toContain("could not check");
+    expect(r.html).toMatch(/tenantId: 0b3c5a7e-3d1f-4c8e-9a2b-6f1e2d3c4b5a +# check that fabrikam\.com is this tenant/);
+    expect(logLines).toContainEqual(expect.objectContaining({ outcome: "granted", tenantId: FABRIKAM_TID, intendedTenant: "fabrikam.com", tenantBinding: "unchecked_domain" }));
+  });
+
+  it("when a valid state comes back a second time, then the second callback is refused as invalid_state (page, metric, log) and not granted again", async () => {
+    const s = state(CONTOSO_TID, "contoso");
+    const first = await callback({ admin_consent: "True", tenant: CONTOSO_TID, state: s });
+    expect(first.status).toBe(200);
+    const granted = await count("granted");
+    const invalid = await count("invalid_state");
+    const replays: Record<string, string>[] = [
+      { admin_consent: "True", tenant: CONTOSO_TID, state: s },
+      { error: "access_denied", error_description: "AADSTS65004: declined", state: s },
+    ];
+    for (const params of replays) {
+      const again = await callback(params);
+      expect(again.status).toBe(400);
+      expect(again.html).toContain("This consent link has already been used");
+      expect(again.html).not.toContain("Consent granted");
+      expect(again.html).not.toContain("Consent was not granted");
+    }
+    expect(await count("granted")).toBe(granted);
+    expect(await count("invalid_state")).toBe(invalid + 2);
+    expect(logLines).toContainEqual(expect.objectContaining({ event: "consent_callback", outcome: "invalid_state", reason: "replayed", intendedTenant: CONTOSO_TID, level: 40 }));
+  });
+
+  it("when a state was refused as another tenant's, then it is used up too (a link is good for one callback)", async () => {
+    const s = state(CONTOSO_TID, "contoso");
+    expect((await callback({ admin_consent: "True", tenant: FABRIKAM_TID, state: s })).status).toBe(400);
+    const r = await callback({ admin_consent: "True", tenant: CONTOSO_TID, state: s });
+    expect(r.status).toBe(400);
+    expect(r.html).toContain("already been used");
+  });
+
+  it("when the book of used states cannot be reached, then the callback is refused with 503 and the link still works afterwards", async () => {
+    const logs: Record<string, unknown>[] = [];
+    let down = true;
+    const shared = new MemoryOnceBook({ clock });
+    const flaky = await routeApp((routes) =>
+      registerConsentRoutes(routes, {
+        config: () => config,
+        registry,
+        logger: pino({}, { write: (s: string) => logs.push(JSON.parse(s)) }),
+        clock,
+        env: { NRR_TEST_STATE_KEY: STATE_KEY },
+        once: { claim: (id, ttlMs) => (down ? Promise.reject(new Error("store unavailable")) : shared.claim(id, ttlMs)) },
+      }),
+    );
+    const s = state(CONTOSO_TID, "contoso");
+    const url = `/consent/callback?${new URLSearchParams({ admin_consent: "True", tenant: CONTOSO_TID, state: s }).toString()}`;
+    const refused = await request(flaky).get(url);
+    expect(refused.status).toBe(503);
+    expect(refused.headers["retry-after"]).toBeDefined();
+    expect(refused.text).not.toContain("Consent granted");
+    expect(logs).toContainEqual(expect.objectContaining({ outcome: "error", reason: "once_book_unavailable" }));
+    down = false;
+    const later = await request(flaky).get(url);
+    expect(later.status).toBe(200);
+    expect(later.text).toContain("Consent granted");
   });
 
   it("when the state is forged, then a 400 page refuses it, nothing is granted, and invalid_state is counted", async () => {
@@ -127,6 +212,27 @@ describe("GET /consent/callback", () => {
     expect(await count("denied")).toBe(before + 1);
   });
 
+  it("when Entra's error text is hostile or long, then it appears only escaped and cut short under the fixed heading, never in the title", async () => {
+    const evil = `</code></dd></dl><h1>Consent granted</h1><title>x</title>`;
+    const r = await callback({ error: `invalid_request${evil}`, error_description: `AADSTS90002: ${evil}${"y".repeat(5000)}`, state: state(CONTOSO_TID) });
+    expect(r.status).toBe(200);
+    const [head, body] = r.html.split("</head>") as [string, string];
+    expect(head).toContain("<title>Microsoft Entra ID reported an error</title>");
+    expect(head).not.toContain("invalid_request");
+    expect(head).not.toContain("AADSTS");
+    expect(r.html).not.toContain(evil);
+    expect(r.html.length).toBeLessThan(5000);
+    const [before, section] = body.split("<h2>What Microsoft Entra ID said</h2>") as [string, string | undefined];
+    expect(section).toBeDefined();
+    expect(before).not.toContain("invalid_request");
+    expect(before).not.toContain("AADSTS");
+    expect(section).toContain(escapeHtml(evil));
+    expect(section).toContain("…");
+    // The log names Entra's error only when it is a plain OAuth error code.
+    expect(logLines).toContainEqual(expect.objectContaining({ event: "consent_callback", outcome: "error", error: "(not an error code)" }));
+    expect(JSON.stringify(logLines)).not.toContain("<h1>");
+  });
+
   it("when Entra reports another error with hostile text, then it is shown escaped and counted as error", async () => {
     const before = await count("error");
     const evil = `<script>alert(1)</script><img src=x onerror=alert(2)> "quoted" 'single' \`tick\``;
@@ -161,6 +267,7 @@ describe("GET /consent/callback", () => {
         logger: pino({}, { write: (s: string) => logs.push(JSON.parse(s)) }),
         clock,
         env: {},
+        once: new MemoryOnceBook({ clock }),
       }),
     );
     const r = await request(other).get(`/consent/callback?admin_consent=True&tenant=${CONTOSO_TID}&state=${state(CONTOSO_TID)}`);

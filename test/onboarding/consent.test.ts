@@ -61,6 +61,30 @@ describe("consent state", () => {
     expect(verifyConsentState(state, key, now)).toEqual({ ok: false, reason });
   });
 
+  it("when the signature is spelled another way that decodes to the same bytes, then it is refused (a state has one spelling, so single use cannot be dodged)", () => {
+    const state = createConsentState({ tenant: CONTOSO_TID, clientId: APP_ID, key, now, ttlSeconds: 600 });
+    const [body, mac] = state.split(".") as [string, string];
+    // 32 bytes are 43 base64url characters: the last one carries 2 spare bits a lenient decoder ignores.
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = alphabet.indexOf(mac.at(-1)!);
+    const twin = `${mac.slice(0, -1)}${alphabet[last ^ 1]}`;
+    expect(Buffer.from(twin, "base64url").equals(Buffer.from(mac, "base64url"))).toBe(true);
+    expect(verifyConsentState(`${body}.${twin}`, key, now)).toEqual({ ok: false, reason: "bad_signature" });
+  });
+
+  it("when a state verifies, then its id is the same for the same state and differs between two states (the key of its single use)", () => {
+    const a = createConsentState({ tenant: CONTOSO_TID, clientId: APP_ID, key, now, ttlSeconds: 600 });
+    const b = createConsentState({ tenant: CONTOSO_TID, clientId: APP_ID, key, now, ttlSeconds: 600 });
+    const idOf = (s: string): string => {
+      const check = verifyConsentState(s, key, now);
+      if (!check.ok) throw new Error(check.reason);
+      return check.id;
+    };
+    expect(idOf(a)).toBe(idOf(a));
+    expect(idOf(a)).not.toBe(idOf(b));
+    expect(idOf(a)).not.toContain(a.split(".")[1]);
+  });
+
   it("when a validly signed payload has the wrong shape, then it is refused as malformed", async () => {
     const { createHmac } = await import("node:crypto");
     const body = Buffer.from(JSON.stringify({ v: 1, tid: "not a tenant", app: APP_ID, exp: now / 1000 + 60, n: "x" })).toString("base64url");
