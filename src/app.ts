@@ -39,9 +39,9 @@ export interface RelayApp {
    * Graceful stop: /readyz turns 503, new sends get 503 `upstream_unavailable` (with
    * Retry-After and Connection: close), sends in flight finish (up to `timeoutMs`), then
    * the listener closes and idle keep-alive connections with it. Resolves `drained: false`
-   * when the timeout cut sends short.
+   * when the timeout cut exchanges short, and how many sends were still at Graph then (`cut`).
    */
-  shutdown(timeoutMs: number): Promise<{ drained: boolean }>;
+  shutdown(timeoutMs: number): Promise<{ drained: boolean; cut: number }>;
   /** Forgets every mailbox's Graph throttle memory (SIGHUP). */
   readonly clearThrottles: () => void;
 }
@@ -205,8 +205,10 @@ export async function createHttpApp(service: RelayService, options: HttpOptions 
       const started = performance.now();
       lifecycle.beginDrain();
       const idle = await lifecycle.waitIdle(timeoutMs);
+      // Sends still at Graph when the time is up: the caller is told how many the stop cuts short.
+      const cut = lifecycle.inProgress;
       const closed = await closeWithin(server, Math.max(0, timeoutMs - (performance.now() - started)));
-      return { drained: idle && closed };
+      return { drained: idle && closed, cut };
     },
   };
 }

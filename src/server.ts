@@ -53,7 +53,7 @@ export interface RunningServer {
    */
   reload(): ConfigReloadOutcome;
   /** Graceful stop (see RelayApp.shutdown), then the adapters' connections are closed. */
-  stop(drainTimeoutMs: number): Promise<{ drained: boolean }>;
+  stop(drainTimeoutMs: number): Promise<{ drained: boolean; cut: number }>;
 }
 
 /** Wires the real adapters to the app and listens. */
@@ -140,6 +140,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       watcher?.close();
       const result = await relay.shutdown(drainTimeoutMs);
       metricsServer?.close();
+      // After the drain timeout, sends still at Graph are cut: closing the pool politely would wait for them.
+      if (!result.drained) await dispatcher.destroy().catch(() => {});
       await Promise.allSettled([graphSender.close(), tokenProvider.close()]);
       await Promise.allSettled([dispatcher.close(), stores.close()]);
       return result;
@@ -238,9 +240,9 @@ export function stopOnSignals(server: RunningServer, logger: Logger, drainTimeou
     stopping = true;
     logger.info({ signal, inFlight: server.relay.lifecycle.inProgress, drainTimeoutSeconds }, "shutting down: finishing sends in flight");
     server.stop(drainTimeoutSeconds * 1000).then(
-      ({ drained }) => {
+      ({ drained, cut }) => {
         if (drained) logger.info("stopped");
-        else logger.warn({ inFlight: server.relay.lifecycle.inProgress }, "stopped after the drain timeout; some sends were cut short");
+        else logger.warn({ inFlight: cut }, cut > 0 ? "stopped after the drain timeout; some sends were cut short" : "stopped after the drain timeout; connections were closed, no send was cut");
         logger.flush();
         process.exit(0);
       },

@@ -135,6 +135,10 @@ export interface paths {
          * @description Metrics in the Prometheus text exposition format, all prefixed `noreply_relay_`: sends by
          *     tenant and outcome, policy refusals, Graph and token requests, throttling, in-flight sends,
          *     credential expiry and HTTP request durations.
+         *
+         *     Open by default. With `metrics.tokenFile`/`metrics.tokenEnv` in the config, a scrape must send
+         *     that token as `Authorization: Bearer <token>` (the metrics name every tenant); with
+         *     `metrics.port`, the metrics are served on that port only and this path answers 404.
          */
         get: operations["getMetrics"];
         put?: never;
@@ -298,10 +302,12 @@ export interface components {
          *     | outcome_unknown | 504 | Graph may have sent the message but did not confirm it. |
          *     | not_found | 404 | No such path (any path not in this description). |
          *     | method_not_allowed | 405 | The path exists but not with this HTTP method. |
+         *     | request_timeout | 408 | The headers or the body did not arrive within the relay's time limits; send the request again, faster. |
+         *     | expectation_failed | 417 | The `Expect` header names something other than `100-continue`. |
          *     | internal_error | 500 | An unexpected error in the relay (a bug). |
          * @enum {string}
          */
-        ProblemCode: "validation_failed" | "unauthorized" | "tenant_forbidden" | "sender_not_allowed" | "policy_denied" | "permission_missing" | "unknown_tenant" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "recipient_rejected" | "mailbox_unavailable" | "credential_rejected" | "upstream_unavailable" | "outcome_unknown" | "not_found" | "method_not_allowed" | "internal_error";
+        ProblemCode: "validation_failed" | "unauthorized" | "tenant_forbidden" | "sender_not_allowed" | "policy_denied" | "permission_missing" | "unknown_tenant" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "recipient_rejected" | "mailbox_unavailable" | "credential_rejected" | "upstream_unavailable" | "outcome_unknown" | "not_found" | "method_not_allowed" | "request_timeout" | "expectation_failed" | "internal_error";
         /** @description An RFC 9457 problem. Program against `code`; `detail` is for humans. */
         Problem: {
             /**
@@ -1024,6 +1030,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            401: components["responses"]["Unauthorized"];
         };
     };
     getOpenApiDescription: {

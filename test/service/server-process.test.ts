@@ -108,6 +108,46 @@ describe("the server process (src/server.ts)", () => {
       const logs = server.stdout.join("\n");
       for (const s of [...secrets, keys.ops]) expect(logs).not.toContain(s);
       expect(logs).toContain('"msg":"stopped"');
+      // Each send counted once: the start line names the 50 sends, not 100.
+      const start = server.stdout.map((l) => JSON.parse(l) as { msg?: string; inFlight?: number }).find((l) => l.msg === "shutting down: finishing sends in flight");
+      expect(start?.inFlight).toBe(50);
+    });
+
+    it("when the sends outlast server.drainTimeoutSeconds, then the process stops at the drain timeout, not at the request deadline, and says how many sends were cut", async () => {
+      const keys = { ops: `ops-${randomBytes(16).toString("hex")}`, billing: `billing-${randomBytes(16).toString("hex")}` };
+      await writeStandardFiles(dir, emulator.caPem);
+      const config = standardConfig(emulator.url, dir, keys);
+      config.server = { ...config.server, drainTimeoutSeconds: 1, requestDeadlineSeconds: 20 };
+      const configPath = join(dir, "config-drain.json");
+      await writeFile(configPath, JSON.stringify(config));
+      const slow = emulator.state.inject({ kind: "sendMail", action: "latency", fixedMs: 8000 });
+      try {
+        const server = spawnServer({ NOREPLY_RELAY_CONFIG: configPath });
+        const url = await server.listening();
+        const sends = Array.from({ length: 3 }, (_, i) =>
+          fetch(`${url}/send`, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${keys.ops}` },
+            body: JSON.stringify(message("contoso", { subject: `cut ${i}` })),
+          }).then(
+            (r) => r.status,
+            () => "cut",
+          ),
+        );
+        await until("3 sends in flight", async () => (metricValue((await http(`${url}/metrics`)).text, "noreply_relay_inflight_sends") === 3 ? true : undefined));
+        const signalled = Date.now();
+        server.child.kill("SIGTERM");
+        expect(await server.exited).toBe(0);
+        const took = Date.now() - signalled;
+        expect(took).toBeGreaterThanOrEqual(900);
+        expect(took).toBeLessThan(3500);
+        expect(await Promise.all(sends)).toEqual(["cut", "cut", "cut"]);
+        const lines = server.stdout.map((l) => JSON.parse(l) as { msg?: string; inFlight?: number });
+        expect(lines.find((l) => l.msg === "shutting down: finishing sends in flight")?.inFlight).toBe(3);
+        expect(lines.find((l) => l.msg === "stopped after the drain timeout; some sends were cut short")?.inFlight).toBe(3);
+      } finally {
+        slow.clear();
+      }
     });
   });
 

@@ -92,6 +92,8 @@ export interface HarnessOptions {
   permissionRecheckMs?: number;
   /** Level of the captured service log; default debug. */
   logLevel?: string;
+  /** Environment for `*Env` config keys (merged over process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** An emulator, a temp dir with config and secret files, and the service (src/server.ts wiring) on 127.0.0.1:0. */
@@ -204,7 +206,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   await options.beforeLoad?.(dir);
   const configPath = join(dir, "config.json");
   await writeFile(configPath, JSON.stringify(configInput, null, 2));
-  const config = loadConfigFile(configPath);
+  const env = { ...process.env, ...options.env };
+  const config = loadConfigFile(configPath, env);
 
   const logs = new LogCapture();
   const logger = pino({ level: options.logLevel ?? "debug" }, logs);
@@ -215,6 +218,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       logger: log,
       port: 0,
       host: "127.0.0.1",
+      env,
       routes: options.routes ?? [tenantsRoute],
       ...(options.permissionRecheckMs !== undefined ? { permissionRecheckMs: options.permissionRecheckMs } : {}),
     });
