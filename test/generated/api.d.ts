@@ -1031,6 +1031,32 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            /** @description The metrics are served on their own port (`metrics.port`), not here. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://noreply-relay.dev/problems/not_found",
+                     *       "title": "No such resource",
+                     *       "status": 404,
+                     *       "detail": "no resource at /metrics",
+                     *       "code": "not_found",
+                     *       "retryable": false,
+                     *       "requestId": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @constant */
+                        code?: "not_found";
+                        /** @constant */
+                        status?: 404;
+                    };
+                };
+            };
         };
     };
     getOpenApiDescription: {
