@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { RelayError } from "../core/problems.js";
+import { PROBLEMS, RelayError } from "../core/problems.js";
 import { createRememberingTokenProvider } from "../auth/credential-failure-memory.js";
 import { MailboxLimiter } from "./mailbox-limiter.js";
 import { RecipientGuard } from "./recipient-guard.js";
-import { TenantStatusBook, describeTenants, type DescribableTenant } from "./tenant-status.js";
+import { CALLER_PROBLEMS, TenantStatusBook, describeTenants, isCallerProblem, type DescribableTenant } from "./tenant-status.js";
 
 function manualClock(start = Date.UTC(2026, 0, 1, 8)) {
   let now = start;
@@ -50,6 +50,64 @@ describe("TenantStatusBook", () => {
       lastOutcomeAt: failedAt + 60_000,
       lastProblem: { code: "credential_rejected", at: failedAt, aadsts: "7000215" },
     });
+  });
+
+  it.each(["validation_failed", "sender_not_allowed", "payload_too_large", "idempotency_conflict", "recipient_rejected"] as const)(
+    "when the caller's own mistake %s follows a credential_rejected, then it is the last outcome but the last problem stays credential_rejected",
+    (mistake) => {
+      const clock = manualClock();
+      const book = new TenantStatusBook({ clock });
+      book.record("contoso", "credential_rejected", { aadsts: "7000215" });
+      const failedAt = clock.now();
+      clock.advance(1000);
+      book.record("contoso", mistake, { graphCode: "ErrorInvalidRecipients" });
+      expect(book.get("contoso")).toEqual({
+        lastOutcome: mistake,
+        lastOutcomeAt: failedAt + 1000,
+        lastProblem: { code: "credential_rejected", at: failedAt, aadsts: "7000215" },
+      });
+    },
+  );
+
+  it("when a tenant has only seen callers' mistakes, then it has a last outcome and no last problem", () => {
+    const book = new TenantStatusBook({ clock: manualClock() });
+    book.record("contoso", "sender_not_allowed");
+    expect(book.get("contoso")).toEqual({ lastOutcome: "sender_not_allowed", lastOutcomeAt: expect.any(Number) });
+  });
+
+  it("when the tenant's side fails after a caller's mistake, then that becomes the last problem", () => {
+    const clock = manualClock();
+    const book = new TenantStatusBook({ clock });
+    book.record("contoso", "validation_failed");
+    clock.advance(1000);
+    book.record("contoso", "mailbox_unavailable", { graphCode: "MailboxNotEnabledForRESTAPI" });
+    expect(book.get("contoso")?.lastProblem).toEqual({ code: "mailbox_unavailable", at: clock.now(), graphCode: "MailboxNotEnabledForRESTAPI" });
+  });
+
+  it("when problems are sorted by side, then the caller's are exactly the 4xx a caller can fix (or a request it did not finish sending)", () => {
+    expect([...CALLER_PROBLEMS].sort()).toEqual(
+      [
+        "validation_failed",
+        "unauthorized",
+        "tenant_forbidden",
+        "sender_not_allowed",
+        "unknown_tenant",
+        "idempotency_conflict",
+        "payload_too_large",
+        "recipient_rejected",
+        "not_found",
+        "method_not_allowed",
+        "request_timeout",
+        "expectation_failed",
+      ].sort(),
+    );
+    for (const code of CALLER_PROBLEMS) {
+      expect(PROBLEMS[code].status, code).toBeGreaterThanOrEqual(400);
+      expect(PROBLEMS[code].status, code).toBeLessThan(500);
+    }
+    for (const code of ["policy_denied", "permission_missing", "rate_limited", "mailbox_unavailable", "credential_rejected", "upstream_unavailable", "outcome_unknown", "internal_error"] as const) {
+      expect(isCallerProblem(code), code).toBe(false);
+    }
   });
 
   it("when a replay is answered, then the recorded outcome does not change", () => {

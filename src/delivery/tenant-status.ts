@@ -14,6 +14,51 @@ import type { MailboxSnapshot } from "./mailbox-limiter.js";
 /** The `outcome` label of noreply_relay_send_total. */
 export type SendOutcome = "sent" | "dry_run" | "duplicate" | ProblemCode;
 
+/**
+ * Whose side a problem is on. "caller": the request itself (its body, key, rights, sender,
+ * size, recipients, Idempotency-Key, or a client too slow to send it): the caller can fix it
+ * and it says nothing about the tenant. "service": the tenant's setup (credential, consent,
+ * mailbox, access policy), Microsoft's services, limits, or this service's own failure.
+ * A Record, so a new problem code does not compile until it is placed here.
+ *
+ * Used by /tenants (a caller's problem never becomes a tenant's lastProblem) and checked against
+ * the chart's error-ratio alert (helm values prometheusRule.errorRatio.notErrorOutcomes leaves out
+ * exactly the caller's problems; test/packaging/alert-rules.test.ts).
+ */
+const PROBLEM_SIDE: Readonly<Record<ProblemCode, "caller" | "service">> = {
+  validation_failed: "caller",
+  unauthorized: "caller",
+  tenant_forbidden: "caller",
+  sender_not_allowed: "caller",
+  unknown_tenant: "caller",
+  idempotency_conflict: "caller",
+  payload_too_large: "caller",
+  // Graph refused an address the caller gave.
+  recipient_rejected: "caller",
+  not_found: "caller",
+  method_not_allowed: "caller",
+  // The caller's request did not arrive in time (a slow or stalled client).
+  request_timeout: "caller",
+  expectation_failed: "caller",
+  policy_denied: "service",
+  permission_missing: "service",
+  // Graph's throttling or the tenant's daily recipient limit: the tenant's state, worth showing.
+  rate_limited: "service",
+  mailbox_unavailable: "service",
+  credential_rejected: "service",
+  upstream_unavailable: "service",
+  outcome_unknown: "service",
+  internal_error: "service",
+};
+
+/** The problems on the caller's side (see PROBLEM_SIDE), in the order of PROBLEMS. */
+export const CALLER_PROBLEMS: readonly ProblemCode[] = (Object.keys(PROBLEM_SIDE) as ProblemCode[]).filter((c) => PROBLEM_SIDE[c] === "caller");
+
+/** Whether `code` is the caller's own problem (its request), not the tenant's or the service's. */
+export function isCallerProblem(code: ProblemCode): boolean {
+  return PROBLEM_SIDE[code] === "caller";
+}
+
 /** Problem details worth showing next to the code. */
 export interface ProblemNote {
   /** Entra error code of a credential_rejected. */
@@ -24,8 +69,10 @@ export interface ProblemNote {
 
 /** The last things that happened to one tenant (epoch ms). */
 export interface TenantActivity {
+  /** The last send for the tenant, whoever's the fault (a caller's bad request included). */
   readonly lastOutcome: SendOutcome;
   readonly lastOutcomeAt: number;
+  /** The last problem on the service's side (isCallerProblem false): why the tenant last failed. */
   readonly lastProblem?: { readonly code: ProblemCode; readonly at: number } & ProblemNote;
 }
 
@@ -53,13 +100,16 @@ export class TenantStatusBook implements TenantActivityBook {
   /**
    * Records one send's outcome. A `duplicate` is not recorded: a replay says nothing new about
    * the tenant and would hide the outcome of the last real send. The last problem stays until
-   * the next problem, so a success does not erase why it failed before.
+   * the next problem on the service's side, so neither a success nor a caller's own mistake
+   * (a bad request, a wrong sender: isCallerProblem) erases why the tenant failed before; such
+   * a mistake is still the last outcome, as it was the last thing that happened.
    */
   record(tenantKey: string, outcome: SendOutcome, note: ProblemNote = {}): void {
     if (outcome === "duplicate") return;
     const at = this.#clock.now();
     const before = this.#byTenant.get(tenantKey);
-    const problem = outcome === "sent" || outcome === "dry_run" ? before?.lastProblem : { code: outcome, at, ...pickNote(note) };
+    const problem =
+      outcome === "sent" || outcome === "dry_run" || isCallerProblem(outcome) ? before?.lastProblem : { code: outcome, at, ...pickNote(note) };
     const activity: TenantActivity = {
       lastOutcome: outcome,
       lastOutcomeAt: at,
@@ -82,6 +132,18 @@ export class TenantStatusBook implements TenantActivityBook {
     } else if (activity.lastProblem && (mine.lastProblem === undefined || activity.lastProblem.at > mine.lastProblem.at)) {
       this.#byTenant.set(tenantKey, { ...mine, lastProblem: activity.lastProblem });
     }
+  }
+
+  /**
+   * Takes another replica's last problem when it is newer than the one this replica knows (the
+   * shared book keeps problems apart from outcomes, so a later success or caller's mistake seen
+   * by another replica cannot erase it). Ignored for a tenant with no activity here yet: merge
+   * its activity first.
+   */
+  mergeProblem(tenantKey: string, problem: NonNullable<TenantActivity["lastProblem"]>): void {
+    const mine = this.#byTenant.get(tenantKey);
+    if (mine === undefined || (mine.lastProblem !== undefined && mine.lastProblem.at >= problem.at)) return;
+    this.#byTenant.set(tenantKey, { ...mine, lastProblem: problem });
   }
 
   /** Drops tenants no longer configured (after a reload). */
