@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
+import { PROBLEMS, type ProblemCode } from "../../src/core/problems.js";
+import { CALLER_PROBLEMS, isCallerProblem } from "../../src/delivery/tenant-status.js";
 import { itWithTool } from "../support/external-tools.js";
 import { only, prepareHelm, render } from "./chart.js";
 
@@ -137,6 +139,15 @@ describe("PrometheusRule alerts", () => {
     expect(unavailable?.for).toBe("2m");
     expect(unavailable?.annotations?.["description"]).toContain("sends with an Idempotency-Key get 503");
     expect(alerts().find((a) => a.alert === "NoreplyRelayStoreFallback")?.labels?.["severity"]).toBe("warning");
+  });
+
+  it("when the error ratio is computed, then it leaves out successes, replays and exactly the caller's own problems (never one of the service's)", () => {
+    const ratio = alerts().find((a) => a.alert === "NoreplyRelayHighErrorRatio")!;
+    const excluded = /outcome!~"([^"]*)"/.exec(ratio.expr)?.[1];
+    expect(excluded).toBeDefined();
+    const notErrors = new Set(excluded!.split("|"));
+    expect([...notErrors].sort()).toEqual(["sent", "dry_run", "duplicate", ...CALLER_PROBLEMS].sort());
+    for (const code of Object.keys(PROBLEMS) as ProblemCode[]) expect(notErrors.has(code), code).toBe(isCallerProblem(code));
   });
 
   it("when the rules are rendered, then every expression is scoped to this release's job and namespace", () => {
