@@ -9,7 +9,7 @@ import { restartRequiredChanges, watchConfigFile, type ConfigReloadOutcome, type
 import { ConfigError, loadConfigFile } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
 import { createRememberingTokenProvider } from "./auth/credential-failure-memory.js";
-import { createDeliveryStores } from "./delivery/delivery-stores.js";
+import { createDeliveryStores } from "./delivery/create-delivery-stores.js";
 import { createGraphMailSender } from "./graph/graph-mail-sender.js";
 import { createHttpsAgent } from "./net/http-dispatcher.js";
 import { optionalRoutes } from "./http/optional-routes.js";

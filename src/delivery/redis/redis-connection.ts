@@ -4,7 +4,7 @@ import type { ConnectionOptions } from "node:tls";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import type { StoreConfig } from "../../config/schema.js";
-import { RelayError } from "../../core/problems.js";
+import { StoreUnavailableError } from "../store-unavailable.js";
 import type { StoreObserver } from "../../core/ports.js";
 
 /**
@@ -13,19 +13,6 @@ import type { StoreObserver } from "../../core/ports.js";
  * commands up) and one subscriber connection for the wake-up channels. Commands that fail for
  * any reason become StoreUnavailableError: the stores fail closed, never open.
  */
-
-/** Redis could not be reached or refused the command. A 503 `upstream_unavailable` for the caller. */
-export class StoreUnavailableError extends RelayError {
-  constructor(operation: string, cause: unknown) {
-    super("upstream_unavailable", `the shared store (Redis) is unavailable (${operation}); nothing was sent, retry`, { retryAfterSeconds: 2 });
-    this.name = "StoreUnavailableError";
-    this.cause = cause;
-  }
-}
-
-export function isStoreUnavailable(err: unknown): err is StoreUnavailableError {
-  return err instanceof StoreUnavailableError;
-}
 
 /** A Lua script run by EVALSHA, loaded with EVAL when Redis does not know it (after a restart or failover). */
 export class LuaScript {

@@ -3,7 +3,8 @@ import { abortReason } from "../../core/abort.js";
 import type { Logger } from "pino";
 import type { IdempotencyClaim, IdempotencyNew, IdempotencySettled, IdempotencyStore } from "../idempotency-store.js";
 import { BackgroundWrites } from "./background-writes.js";
-import { isStoreUnavailable, LuaScript, type RedisConnection } from "./redis-connection.js";
+import { isStoreUnavailable } from "../store-unavailable.js";
+import { LuaScript, type RedisConnection } from "./redis-connection.js";
 
 /**
  * Idempotency-Keys in Redis, so a retry that lands on another replica is still a replay.
