@@ -6,6 +6,7 @@ import { Registry } from "prom-client";
 import { createApp, type RelayApp } from "./app.js";
 import { createEntraTokenProvider } from "./auth/entra-token-provider.js";
 import { restartRequiredChanges, watchConfigFile, type ConfigReloadOutcome, type ConfigWatcher } from "./config/config-watcher.js";
+import { warnOpenSecretFiles } from "./config/file-permissions.js";
 import { ConfigError, loadConfigFile } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
 import { createRememberingTokenProvider } from "./auth/credential-failure-memory.js";
@@ -286,6 +287,8 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = pino({ level: settings.logLevel, base: { service: "noreply-relay" } });
+  // Secret and key files others can read: a warning per file (it starts anyway).
+  warnOpenSecretFiles(config, logger);
   const server = await startServer({ config, logger, port: settings.port, host: settings.host, configPath: path });
   stopOnSignals(server, logger, config.server.drainTimeoutSeconds);
   reloadOnHangup(server, logger);
