@@ -124,6 +124,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await stores.close();
     throw err;
   }
+  // Loaded once serving, so readiness does not wait for it; a send arriving first waits for it itself.
+  tokenProvider.warmUp().catch((err: unknown) => logger.error({ err }, "could not load the identity library"));
   // At start-up (once serving: it need not delay readiness) and daily, a log line for each
   // credential that expires within 30 days.
   const expiry = startExpiryWarnings({ config: () => configSource.current(), logger, clock });

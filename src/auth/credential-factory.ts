@@ -1,19 +1,27 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import {
-  ClientAssertionCredential,
-  ClientCertificateCredential,
-  ClientSecretCredential,
-  type ClientSecretCredentialOptions,
-  type TokenCredential,
-} from "@azure/identity";
+import type { ClientSecretCredentialOptions, TokenCredential } from "@azure/identity";
 import type { CredentialConfig } from "../config/schema.js";
 import { RelayError } from "../core/problems.js";
 import type { TokenTarget } from "../core/ports.js";
 
 type SecretCredentialConfig = Extract<CredentialConfig, { type: "secret" }>;
 type HttpClient = NonNullable<ClientSecretCredentialOptions["httpClient"]>;
+
+type IdentityModule = typeof import("@azure/identity");
+let identity: IdentityModule | undefined;
+let loading: Promise<IdentityModule> | undefined;
+
+/**
+ * Loads @azure/identity (with MSAL, a fifth of the service's start-up), once. The token
+ * provider awaits it before its first credential, and server.ts starts it right after the
+ * service listens: readiness does not wait for it, and neither does the first send, usually.
+ */
+export function loadIdentity(): Promise<void> {
+  loading ??= import("@azure/identity").then((m) => (identity = m));
+  return loading.then(() => undefined);
+}
 
 /** Which of a secret credential's two secrets a credential object was built with. */
 export type SecretSlot = "primary" | "secondary";
@@ -96,6 +104,8 @@ export interface BuiltCredential {
  * Throws RelayError `credential_rejected` when a referenced file or variable cannot be read.
  */
 export function buildCredential(target: TokenTarget, slot: SecretSlot, ctx: CredentialBuildContext): BuiltCredential {
+  if (identity === undefined) throw new Error("buildCredential before loadIdentity(): the token provider loads @azure/identity first");
+  const { ClientAssertionCredential, ClientCertificateCredential, ClientSecretCredential } = identity;
   const { tenantId, app } = target;
   const options: ClientSecretCredentialOptions = {
     authorityHost: ctx.authorityHost,

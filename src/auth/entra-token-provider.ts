@@ -9,6 +9,7 @@ import { describeAadsts, isTransientAadsts, parseAadsts } from "./aadsts.js";
 import {
   buildCredential,
   credentialFingerprint,
+  loadIdentity,
   currentPrimarySecretHash,
   graphScope,
   hasSecondarySecret,
@@ -61,6 +62,8 @@ export interface EntraTokenProvider extends TokenProvider {
   readonly size: number;
   /** Drops every credential and destroys the HTTP agent if this provider created it. */
   close(): Promise<void>;
+  /** Loads the identity library now rather than at the first token request. */
+  warmUp(): Promise<void>;
 }
 
 interface CredentialEntry {
@@ -118,6 +121,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
   }
 
   async getToken(target: TokenTarget, signal?: AbortSignal): Promise<string> {
+    if (this.entries.size === 0) await loadIdentity();
     const entry = this.entryFor(target);
     const now = this.clock.now();
     const token = entry.token;
@@ -158,6 +162,10 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
       }
     }
     return dropped;
+  }
+
+  warmUp(): Promise<void> {
+    return loadIdentity();
   }
 
   async close(): Promise<void> {
