@@ -78,14 +78,8 @@ export async function createHttpApp(service: RelayService, options: HttpOptions 
     attachContext(req, ctx);
     res.setHeader("x-request-id", ctx.requestId);
     const started = process.hrtime.bigint();
-    let counted = false;
-    // "finish" when the answer was handed over, "close" alone when the caller hung up first: one line and one count either way.
-    const done = (): void => {
-      if (counted) return;
-      counted = true;
-      finished(req, res, ctx, started);
-    };
-    res.once("finish", done);
+    const done = (): void => finished(req, res, ctx, started);
+    // "close" follows "finish" on every answer, and also comes alone when the caller hung up first.
     res.once("close", done);
     // HTTP/1.1 requires Host (RFC 9112 §3.2); Node's own refusal would be a bodiless 400.
     if (req.httpVersion === "1.1" && req.headers.host === undefined) {

@@ -125,7 +125,7 @@ export class SendMail {
       // A slot granted too close to the deadline could only end in a timeout, i.e. outcome_unknown.
       const admitted = await admit(
         () => this.deps.recipients.reserve(tenant.mailboxKey, recipientCount(draft), tenant.limits.recipientsPerDay),
-        (signal) => limiter.acquire(tenant.mailboxKey, { deadline: Math.max(clock.now(), deadline - SLOT_HEADROOM_MS), signal }),
+        (signal) => limiter.acquire(tenant.mailboxKey, { deadline: Math.max(clock.now(), deadline - SLOT_HEADROOM_MS), ...(signal !== undefined ? { signal } : {}) }),
       );
       reservation = admitted.reservation;
       const { permit } = admitted;
@@ -246,10 +246,20 @@ export class SendMail {
  */
 async function admit(
   reserve: () => RecipientReservation | Promise<RecipientReservation>,
-  acquire: (signal: AbortSignal) => Promise<MailboxPermit>,
+  acquire: (signal?: AbortSignal) => Promise<MailboxPermit>,
 ): Promise<{ reservation: RecipientReservation; permit: MailboxPermit }> {
+  // In-process ledger: it answers at once, so a refusal never starts a wait for a slot.
+  const counted = reserve();
+  if (!(counted instanceof Promise)) {
+    try {
+      return { reservation: counted, permit: await acquire() };
+    } catch (err) {
+      counted.release();
+      throw err;
+    }
+  }
   const cancel = new AbortController();
-  const reserving = Promise.resolve().then(reserve);
+  const reserving = counted;
   const acquiring = acquire(cancel.signal);
   let reservation: RecipientReservation;
   try {
@@ -268,9 +278,26 @@ async function admit(
 }
 
 function assertSenderAllowed(from: string | undefined, tenant: Tenant): void {
-  if (from !== undefined && from.toLowerCase() !== tenant.senderLower) {
+  if (from !== undefined && !isSenderAddress(from, tenant.sender)) {
     throw new RelayError("sender_not_allowed", `tenant "${tenant.key}" sends only from ${tenant.sender}`);
   }
+}
+
+/**
+ * Whether `from` names the configured `sender`: the same text after NFC normalisation, the case
+ * of A–Z ignored and nothing else. Not toLowerCase(): it maps U+212A KELVIN SIGN onto k and
+ * U+0130 (İ) onto i plus a combining dot, so look-alikes would match. And `from` must be its own
+ * NFKC form: a compatibility character or canonical singleton (Kelvin, fullwidth letters, ſ)
+ * never matches, even where NFC alone would turn it into the sender's letter. The /send
+ * schema refuses such a `from` first, with a field error; this is the rule itself, for every door.
+ */
+export function isSenderAddress(from: string, sender: string): boolean {
+  if (from.normalize("NFKC") !== from) return false;
+  return asciiLower(from.normalize("NFC")) === asciiLower(sender.normalize("NFC"));
+}
+
+function asciiLower(text: string): string {
+  return text.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
 }
 
 function assertGraphSize(body: SendMailBody): void {
