@@ -21,13 +21,14 @@ import {
   buildRotation,
   buildScenario,
   htmlAttachmentBody,
+  prng,
   smallTextBody,
   writeJson,
 } from "./lib/fixtures.mjs";
 import { createPacer, poolPaced, sequential, throughput } from "./lib/load.mjs";
 import { cpuTimes, firstJsonLine, freePort, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
 import { findRedisServer, startRedis } from "./lib/redis.mjs";
-import { TARGETS, formatReport } from "./lib/report.mjs";
+import { TARGETS, formatReport, targetResults } from "./lib/report.mjs";
 import { analyseTrace, formatStoreReport, keyGenerator, perSend, storeMeter, sumStoreDeltas } from "./lib/store-bench.mjs";
 import { formatProfileDiff, formatProfileSummary, summariseProfile } from "./summarise-profile.mjs";
 
@@ -62,6 +63,12 @@ const { values: argv } = parseArgs({
     "runtime-stats": { type: "boolean", default: false },
     "json-only": { type: "boolean", default: false },
     "baseline-only": { type: "boolean", default: false },
+    "throughput-mix": { type: "string" },
+    "throughput-latency-ms": { type: "string" },
+    "rss-tenants-used": { type: "string" },
+    "idem-keys": { type: "string" },
+    "idem-max-bytes": { type: "string" },
+    "skip-idempotency": { type: "boolean", default: false },
     store: { type: "string", default: "auto" },
     "skip-startup": { type: "boolean", default: false },
     "cpu-prof": { type: "boolean", default: false },
@@ -77,7 +84,7 @@ const { values: argv } = parseArgs({
 
 if (argv.help) {
   console.log(`usage: npm run bench -- [options]
-  --quick                 short phases (whole run < 60 s)
+  --quick                 short phases (whole run ≈ 2 min, build included)
   --duration S            throughput run per target (default 20, quick 5)
   --warmup S              warm-up per target, excluded (default 5, quick 2)
   --connections N         autocannon connections (default 64)
@@ -91,10 +98,17 @@ if (argv.help) {
   --quiet-wait S          before each round, wait up to S s for other processes to go quiet (default 20, quick 0)
   --nice=N                scheduling niceness of the bench, its children and its autogroup, e.g. -10
                           on a shared machine (negative values need root; default 0 = unchanged)
+  --throughput-mix on|off also run the closed-loop rounds with the 80/20 mix (default on, quick off);
+                          the targets use the small-text rounds either way
+  --throughput-latency-ms MS  Graph latency during the closed-loop runs only (default: --latency-ms)
   --startup-tenants N     tenants of the start-up/RSS run (default 10000)
-  --startup-runs N        start-up repetitions, median reported (default 3, quick 1)
+  --startup-runs N        start-up repetitions, median reported (default 5, quick 3)
+  --rss-tenants-used N    tenants of the start-up run that get a send before RSS is read (default 1000)
   --skip-startup          skip the 10,000-tenant start-up run
-  --baseline-only         measure only the baseline (e.g. before the service exists)
+  --idem-keys N           keys of the idempotency-store memory run (default 200000)
+  --idem-max-bytes B      maxBytes of its second run, below what the keys need (default 33554432)
+  --skip-idempotency      skip the idempotency-store memory run
+  --baseline-only         measure only the two baselines (e.g. before the service exists)
   --store MODE            auto (default): the normal run, then a short shared-store phase (the service
                           with store.type redis against the same service with the memory store) when
                           redis-server is on PATH (or BENCH_REDIS_SERVER); memory: no such phase;
@@ -124,7 +138,12 @@ const opts = {
   rateDurationS: num(argv["rate-duration"], quick ? 6 : 15),
   rateSlices: Math.max(1, num(argv["rate-slices"], quick ? 2 : 3)),
   startupTenants: num(argv["startup-tenants"], 10_000),
-  startupRuns: num(argv["startup-runs"], quick ? 1 : 3),
+  startupRuns: Math.max(1, num(argv["startup-runs"], quick ? 3 : 5)),
+  rssTenantsUsed: num(argv["rss-tenants-used"], 1000),
+  throughputMix: (argv["throughput-mix"] ?? (quick ? "off" : "on")) === "on",
+  throughputLatencyMs: argv["throughput-latency-ms"] === undefined ? undefined : Number(argv["throughput-latency-ms"]),
+  idemKeys: num(argv["idem-keys"], 200_000),
+  idemMaxBytes: num(argv["idem-max-bytes"], 32 * 1024 * 1024),
   rounds: Math.max(1, num(argv.rounds, quick ? 1 : 3)),
   attachmentShare: Math.min(1, num(argv["attachment-share"], 0.2)),
   quietWaitS: num(argv["quiet-wait"], quick ? 0 : 20),
@@ -132,8 +151,12 @@ const opts = {
   store: argv.store,
   nice: argv.nice === undefined ? 0 : Number(argv.nice),
 };
+if (!["on", "off"].includes(argv["throughput-mix"] ?? "on")) {
+  console.error("bench: --throughput-mix must be on or off");
+  process.exit(1);
+}
 for (const [k, v] of Object.entries(opts)) {
-  if (typeof v === "number" && !(Number.isFinite(v) && (v >= 0 || k === "nice"))) {
+  if (v !== undefined && typeof v === "number" && !(Number.isFinite(v) && (v >= 0 || k === "nice"))) {
     console.error(`bench: bad option ${k}: ${v}`);
     process.exit(1);
   }
@@ -245,9 +268,17 @@ function watchTokens(emu) {
 // ---------------------------------------------------------------------------------------------
 // Targets: baseline and service
 
-async function startBaseline(configFile, { cpuProfDir, stats = false } = {}) {
+/** The two pass-throughs the service is compared with; `lean` is the primary one (issue 15). */
+const BASELINES = {
+  lean: { script: "lean-baseline.mjs", name: "lean", label: "lean baseline (node:http + undici)" },
+  httpsAgent: { script: "baseline.mjs", name: "https-agent", label: "https.Agent baseline" },
+};
+
+async function startBaseline(kind, configFile, { cpuProfDir, stats = false } = {}) {
+  const { script, name, label } = BASELINES[kind];
   const port = await freePort();
-  const proc = spawnNode("baseline", [join(here, "baseline.mjs")], {
+  const statsFile = join(tmp, `${name}.runtime.json`);
+  const proc = spawnNode(name, [join(here, script)], {
     logDir: tmp,
     nodeOptions: [
       ...(argv["baseline-node-options"] ?? "").split(/\s+/).filter(Boolean),
@@ -261,12 +292,12 @@ async function startBaseline(configFile, { cpuProfDir, stats = false } = {}) {
       PORT: String(port),
       HOST: "127.0.0.1",
       NODE_ENV: "production",
-      ...(stats ? { BENCH_RUNTIME_STATS_FILE: join(tmp, "baseline.runtime.json") } : {}),
+      ...(stats ? { BENCH_RUNTIME_STATS_FILE: statsFile } : {}),
     },
   });
   procs.push(proc);
   const info = await firstJsonLine(proc, 10_000);
-  return { name: "baseline", proc, url: info.url, sent: 0, statsFile: stats ? join(tmp, "baseline.runtime.json") : undefined };
+  return { key: kind, name, label, proc, url: info.url, sent: 0, statsFile: stats ? statsFile : undefined };
 }
 
 async function startService(name, configFile, { cpuProfDir, stats = false, nodeOptions: more = [], env = {} } = {}) {
@@ -297,7 +328,7 @@ async function startService(name, configFile, { cpuProfDir, stats = false, nodeO
   procs.push(proc);
   const url = `http://127.0.0.1:${port}`;
   const readyMs = await waitFor200(proc, `${url}/readyz`, { startNs, timeoutMs: 30_000 });
-  return { name: "service", proc, url, readyMs, sent: 0, statsFile: stats ? statsFile : undefined };
+  return { key: "service", name: "service", label: "service", proc, url, readyMs, sent: 0, statsFile: stats ? statsFile : undefined };
 }
 
 function postSend(url, bodyText, headers = {}) {
@@ -491,7 +522,8 @@ async function bareNodeStartMs() {
 
 async function startupPhase(emu) {
   const n = opts.startupTenants;
-  say(`start-up: ${n} tenants (${opts.startupRuns} run(s))`);
+  const used = Math.min(opts.rssTenantsUsed, n);
+  say(`start-up: ${n} tenants (${opts.startupRuns} run(s)), then a send to each of ${used} of them`);
   const tenants = benchTenants(n);
   // Reuse the running emulator: replace its scenario with the big directory (PUT, not PATCH,
   // since PATCH merges tenant lists pairwise).
@@ -499,32 +531,97 @@ async function startupPhase(emu) {
   const secretFile = join(tmp, "client-secret");
   const configFile = writeJson(tmp, "config-startup.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile, raiseLimits: false }));
   const bare = [];
-  for (let i = 0; i < (opts.quick ? 1 : 3); i++) bare.push(await bareNodeStartMs());
+  for (let i = 0; i < 3; i++) bare.push(await bareNodeStartMs());
   const runsMs = [];
   let rssIdleMb = NaN;
   let rssMb = NaN;
-  const touched = Math.min(100, n);
+  let hwmMb = NaN;
+  let sendMs = NaN;
+  let failed = 0;
+  let heap;
   for (let i = 0; i < opts.startupRuns; i++) {
     const svc = await startService(`service-startup-${i}`, configFile);
     runsMs.push(svc.readyMs);
     if (i === opts.startupRuns - 1) {
       await sleep(1000);
       rssIdleMb = memory(svc.proc.pid).rssMb;
-      // Touch some tenants so that per-tenant state (token cache, limiter, metrics labels) exists.
-      const step = Math.max(1, Math.floor(n / touched));
-      const picked = Array.from({ length: touched }, (_, k) => tenants[k * step]);
-      for (let k = 0; k < picked.length; k += 10) {
-        const rs = await Promise.all(picked.slice(k, k + 10).map((t) => postSend(svc.url, JSON.stringify(smallTextBody(t, k)))));
-        const bad = rs.find((r) => r.status !== 202);
-        if (bad) warnings.push(`start-up run: a send answered ${bad.status} ${bad.text.slice(0, 200)}`);
+      // `used` tenants spread evenly over the directory, sent to in a shuffled order (fixed
+      // seed), 16 at a time: each gets its per-tenant state (token, mailbox limiter, recipient
+      // count, status, metrics labels) as in production, where many tenants send a little.
+      const step = Math.max(1, Math.floor(n / used));
+      const picked = Array.from({ length: used }, (_, k) => tenants[k * step]);
+      const rnd = prng(15);
+      for (let k = picked.length - 1; k > 0; k--) {
+        const j = Math.floor(rnd() * (k + 1));
+        [picked[k], picked[j]] = [picked[j], picked[k]];
       }
-      await sleep(500);
-      rssMb = memory(svc.proc.pid).rssMb;
+      const t0 = Date.now();
+      for (let k = 0; k < picked.length; k += 16) {
+        const rs = await Promise.all(picked.slice(k, k + 16).map((t, j) => postSend(svc.url, JSON.stringify(smallTextBody(t, k + j)))));
+        for (const r of rs) {
+          if (r.status === 202) continue;
+          if (failed++ === 0) warnings.push(`start-up run: a send answered ${r.status} ${r.text.slice(0, 200)}`);
+        }
+      }
+      sendMs = Date.now() - t0;
+      svc.sent += picked.length;
+      await sleep(1000);
+      ({ rssMb, hwmMb } = memory(svc.proc.pid));
+      heap = await readHeapMetrics(svc.url).catch((err) => ({ error: err.message }));
     }
     await stop(svc.proc, 25_000);
   }
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  return { tenants: n, runsMs, startupMs: median(runsMs), bareNodeMs: median(bare), rssIdleMb, rssMb, touched, configBytes: readFileSync(configFile).length };
+  if (failed > 0) warnings.push(`start-up run: ${failed} of ${used} sends were not accepted`);
+  return { tenants: n, runsMs, startupMs: median(runsMs), bareNodeMs: median(bare), rssIdleMb, rssMb, hwmMb, heap, touched: used, failed, sendMs, configBytes: readFileSync(configFile).length };
+}
+
+/** The service's V8 heap from its /metrics (prom-client's default metrics), in MB. */
+function readHeapMetrics(url) {
+  return new Promise((resolvePromise, reject) => {
+    http
+      .get(new URL("/metrics", url), { agent: false, timeout: 10_000 }, (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          const v = (name) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN) / 2 ** 20;
+          if (res.statusCode !== 200) return reject(new Error(`/metrics answered ${res.statusCode}`));
+          resolvePromise({ heapUsedMb: v("nodejs_heap_size_used_bytes"), heapTotalMb: v("nodejs_heap_size_total_bytes"), externalMb: v("nodejs_external_memory_bytes") });
+        });
+      })
+      .once("timeout", function () {
+        this.destroy(new Error("timeout"));
+      })
+      .once("error", reject);
+  });
+}
+
+/**
+ * Bytes per remembered Idempotency-Key (bench/idempotency-memory.mjs, a process of its own with
+ * --expose-gc): once with room for every key (per-key RSS and heap), once with maxBytes below
+ * what the keys need (does the memory really stay within maxBytes?).
+ */
+async function idempotencyPhase() {
+  const run = async (name, extra) => {
+    const proc = spawnNode(name, ["--expose-gc", join(here, "idempotency-memory.mjs"), "--keys", String(opts.idemKeys), ...extra], { logDir: tmp, nice: opts.nice, stdoutPipe: true });
+    procs.push(proc);
+    const timeoutMs = 60_000 + opts.idemKeys * 0.5;
+    try {
+      return await firstJsonLine(proc, timeoutMs);
+    } finally {
+      await stop(proc, 2000);
+    }
+  };
+  // The two runs share the machine's two cores (nothing else of the bench runs meanwhile): each
+  // measures its own process's memory, which the other's CPU use does not change.
+  say(`idempotency store: ${opts.idemKeys} keys with room for all, and ${opts.idemKeys} keys under maxBytes ${opts.idemMaxBytes}, in two processes`);
+  try {
+    const [unbounded, bounded] = await Promise.all([run("idem-unbounded", []), run("idem-bounded", ["--max-bytes", String(opts.idemMaxBytes)])]);
+    return { unbounded, bounded };
+  } catch (err) {
+    warnings.push(`idempotency-store memory run failed: ${err.message.split("\n")[0]}`);
+    return undefined;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -555,13 +652,16 @@ function redisParams() {
 
 /**
  * The service with `store.type: redis` (its own redis-server on loopback) against the same
- * service with the memory store — not against the baseline — with the main bench's requests
- * (keyless) and the same with a fresh Idempotency-Key each (keyed). Per variant: sends one at a
- * time (round trips with nothing to share them with), throughput and fixed-rate latency in
- * alternating rounds (the store measured first alternates too); then a traced service shows
- * which commands travel in which round trip.
+ * service with the memory store and against the lean baseline (issue 15's table in Redis mode),
+ * with the main bench's requests (keyless) and the same with a fresh Idempotency-Key each
+ * (keyed). Per variant: sends one at a time (round trips with nothing to share them with),
+ * throughput (small text, as the main targets) and fixed-rate latency (the 80/20 mix) in
+ * alternating rounds (which target goes first rotates too); then a traced service shows which
+ * commands travel in which round trip. The lean baseline has no idempotency: it answers keyed
+ * requests as keyless ones, so keyed ratios compare a keyed send with a plain pass-through.
  */
-async function redisPhase(emu, tenants, rotation) {
+async function redisPhase(emu, tenants, rotations) {
+  const rotation = rotations.mix;
   const bin = findRedisServer();
   if (!bin) return { skipped: "redis-server not found (on PATH or BENCH_REDIS_SERVER)" };
   const p = { ...redisParams(), rate: opts.rate, connections: opts.connections };
@@ -575,12 +675,16 @@ async function redisPhase(emu, tenants, rotation) {
   const redisConfig = writeJson(tmp, "config-store-redis.json", { ...base, store: { type: "redis", url: redis.url, keyPrefix: "bench:" } });
   const memSvc = await startService("store-memory", memoryConfig);
   memSvc.name = "memory";
+  memSvc.key = "memory";
   const shared = await startService("store-redis", redisConfig);
   shared.name = "redis";
+  shared.key = "redis";
   for (const t of [memSvc, shared]) {
     await sanity(t, tenants);
     await keyedSanity(t, tenants[0]);
   }
+  const lean = await startBaseline("lean", memoryConfig);
+  await sanity(lean, tenants);
   const meter = storeMeter({ url: shared.url, redis });
   const idle = await meter.calibrate();
   const rtt = await redisPing(redis.client);
@@ -610,16 +714,18 @@ async function redisPhase(emu, tenants, rotation) {
     }
   }
 
-  // Rounds as in the main bench: all throughput rounds, then all fixed-rate rounds.
-  const orderOf = (round) => (round % 2 === 1 ? [memSvc, shared] : [shared, memSvc]);
+  // Rounds as in the main bench: all throughput rounds, then all fixed-rate rounds. The lean
+  // baseline runs once per round in the throughput part (it has no keyed variant) and in both
+  // variants of the fixed-rate part.
+  const orderOf = (round, v) => rotate(v === "keyless" ? [lean, memSvc, shared] : [memSvc, shared], round - 1);
   for (let round = 1; round <= p.rounds; round++) {
     await waitQuiet();
     const rr = { round };
     for (const [v, key] of variants) {
       rr[v] = { throughput: {}, paced: {} };
-      for (const t of orderOf(round)) {
+      for (const t of orderOf(round, v)) {
         const warmupS = round === 1 ? p.warmupS : Math.min(p.warmupS, 1);
-        rr[v].throughput[t.name] = await throughputPhase(t, emu, rotation, warmupS, { durationS: p.durationS, nextKey: key, meter: t === shared ? meter : undefined, label: `${v} ${t.name}` });
+        rr[v].throughput[t.name] = await throughputPhase(t, emu, rotations.small, warmupS, { durationS: p.durationS, nextKey: key, meter: t === shared ? meter : undefined, label: `${v} ${t.name}` });
       }
     }
     out.rounds.push(rr);
@@ -627,12 +733,14 @@ async function redisPhase(emu, tenants, rotation) {
   for (const rr of out.rounds) {
     await waitQuiet();
     for (const [v, key] of variants) {
-      const order = orderOf(rr.round);
+      // The lean baseline ignores Idempotency-Keys: measured once per round, with the keyless requests.
+      const order = rotate(v === "keyless" ? [lean, memSvc, shared] : [memSvc, shared], rr.round - 1);
       const res = await pacedPhase(order, emu, rotation, { rateDurationS: p.rateDurationS, rateSlices: p.rateSlices, nextKey: key, meters: new Map([[shared, meter]]), label: `${v} ` });
       order.forEach((t, i) => (rr[v].paced[t.name] = res[i]));
     }
   }
   out.rssMb = { memory: memory(memSvc.proc.pid).rssMb, redis: memory(shared.proc.pid).rssMb };
+  await stop(lean.proc);
   await stop(memSvc.proc, 25_000);
   await stop(shared.proc, 25_000);
 
@@ -705,7 +813,18 @@ function summariseRedis(out) {
     const tp = (store) => R.map((r) => r[v].throughput[store]);
     const pc = (store) => R.map((r) => r[v].paced[store]);
     const serial = out.serial[v];
+    const leanPaced = (r) => r.keyless.paced.lean;
+    const addedVsLean = (store, kind) =>
+      median(R.map((r) => (kind === "all" ? r[v].paced[store].latency.p99 - leanPaced(r).latency.p99 : r[v].paced[store].latencyByKind[kind]?.p99 - leanPaced(r).latencyByKind[kind]?.p99)));
     S[v] = {
+      ratioLean: median(R.map((r) => r[v].throughput.redis.rps / r.keyless.throughput.lean.rps)),
+      ratioLeanMemory: median(R.map((r) => r[v].throughput.memory.rps / r.keyless.throughput.lean.rps)),
+      leanRps: median(R.map((r) => r.keyless.throughput.lean.rps)),
+      cpuUsLean: median(R.map((r) => r.keyless.throughput.lean.cpu.targetUsPerReq)),
+      p99AddedMsSmall: addedVsLean("redis", "small"),
+      p99AddedMsMix: addedVsLean("redis", "all"),
+      p99AddedMsSmallMemory: addedVsLean("memory", "small"),
+      p99AddedMsMixMemory: addedVsLean("memory", "all"),
       ratio: median(R.map((r) => r[v].throughput.redis.rps / r[v].throughput.memory.rps)),
       memoryRps: median(tp("memory").map((t) => t.rps)),
       redisRps: median(tp("redis").map((t) => t.rps)),
@@ -733,14 +852,29 @@ function median(xs) {
   return v.length === 0 ? NaN : v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 }
 
+/** Round trips (before and after the answer) of the commonest traced send answered 202. */
+function happyPath(a) {
+  const p = a?.patterns?.find((x) => x.status === 202);
+  return p ? p.during.length + p.after.length : null;
+}
+
 /** The `redis` object of the JSON line (null when the phase did not run). */
 function redisResult(r) {
   if (!r || r.skipped) return null;
   const S = r.summary;
   const r2 = (x, k = 2) => (x === null || x === undefined || Number.isNaN(x) ? null : Number(x.toFixed(k)));
   return {
-    ratio: r2(S.keyless.ratio, 3),
-    ratioKeyed: r2(S.keyed.ratio, 3),
+    // Against the lean baseline (issue 15's table in Redis mode), throughput with small text.
+    ratio: r2(S.keyless.ratioLean, 3),
+    ratioKeyed: r2(S.keyed.ratioLean, 3),
+    p99AddedMsSmall: r2(S.keyless.p99AddedMsSmall),
+    p99AddedMsMix: r2(S.keyless.p99AddedMsMix),
+    p99AddedMsSmallKeyed: r2(S.keyed.p99AddedMsSmall),
+    p99AddedMsMixKeyed: r2(S.keyed.p99AddedMsMix),
+    cpuUsPerSendLean: r2(S.keyless.cpuUsLean, 0),
+    // Against the same service with the memory store.
+    ratioVsMemory: r2(S.keyless.ratio, 3),
+    ratioKeyedVsMemory: r2(S.keyed.ratio, 3),
     p50OverheadMs: r2(S.keyless.p50OverheadMs),
     p99OverheadMs: r2(S.keyless.p99OverheadMs),
     p50OverheadMsKeyed: r2(S.keyed.p50OverheadMs),
@@ -753,6 +887,9 @@ function redisResult(r) {
     redisCpuUsPerSendKeyed: r2(S.keyed.redisCpuUs, 0),
     roundTripsPerSendKeyless: r2(S.keyless.roundTrips),
     roundTripsPerSendKeyed: r2(S.keyed.roundTrips),
+    // From the trace: the round trips of the commonest accepted send (lease renewals aside).
+    happyPathRoundTripsKeyless: happyPath(r.trace?.keyless),
+    happyPathRoundTripsKeyed: happyPath(r.trace?.keyed),
     roundTripsPerSendKeylessLoaded: r2(S.keyless.roundTripsLoaded),
     roundTripsPerSendKeyedLoaded: r2(S.keyed.roundTripsLoaded),
     rounds: r.params.rounds,
@@ -774,24 +911,31 @@ async function main() {
       /* no autogroup */
     }
   }
-  say(`machine: ${m.cpus} × ${m.cpuModel}, Node ${m.node}; temp dir ${tmp}`);
+  say(`machine: ${m.cpus} × ${m.cpuModel}, Node ${m.node}; temp dir ${tmp}; load average ${fmtLoad(os.loadavg())}`);
   const tenants = benchTenants(opts.tenants);
+  // The paced (latency) runs and the optional mix throughput rounds: 80/20 small text / HTML + 100 KB PDF.
   const rotation = buildRotation(tenants, { attachmentShare: opts.attachmentShare });
+  // The closed-loop rounds the throughput and CPU targets are defined on (issue 15): small text only.
+  const smallRotation = buildRotation(tenants, { attachmentShare: 0 });
   const attachShare = rotation.filter((r) => r.kind === "attachment").length / rotation.length;
   const mix = `${Math.round((1 - attachShare) * 100)}% small text / ${Math.round(attachShare * 100)}% HTML + 100 KB attachment, over ${new Set(rotation.map((r) => r.tenant)).size} tenants`;
 
   writeFileSync(join(tmp, "client-secret"), APP_SECRET);
   say(`emulator: ${opts.tenants} tenants, latency ${opts.latencyMs} ms, throttling off`);
   const emu = await startEmulator("emulator", tenants);
-  if (opts.store === "redis") return redisMain(m, emu, tenants, rotation, mix);
+  if (opts.store === "redis") return redisMain(m, emu, tenants, { small: smallRotation, mix: rotation }, mix);
   const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile: join(tmp, "client-secret"), raiseLimits: true }));
 
   const cpuProfDir = argv["cpu-prof"] ? resolve(argv["cpu-prof-dir"] ?? join(tmp, "cpuprof")) : undefined;
   const tokens = watchTokens(emu);
   const stats = argv["runtime-stats"];
-  const baseline = await startBaseline(configFile, { cpuProfDir: cpuProfDir && join(cpuProfDir, "baseline"), stats });
-  await sanity(baseline, tenants);
-  // The baseline fetches its tokens in its sanity pass; every later token request is the service's.
+  const baselines = [];
+  for (const kind of Object.keys(BASELINES)) {
+    const b = await startBaseline(kind, configFile, { cpuProfDir: cpuProfDir && join(cpuProfDir, BASELINES[kind].name), stats });
+    await sanity(b, tenants);
+    baselines.push(b);
+  }
+  // The baselines fetch their tokens in their sanity passes; every later token request is the service's.
   const baselineTokenIds = new Set((await tokens.entries()).map((e) => e.id));
 
   let service;
@@ -807,24 +951,32 @@ async function main() {
       service = undefined;
     }
   }
+  const targets = service ? [...baselines, service] : baselines;
 
-  const d = { machine: m, opts, mix, warnings, load: { start: os.loadavg() }, rounds: [], service: service ? {} : undefined, startup: undefined, redis: undefined, result: {} };
-  // Rounds alternate baseline and service so that a noisy neighbour hurts both alike; the
-  // reported figures are medians over rounds.
-  for (let round = 1; round <= opts.rounds; round++) {
-    await waitQuiet();
-    const warmupS = round === 1 ? opts.warmupS : Math.min(opts.warmupS, 1);
-    d.rounds.push({
-      round,
-      baseline: await throughputPhase(baseline, emu, rotation, warmupS),
-      service: service ? await throughputPhase(service, emu, rotation, warmupS) : undefined,
-    });
-  }
+  const d = { machine: m, opts, mix, warnings, load: { start: os.loadavg() }, rounds: [], targets: targets.map((t) => ({ key: t.key, name: t.name, label: t.label })), service: service ? {} : undefined, startup: undefined, idempotency: undefined, redis: undefined, result: {} };
+  const workloads = [["small", smallRotation], ...(opts.throughputMix ? [["mix", rotation]] : [])];
+  // Rounds alternate the targets, and which goes first rotates by round, so that a noisy
+  // neighbour hurts all alike; the reported figures are medians over rounds.
+  await withThroughputLatency(emu, async () => {
+    for (let round = 1; round <= opts.rounds; round++) {
+      await waitQuiet();
+      const order = rotate(targets, round - 1);
+      const warmupS = round === 1 ? opts.warmupS : Math.min(opts.warmupS, 1);
+      const r = { round, order: order.map((t) => t.key) };
+      for (const [wl, rot] of workloads) {
+        r[wl] = {};
+        for (const t of order) r[wl][t.key] = await throughputPhase(t, emu, rot, warmupS, { label: `${t.name} (${wl})` });
+      }
+      d.rounds.push(r);
+    }
+  });
   // --runtime-stats: the preload starts its window afresh on SIGUSR2.
-  if (stats) for (const t of [baseline, service]) if (t) t.proc.child.kill("SIGUSR2");
+  if (stats) for (const t of targets) t.proc.child.kill("SIGUSR2");
   for (const r of d.rounds) {
     await waitQuiet();
-    [r.baselinePaced, r.servicePaced] = await pacedPhase(service ? [baseline, service] : [baseline], emu, rotation);
+    const order = rotate(targets, r.round - 1);
+    const res = await pacedPhase(order, emu, rotation);
+    r.paced = Object.fromEntries(order.map((t, i) => [t.key, res[i]]));
   }
 
   const serviceTokens = (await tokens.entries()).filter((e) => !baselineTokenIds.has(e.id));
@@ -844,18 +996,16 @@ async function main() {
   }
   const tokenRequests = service ? serviceTokens.length : null;
 
-  d.baselineMem = memory(baseline.proc.pid);
-  d.sent = { baseline: baseline.sent, service: service?.sent };
-  const baselineExit = await stop(baseline.proc);
-  if (cpuProfDir) d.baselineProfile = profileReport("baseline", join(cpuProfDir, "baseline"), baselineExit, baseline.sent);
-  if (service) {
-    const exit = await stop(service.proc, 25_000);
-    if (cpuProfDir) d.profile = profileReport("service", join(cpuProfDir, "service"), exit, service.sent);
+  d.baselineMem = Object.fromEntries(baselines.map((b) => [b.key, memory(b.proc.pid)]));
+  d.sent = Object.fromEntries(targets.map((t) => [t.key, t.sent]));
+  d.profiles = {};
+  for (const t of targets) {
+    const exit = await stop(t.proc, t === service ? 25_000 : 5000);
+    if (cpuProfDir) d.profiles[t.key] = profileReport(t.name, join(cpuProfDir, t.name), exit, t.sent);
   }
   if (stats) {
     d.runtimeStats = {};
-    for (const t of [baseline, service]) {
-      if (!t) continue;
+    for (const t of targets) {
       try {
         d.runtimeStats[t.name] = JSON.parse(readFileSync(t.statsFile, "utf8"));
       } catch (err) {
@@ -865,72 +1015,153 @@ async function main() {
   }
   if (opts.store === "auto" && service) {
     try {
-      d.redis = await redisPhase(emu, tenants, rotation);
+      d.redis = await redisPhase(emu, tenants, { small: smallRotation, mix: rotation });
     } catch (err) {
       // The main numbers stand without it.
       d.redis = { skipped: `failed: ${err instanceof HarnessError ? err.message : (err?.stack ?? err)}` };
     }
     if (d.redis.skipped) warnings.push(`shared-store (Redis) phase not measured: ${d.redis.skipped}`);
   }
+  if (!argv["skip-idempotency"] && existsSync(join(root, "dist", "delivery", "idempotency-store.js"))) d.idempotency = await idempotencyPhase();
   if (service && !argv["skip-startup"]) d.startup = await startupPhase(emu);
   d.load.end = os.loadavg();
   await stop(emu.proc);
 
-  const med = (xs) => {
-    const v = xs.filter((x) => typeof x === "number" && !Number.isNaN(x)).sort((a, b) => a - b);
-    return v.length === 0 ? NaN : v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-  };
-  const R = d.rounds;
-  d.summary = {
-    baselineRps: med(R.map((r) => r.baseline.rps)),
-    serviceRps: service ? med(R.map((r) => r.service.rps)) : NaN,
-    ratio: service ? med(R.map((r) => r.service.rps / r.baseline.rps)) : NaN,
-    baselineP50: med(R.map((r) => r.baselinePaced.latency.p50)),
-    baselineP99: med(R.map((r) => r.baselinePaced.latency.p99)),
-    serviceP50: service ? med(R.map((r) => r.servicePaced.latency.p50)) : NaN,
-    serviceP99: service ? med(R.map((r) => r.servicePaced.latency.p99)) : NaN,
-    p50Overhead: service ? med(R.map((r) => r.servicePaced.latency.p50 - r.baselinePaced.latency.p50)) : NaN,
-    p90Overhead: service ? med(R.map((r) => r.servicePaced.latency.p90 - r.baselinePaced.latency.p90)) : NaN,
-    p99Overhead: service ? med(R.map((r) => r.servicePaced.latency.p99 - r.baselinePaced.latency.p99)) : NaN,
-    // What the ratio would be if the relay process alone were the bottleneck.
-    cpuCapacityRatio: service ? med(R.map((r) => r.baseline.cpu.targetUsPerReq / r.service.cpu.targetUsPerReq)) : NaN,
-  };
-  const S = d.summary;
-  const r2 = (x, k = 2) => (x === null || x === undefined || Number.isNaN(x) ? null : Number(x.toFixed(k)));
-  d.result = {
-    rps: r2(S.serviceRps, 0),
-    baselineRps: r2(S.baselineRps, 0),
-    ratio: r2(S.ratio, 3),
-    p50OverheadMs: r2(S.p50Overhead),
-    p99OverheadMs: r2(S.p99Overhead),
-    tokenRequests,
-    tenants: opts.tenants,
-    rssMb: service ? r2(d.service.rssMb, 1) : null,
-    startupMs10kTenants: d.startup ? r2(d.startup.startupMs, 0) : null,
-    rssMb10kTenants: d.startup ? r2(Math.max(d.startup.rssMb, d.startup.rssIdleMb), 1) : null,
-    ...(opts.store === "auto" ? { redis: redisResult(d.redis) } : {}),
-  };
+  d.summary = summarise(d.rounds, service);
+  d.result = result(d, tokenRequests);
+  d.result.redis = opts.store === "auto" ? redisResult(d.redis) : undefined;
+  d.result.targets = targetResults(d.result);
+  d.result.loadAvg = { start: d.load.start.map((x) => +x.toFixed(2)), end: d.load.end.map((x) => +x.toFixed(2)) };
 
   if (!jsonOnly) {
     console.log(formatReport(d));
-    if (d.profile) console.log(`\n${d.profile.text}`);
-    if (d.baselineProfile) console.log(`\n${d.baselineProfile.text}`);
-    if (d.profile && d.baselineProfile) console.log(`\n${formatProfileDiff(d.profile.summary, d.baselineProfile.summary)}`);
+    const p = d.profiles;
+    if (p.service) console.log(`\n${p.service.text}`);
+    if (p.lean) console.log(`\n${p.lean.text}`);
+    if (p.service && p.lean) console.log(`\n${formatProfileDiff(p.service.summary, p.lean.summary, "lean")}`);
+    if (p.service && p.httpsAgent) console.log(`\n${formatProfileDiff(p.service.summary, p.httpsAgent.summary, "https.Agent")}`);
     if (serviceError) console.log(`\nservice half not measured: ${serviceError.message}`);
     if (d.redis && !d.redis.skipped) console.log(`\n${formatStoreReport(d.redis)}`);
     console.log(`\nload average (1/5/15 min) at start ${fmtLoad(d.load.start)}, at end ${fmtLoad(d.load.end)}`);
   }
-  if (argv.out) writeFileSync(resolve(argv.out), `${JSON.stringify({ ...d, targets: TARGETS.map((t) => ({ key: t.key, want: t.want })) }, null, 2)}\n`);
+  if (argv.out) {
+    const { profiles, ...rest } = d;
+    const slim = Object.fromEntries(Object.entries(profiles).map(([k, v]) => [k, v && { file: v.file, summary: v.summary }]));
+    writeFileSync(resolve(argv.out), `${JSON.stringify({ ...rest, profiles: slim, targetDefinitions: TARGETS.map((t) => ({ key: t.key, want: t.want })) }, null, 2)}\n`);
+  }
   if ((keepTmp() || serviceError) && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
   console.log(JSON.stringify(d.result));
   return serviceError && !argv["baseline-only"] ? 2 : 0;
 }
 
-/** `--store redis`: only the shared-store comparison (no baseline, no start-up run). */
-async function redisMain(m, emu, tenants, rotation, mix) {
+/** `xs` rotated left by `n`: round 1 lean, https-agent, service; round 2 https-agent, service, lean; … */
+function rotate(xs, n) {
+  const k = n % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
+/** Runs `fn` with the emulator's Graph latency set to --throughput-latency-ms, when given. */
+async function withThroughputLatency(emu, fn) {
+  if (opts.throughputLatencyMs === undefined || opts.throughputLatencyMs === opts.latencyMs) return fn();
+  say(`closed-loop runs with Graph latency ${opts.throughputLatencyMs} ms`);
+  await httpsJson("PUT", `${emu.url}/_emulator/latency`, emu.ca, { fixedMs: opts.throughputLatencyMs, jitterMs: 0 });
+  try {
+    return await fn();
+  } finally {
+    await httpsJson("PUT", `${emu.url}/_emulator/latency`, emu.ca, { fixedMs: opts.latencyMs, jitterMs: 0 });
+  }
+}
+
+/** Medians over rounds; `x` of a target is read per round, ratios and differences are per round first. */
+function summarise(R, service) {
+  const keys = ["lean", "httpsAgent", ...(service ? ["service"] : [])];
+  const S = { workloads: {}, paced: {}, added: {} };
+  for (const wl of ["small", "mix"]) {
+    if (!R[0]?.[wl]) continue;
+    const W = (S.workloads[wl] = {});
+    for (const k of keys) {
+      W[k] = {
+        rps: median(R.map((r) => r[wl][k].rps)),
+        cpuUsPerSend: median(R.map((r) => r[wl][k].cpu.targetUsPerReq)),
+        p50Ms: median(R.map((r) => r[wl][k].latency.p50)),
+        p99Ms: median(R.map((r) => r[wl][k].latency.p99)),
+      };
+    }
+    if (service) {
+      for (const b of ["lean", "httpsAgent"]) {
+        W[`ratio_${b}`] = median(R.map((r) => r[wl].service.rps / r[wl][b].rps));
+        W[`cpuRatio_${b}`] = median(R.map((r) => r[wl].service.cpu.targetUsPerReq / r[wl][b].cpu.targetUsPerReq));
+      }
+    }
+  }
+  for (const k of keys) {
+    const lat = (r, kind) => (kind === "all" ? r.paced[k].latency : r.paced[k].latencyByKind[kind]);
+    S.paced[k] = {};
+    for (const kind of ["all", "small", "attachment"]) {
+      S.paced[k][kind] = { p50Ms: median(R.map((r) => lat(r, kind)?.p50)), p90Ms: median(R.map((r) => lat(r, kind)?.p90)), p99Ms: median(R.map((r) => lat(r, kind)?.p99)) };
+    }
+    S.paced[k].cpuUsPerSend = median(R.map((r) => r.paced[k].cpu.targetUsPerReq));
+  }
+  if (service) {
+    for (const b of ["lean", "httpsAgent"]) {
+      const added = (kind, q) => median(R.map((r) => (kind === "all" ? r.paced.service.latency[q] - r.paced[b].latency[q] : r.paced.service.latencyByKind[kind]?.[q] - r.paced[b].latencyByKind[kind]?.[q])));
+      S.added[b] = {};
+      for (const kind of ["all", "small", "attachment"]) S.added[b][kind] = { p50Ms: added(kind, "p50"), p90Ms: added(kind, "p90"), p99Ms: added(kind, "p99") };
+    }
+  }
+  return S;
+}
+
+const r2 = (x, k = 2) => (x === null || x === undefined || Number.isNaN(x) ? null : Number(x.toFixed(k)));
+
+/** The JSON line (without `redis` and `targets`). */
+function result(d, tokenRequests) {
+  const S = d.summary;
+  const small = S.workloads.small;
+  const svc = d.service !== undefined;
+  const target = (k) => ({
+    rps: r2(small[k]?.rps, 0),
+    cpuUsPerSend: r2(small[k]?.cpuUsPerSend, 0),
+    p50Ms: r2(S.paced[k]?.all.p50Ms),
+    p99Ms: r2(S.paced[k]?.all.p99Ms),
+    ...(svc && k !== "service" ? { ratio: r2(small[`ratio_${k}`], 3), cpuRatio: r2(small[`cpuRatio_${k}`], 3), p99AddedMsSmall: r2(S.added[k].small.p99Ms), p99AddedMsMix: r2(S.added[k].all.p99Ms) } : {}),
+  });
+  const idem = d.idempotency;
+  return {
+    ratioLean: svc ? r2(small.ratio_lean, 3) : null,
+    ratioHttpsAgent: svc ? r2(small.ratio_httpsAgent, 3) : null,
+    cpuUsPerSend: svc ? r2(small.service.cpuUsPerSend, 0) : null,
+    cpuUsPerSendLean: r2(small.lean.cpuUsPerSend, 0),
+    cpuUsPerSendHttpsAgent: r2(small.httpsAgent.cpuUsPerSend, 0),
+    cpuRatioLean: svc ? r2(small.cpuRatio_lean, 3) : null,
+    p99AddedMsSmall: svc ? r2(S.added.lean.small.p99Ms) : null,
+    p99AddedMsMix: svc ? r2(S.added.lean.all.p99Ms) : null,
+    p50AddedMsMix: svc ? r2(S.added.lean.all.p50Ms) : null,
+    rssMb10kTenants1kUsed: d.startup ? r2(d.startup.rssMb, 1) : null,
+    heapMb10kTenants1kUsed: d.startup ? r2(d.startup.heap?.heapUsedMb, 1) : null,
+    bytesPerIdempotencyKey: idem?.unbounded ? r2(idem.unbounded.perKey.rss, 0) : null,
+    heapBytesPerIdempotencyKey: idem?.unbounded ? r2(idem.unbounded.perKey.heapUsed, 0) : null,
+    idempotencyMaxBytes: idem?.bounded
+      ? { maxBytes: idem.bounded.maxBytes, keys: idem.bounded.keys, kept: idem.bounded.entries, rssGrowth: idem.bounded.growth.rss, heapGrowth: idem.bounded.growth.heapUsed, withinRss: idem.bounded.withinMaxBytes.rss, withinHeap: idem.bounded.withinMaxBytes.heapUsed }
+      : null,
+    startupMs10kTenants: d.startup ? r2(d.startup.startupMs, 0) : null,
+    service: svc ? target("service") : null,
+    lean: target("lean"),
+    httpsAgent: target("httpsAgent"),
+    ...(S.workloads.mix && svc ? { mix: { ratioLean: r2(S.workloads.mix.ratio_lean, 3), ratioHttpsAgent: r2(S.workloads.mix.ratio_httpsAgent, 3), cpuUsPerSend: r2(S.workloads.mix.service.cpuUsPerSend, 0), cpuUsPerSendLean: r2(S.workloads.mix.lean.cpuUsPerSend, 0), cpuUsPerSendHttpsAgent: r2(S.workloads.mix.httpsAgent.cpuUsPerSend, 0) } } : {}),
+    tokenRequests,
+    tenants: opts.tenants,
+    rssMb: svc ? r2(d.service.rssMb, 1) : null,
+    rssMb10kTenantsIdle: d.startup ? r2(d.startup.rssIdleMb, 1) : null,
+    rounds: opts.rounds,
+  };
+}
+
+/** `--store redis`: only the shared-store comparison (its own lean baseline, no start-up run). */
+async function redisMain(m, emu, tenants, rotations, mix) {
   if (!findRedisServer()) throw new HarnessError("--store redis: redis-server not found (install it, or set BENCH_REDIS_SERVER to its path)");
   const d = { machine: m, opts, mix, warnings, load: { start: os.loadavg() }, redis: undefined, result: {} };
-  d.redis = await redisPhase(emu, tenants, rotation);
+  d.redis = await redisPhase(emu, tenants, rotations);
   await stop(emu.proc);
   d.load.end = os.loadavg();
   d.result = { store: "redis", tenants: opts.tenants, redis: redisResult(d.redis) };

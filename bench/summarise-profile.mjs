@@ -139,9 +139,9 @@ export function formatProfileSummary(s) {
 
 /**
  * Self time per area of two profiles side by side, in µs per request (both need `requests`):
- * where the service spends more than the baseline per request.
+ * where the service spends more than the baseline (named `baselineName`) per request.
  */
-export function formatProfileDiff(service, baseline) {
+export function formatProfileDiff(service, baseline, baselineName = "baseline") {
   if (!service.requests || !baseline.requests) return "";
   const areas = new Map();
   for (const a of service.allAreas) areas.set(a.name, { s: a.usPerReq, b: 0 });
@@ -149,9 +149,9 @@ export function formatProfileDiff(service, baseline) {
   areas.delete("(program)");
   const rows = [...areas].map(([name, v]) => ({ name, ...v, d: v.s - v.b })).sort((x, y) => y.d - x.d);
   const lines = [
-    `busy CPU per request: service ${service.busyUsPerReq.toFixed(0)} µs, baseline ${baseline.busyUsPerReq.toFixed(0)} µs, difference ${(service.busyUsPerReq - baseline.busyUsPerReq).toFixed(0)} µs`,
+    `busy CPU per request: service ${service.busyUsPerReq.toFixed(0)} µs, ${baselineName} baseline ${baseline.busyUsPerReq.toFixed(0)} µs, difference ${(service.busyUsPerReq - baseline.busyUsPerReq).toFixed(0)} µs`,
     "",
-    "self time per request by area (µs):   service  baseline     extra",
+    `self time per request by area (µs):   service  ${baselineName.slice(0, 8).padStart(8)}     extra`,
   ];
   for (const r of rows.filter((x) => Math.abs(x.d) >= 1).slice(0, 25)) {
     lines.push(`  ${r.name.padEnd(34).slice(0, 34)}  ${r.s.toFixed(1).padStart(7)}  ${r.b.toFixed(1).padStart(8)}  ${r.d.toFixed(1).padStart(8)}`);
