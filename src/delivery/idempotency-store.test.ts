@@ -54,6 +54,23 @@ describe("requestFingerprint", () => {
     );
     expect(canonicalJson(JSON.parse("1.0"))).toBe("1");
   });
+
+  it("when a value nests 1,000,000 levels deep, then it is fingerprinted without overflowing the stack", () => {
+    const levels = 1_000_000;
+    const deep = JSON.parse(`${"[".repeat(levels)}${"]".repeat(levels)}`) as unknown;
+    expect(requestFingerprint(deep)).toMatch(/^[0-9a-f]{64}$/);
+    let objects: unknown = 1;
+    for (let i = 0; i < 200_000; i++) objects = { [`k${i % 3}`]: objects, z: i % 2 === 0 ? undefined : [i] };
+    expect(() => requestFingerprint(objects)).not.toThrow();
+  });
+
+  it("when values of every JSON kind are canonicalised, then the text equals JSON.stringify of the same value with sorted keys", () => {
+    const value = JSON.parse('{"z":[{"b":1,"a":[[],{}]},"s\\u00e9\\n",-0.5,1e300,null,false],"a":{"y":{"x":{"w":"deep"}}},"":0}') as unknown;
+    const sorted = (v: unknown): unknown =>
+      Array.isArray(v) ? v.map(sorted) : v !== null && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])])) : v;
+    expect(canonicalJson(value)).toBe(JSON.stringify(sorted(value)));
+    expect(canonicalJson([undefined, () => 1, new Date(0)])).toBe('[null,null,"1970-01-01T00:00:00.000Z"]');
+  });
 });
 
 describe("checkIdempotencyKey", () => {

@@ -119,40 +119,70 @@ export function canonicalJson(value: unknown): string {
   return parts.join("");
 }
 
-function writeCanonical(out: Pick<Hash, "update"> | { update(s: string): unknown }, value: unknown): void {
-  if (value === null || typeof value !== "object") {
-    // JSON.stringify gives JCS's number and string forms; undefined/functions have no JSON form.
-    const text = JSON.stringify(value) as string | undefined;
-    if (text === undefined) throw new TypeError(`not a JSON value: ${typeof value}`);
-    out.update(text);
-    return;
+/** An array or object being written: its items, or its sorted keys, and how far along. */
+interface OpenValue {
+  readonly items?: readonly unknown[];
+  readonly record?: Readonly<Record<string, unknown>>;
+  readonly keys?: readonly string[];
+  next: number;
+}
+
+/**
+ * Writes `root` canonically, iteratively: an explicit stack of open arrays and objects instead
+ * of recursion, so no nesting a caller sends can overflow the call stack (a body 2,540 levels
+ * deep once did, as a 500). `toJSON` is honoured once per value, as JSON.stringify does.
+ */
+function writeCanonical(out: Pick<Hash, "update"> | { update(s: string): unknown }, root: unknown): void {
+  const open: OpenValue[] = [];
+  let value: unknown = root;
+  for (;;) {
+    if (value !== null && typeof value === "object" && typeof (value as { toJSON?: unknown }).toJSON === "function") {
+      value = (value as { toJSON(): unknown }).toJSON();
+    }
+    if (value === null || typeof value !== "object") {
+      // JSON.stringify gives JCS's number and string forms; undefined/functions have no JSON form.
+      const text = JSON.stringify(value) as string | undefined;
+      if (text === undefined) throw new TypeError(`not a JSON value: ${typeof value}`);
+      out.update(text);
+    } else if (Array.isArray(value)) {
+      out.update("[");
+      open.push({ items: value, next: 0 });
+    } else {
+      const record = value as Record<string, unknown>;
+      const keys = Object.keys(record)
+        .filter((k) => record[k] !== undefined && typeof record[k] !== "function")
+        .sort();
+      out.update("{");
+      open.push({ record, keys, next: 0 });
+    }
+    // The next value to write: the next item or member of the innermost open value, closing those done.
+    for (;;) {
+      const top = open[open.length - 1];
+      if (top === undefined) return;
+      if (top.items !== undefined) {
+        if (top.next < top.items.length) {
+          if (top.next > 0) out.update(",");
+          const item = top.items[top.next++];
+          // As in JSON.stringify, holes and undefined inside arrays are null.
+          value = item === undefined || typeof item === "function" ? null : item;
+          break;
+        }
+        out.update("]");
+      } else {
+        const keys = top.keys!;
+        if (top.next < keys.length) {
+          const key = keys[top.next];
+          if (top.next++ > 0) out.update(",");
+          out.update(JSON.stringify(key));
+          out.update(":");
+          value = top.record![key!];
+          break;
+        }
+        out.update("}");
+      }
+      open.pop();
+    }
   }
-  if (typeof (value as { toJSON?: unknown }).toJSON === "function") {
-    writeCanonical(out, (value as { toJSON(): unknown }).toJSON());
-    return;
-  }
-  if (Array.isArray(value)) {
-    out.update("[");
-    value.forEach((item, i) => {
-      if (i > 0) out.update(",");
-      // As in JSON.stringify, holes and undefined inside arrays are null.
-      writeCanonical(out, item === undefined || typeof item === "function" ? null : item);
-    });
-    out.update("]");
-    return;
-  }
-  const record = value as Record<string, unknown>;
-  const keys = Object.keys(record)
-    .filter((k) => record[k] !== undefined && typeof record[k] !== "function")
-    .sort();
-  out.update("{");
-  keys.forEach((k, i) => {
-    if (i > 0) out.update(",");
-    out.update(JSON.stringify(k));
-    out.update(":");
-    writeCanonical(out, record[k]);
-  });
-  out.update("}");
 }
 
 /** Limits of the in-memory store; the config's `idempotency` section has the same names. */
