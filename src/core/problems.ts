@@ -74,6 +74,8 @@ export interface ProblemExtras {
   aadsts?: string;
   /** Field errors for `validation_failed`. */
   errors?: readonly FieldError[];
+  /** Field errors found but left out of `errors` (validation stopped early); the answer adds those over its own cap. */
+  errorsOmitted?: number;
   /** Seconds the caller should wait; sent as the `Retry-After` header too. */
   retryAfterSeconds?: number;
   /** Graph's `error.code`, when Graph gave one. */

@@ -2,7 +2,8 @@ import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RelayError } from "../core/problems.js";
-import { parseJsonBody, readJsonBody } from "./json-body.js";
+import fc from "fast-check";
+import { JsonBodyError, parseJsonBody, readJsonBody, scanJsonText } from "./json-body.js";
 
 describe("parseJsonBody", () => {
   it.each([
@@ -35,6 +36,87 @@ describe("parseJsonBody", () => {
   it("when the body is not JSON, then JSON.parse's error is thrown", () => {
     expect(() => parseJsonBody('{"a":')).toThrow(SyntaxError);
     expect(() => parseJsonBody("\ufeff")).toThrow(SyntaxError);
+  });
+});
+
+describe("parseJsonBody: shape limits and keys", () => {
+  const nest = (levels: number): string => `${"[".repeat(levels)}${"]".repeat(levels)}`;
+  const refusal = (text: string, limits?: Parameters<typeof parseJsonBody>[1]): JsonBodyError => {
+    try {
+      parseJsonBody(text, limits);
+    } catch (err) {
+      if (err instanceof JsonBodyError) return err;
+      throw err;
+    }
+    throw new Error(`not refused: ${text.slice(0, 80)}`);
+  };
+
+  it("when a body nests 64 levels, then it parses; 65 or 100,000 levels are refused with the path of the first one too deep", () => {
+    expect(parseJsonBody(nest(64))).toBeDefined();
+    for (const levels of [65, 100_000]) {
+      const err = refusal(nest(levels));
+      expect(err.kind).toBe("limit");
+      expect(err.reason).toMatch(/nests deeper than 64 levels/);
+      expect(err.path).toBe(`[0]`.repeat(64));
+    }
+    expect(refusal(`{"a":{"b":${nest(63)}}}`).path).toBe(`a.b${"[0]".repeat(62)}`);
+  });
+
+  it("when an object has more members or an array more items than the limits, then it is refused where it is, before JSON.parse", () => {
+    const limits = { maxDepth: 8, maxMembers: 3, maxItems: 3 };
+    expect(parseJsonBody('{"a":1,"b":[1,2,3],"c":{"x":1,"y":2,"z":3}}', limits)).toEqual({ a: 1, b: [1, 2, 3], c: { x: 1, y: 2, z: 3 } });
+    expect(refusal('{"a":1,"b":2,"c":3,"d":4}', limits)).toMatchObject({ kind: "limit", path: "(body)", reason: expect.stringMatching(/more than 3 members/) as string });
+    expect(refusal('{"a":[{"x":[1,2,3,4]}]}', limits)).toMatchObject({ kind: "limit", path: "a[0].x", reason: expect.stringMatching(/more than 3 items/) as string });
+    // The limits hold even in text that is not valid JSON further on: the refusal comes first.
+    expect(refusal('{"a":1,"b":2,"c":3,"d":4,', limits).kind).toBe("limit");
+  });
+
+  it.each([
+    ['{"a":1,"a":2}', "a"],
+    ['{"a":{"b":1,"c":2,"b":3}}', "a.b"],
+    ['{"to":[{"address":"x"},{"address":"y","\\u0061ddress":"z"}]}', "to[1].address"],
+    ['{"x-y":1,"x-y":1}', '["x-y"]'],
+    ['[{"":1,"":2}]', '[0][""]'],
+  ])("when %s repeats a key, then it is refused at %s", (text, path) => {
+    expect(refusal(text)).toMatchObject({ kind: "key", path, reason: expect.stringMatching(/duplicate key/) as string });
+  });
+
+  it.each([
+    ['{"a":1,"A":2,"b":{"a":1},"c":[{"a":1},{"a":2}]}'],
+    ['{"a":"a","b":"a","c":["a","a"]}'],
+    ['{"s":"}{\\"\\\\","s\\\\":1,"t":"\\"a\\":1,\\"a\\":2"}'],
+    ['{"a":{},"b":{},"c":[[],[]]}'],
+  ])("when %s has no key twice in one object, then it parses as JSON.parse does", (text) => {
+    expect(parseJsonBody(text)).toEqual(JSON.parse(text));
+  });
+
+  it("when a repeated key sits in text that is not JSON, then JSON.parse's SyntaxError wins", () => {
+    expect(() => parseJsonBody('{"a":1,"a":2')).toThrow(SyntaxError);
+    expect(() => parseJsonBody('{"a":1,"a":2')).not.toThrow(JsonBodyError);
+  });
+
+  it("when any JSON value is written by JSON.stringify, then it parses to the same value (property)", () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 6 }), (value) => {
+        const text = JSON.stringify(value);
+        fc.pre(!text.includes('"__proto__"'));
+        expect(parseJsonBody(text)).toEqual(JSON.parse(text));
+      }),
+      { seed: 20_14, numRuns: 300 },
+    );
+  });
+
+  it("when a key is written twice into any object of any JSON value, then the repeat is found (property)", () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), { minKeys: 1, maxKeys: 6 }), fc.nat(), (record, pick) => {
+        const keys = Object.keys(record);
+        fc.pre(!keys.includes("__proto__"));
+        const key = keys[pick % keys.length]!;
+        const text = `{"wrap":[${JSON.stringify(record).slice(0, -1)},${JSON.stringify(key)}:null}]}`;
+        expect(scanJsonText(text)?.reason).toMatch(/duplicate key/);
+      }),
+      { seed: 20_14, numRuns: 300 },
+    );
   });
 });
 
@@ -99,7 +181,9 @@ describe("readJsonBody", () => {
     ["an empty body of type JSON", [], { ...json, "content-length": "0" }, "validation_failed", /empty/],
     ["only a byte-order mark", ["\ufeff"], json, "validation_failed", /not valid JSON/],
     ["invalid JSON", ['{"a":'], json, "validation_failed", /not valid JSON \(at position 5\)|not valid JSON/],
-    ["a __proto__ key", ['{"__proto__":{"x":1}}'], json, "validation_failed", /not valid JSON/],
+    ["a __proto__ key", ['{"__proto__":{"x":1}}'], json, "validation_failed", /"__proto__" is not accepted as a key/],
+    ["a repeated key", ['{"a":1,"a":2}'], json, "validation_failed", /a: duplicate key/],
+    ["nested deeper than the limit", [`${"[".repeat(33)}${"]".repeat(31)}`], json, "validation_failed", /not valid JSON/],
     ["text/plain", ["hello"], { "content-type": "text/plain" }, "validation_failed", /must be JSON/],
     ["a declared length over the limit", ["{}"], { ...json, "content-length": "65" }, "payload_too_large", /server.maxBodyBytes/],
     ["more bytes than the limit, chunked", [`{"a":"${"x".repeat(40)}`, `${"x".repeat(40)}"}`], json, "payload_too_large", /server.maxBodyBytes/],

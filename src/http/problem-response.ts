@@ -1,4 +1,5 @@
 import { isRelayError, PROBLEM_TYPE_BASE, PROBLEMS, RelayError, toRelayError, type FieldError } from "../core/problems.js";
+import { MAX_FIELD_PATH, shorten } from "./field-path.js";
 
 /** The RFC 9457 body of every refusal the service gives. */
 export interface ProblemBody {
@@ -10,6 +11,8 @@ export interface ProblemBody {
   retryable: boolean;
   requestId: string;
   errors?: readonly FieldError[];
+  /** How many field errors were left out of `errors` (see MAX_FIELD_ERRORS). */
+  errorsOmitted?: number;
   aadsts?: string;
   retryAfterSeconds?: number;
   graphCode?: string;
@@ -24,6 +27,23 @@ export interface ProblemResponse {
 }
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8";
+
+/**
+ * The most field errors one answer lists; `errorsOmitted` counts the rest. A body with
+ * 600,000 unknown fields once got a 26.9 MB answer: one error per field.
+ */
+export const MAX_FIELD_ERRORS = 20;
+/** The longest field error `message` (characters); paths are bounded where they are made (MAX_FIELD_PATH). */
+const MAX_FIELD_MESSAGE = 300;
+
+/** The first MAX_FIELD_ERRORS errors, each path and message cut to its bound. */
+function boundedErrors(errors: readonly FieldError[]): FieldError[] {
+  return errors.slice(0, MAX_FIELD_ERRORS).map((e) => {
+    const path = shorten(e.path, MAX_FIELD_PATH);
+    const message = shorten(e.message, MAX_FIELD_MESSAGE);
+    return path === e.path && message === e.message ? e : { path, message };
+  });
+}
 
 /*
  * 429 and 503 always carry Retry-After (openapi.yaml), even when the cause (a local limit,
@@ -44,7 +64,11 @@ export function toProblemResponse(err: RelayError, requestId: string): ProblemRe
     requestId,
   };
   const { errors, aadsts, graphCode, graphRequestId } = err.extras;
-  if (errors !== undefined) body.errors = errors;
+  if (errors !== undefined) {
+    body.errors = boundedErrors(errors);
+    const omitted = Math.max(0, errors.length - MAX_FIELD_ERRORS) + (err.extras.errorsOmitted ?? 0);
+    if (omitted > 0) body.errorsOmitted = omitted;
+  }
   if (aadsts !== undefined) body.aadsts = aadsts;
   if (graphCode !== undefined) body.graphCode = graphCode;
   if (graphRequestId !== undefined) body.graphRequestId = graphRequestId;

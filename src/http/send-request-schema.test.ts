@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { isStrictBase64 } from "./send-request-schema.js";
+import { addressProblem, isStrictBase64, senderLookAlikeProblem } from "./send-request-schema.js";
 
 /** The definition isStrictBase64 must match: Node's decoder gives the string back unchanged. */
 function roundTrips(value: string): boolean {
@@ -83,5 +83,51 @@ describe("isStrictBase64", () => {
       const v = `QUFB${a}${b}${c}${d}`;
       expect(isStrictBase64(v), JSON.stringify(v)).toBe(roundTrips(v));
     }
+  });
+});
+
+describe("addressProblem", () => {
+  it.each([
+    ["someone@example.com"],
+    ["Some.One+tag@Example.COM"],
+    ["zoë@example.com"],
+    ["kunde@bücher.de"],
+    ["kunde@xn--bcher-kva.de"],
+    ["info@例え.jp"],
+    ["info@xn--r8jz45g.jp"],
+    ["user@пример.рф"],
+    ["user@ドメイン名例.jp"],
+    ["user@東京abc.jp"],
+  ])("when the address is %s, then it is accepted", (address) => {
+    expect(addressProblem(address)).toBeUndefined();
+  });
+
+  it.each([
+    ["someone@exa\u200bmple.com", /U\+200B/],
+    ["someone@\u212Aontoso.com", /U\+212A.*"K"/],
+    ["someone@\uff45xample.com", /U\+FF45/],
+    ["someone@example\uff0ecom", /U\+FF0E/],
+    ["someone@ex\u0430mple.com", /mixes scripts \(Latin, Cyrillic\)/],
+    ["someone@\u03bfffice.com", /mixes scripts \(Latin, Greek\)/],
+    ["someone@xn--exmple-4nf.com", /mixes scripts/],
+    ["someone@bu\u0308cher.de", /normalization form C/],
+    ["someone@BÜCHER.de", /IDNA/],
+    ["someone@xn--zz.com", /not a valid A-label/],
+    ["someone@fabr\u0130kam.com", /U\+0130/],
+    ["some\u200bone@example.com", /part before @.*U\+200B/],
+    ["some\u202eone@example.com", /part before @.*bidirectional/],
+    ["zoe\u0308@example.com", /part before @ must be in Unicode normalization form C/],
+  ])("when the address is %s, then it is refused (%s)", (address, message) => {
+    expect(addressProblem(address)).toMatch(message);
+  });
+});
+
+describe("senderLookAlikeProblem", () => {
+  it("when from holds a compatibility character or canonical singleton, then it is refused naming it; plain addresses pass", () => {
+    expect(senderLookAlikeProblem("noreply@fabri\u212Aam.com")).toMatch(/U\+212A.*"K"/);
+    expect(senderLookAlikeProblem("\uff4eoreply@contoso.com")).toMatch(/U\+FF4E.*"n"/);
+    expect(senderLookAlikeProblem("noreply@conto\u017fo.com")).toMatch(/U\+017F.*"s"/);
+    expect(senderLookAlikeProblem("NoReply@Contoso.com")).toBeUndefined();
+    expect(senderLookAlikeProblem("zoë@bücher.de")).toBeUndefined();
   });
 });

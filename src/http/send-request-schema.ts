@@ -1,5 +1,9 @@
+import { domainToASCII, domainToUnicode } from "node:url";
 import { z } from "zod";
 import type { FieldError } from "../core/problems.js";
+import { formatFieldPath } from "./field-path.js";
+import type { JsonShapeLimits } from "./json-body.js";
+import { codePointName, plainTextProblem, type PlainTextOptions } from "./plain-text.js";
 
 /*
  * The wire shape of POST /send. This schema is the single source of the OpenAPI
@@ -19,12 +23,23 @@ export const MAX_HEADERS = 5;
 export const MAX_SUBJECT = 255;
 export const MAX_ATTACHMENTS = 100;
 
+/**
+ * The shape the JSON reader accepts for a /send body before validation looks at it (see
+ * readJsonBody): the real body nests 3 levels deep, has at most 15 members per object and
+ * 500 items per list, so these refuse only what no caller means, and bound what validation
+ * can be made to walk (and report).
+ */
+export const SEND_BODY_SHAPE: JsonShapeLimits = Object.freeze({ maxDepth: 64, maxMembers: 64, maxItems: 1000 });
+
 const NO_LINE_BREAK = /^[^\r\n]*$/;
 // RFC 5322 atext (plus dots between atoms) and UTF-8 (SMTPUTF8); quoted local parts are not accepted.
 const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uFFFF-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uFFFF-]+)*$/;
 const DOMAIN = /^(?:[A-Za-z0-9\u0080-\uFFFF](?:[A-Za-z0-9\u0080-\uFFFF-]*[A-Za-z0-9\u0080-\uFFFF])?)(?:\.[A-Za-z0-9\u0080-\uFFFF](?:[A-Za-z0-9\u0080-\uFFFF-]*[A-Za-z0-9\u0080-\uFFFF])?)*$/;
+// eslint-disable-next-line no-control-regex -- every ASCII character, controls included (they are refused elsewhere)
+const ASCII = /^[\x00-\x7f]*$/;
 const HEADER_NAME = /^[Xx]-[!-9;-~]+$/;
-const MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(?:\s*;[^\r\n]*)?$/;
+// Parameters in printable ASCII (a tab allowed as white space): RFC 2045 has nothing else.
+const MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(?:[ \t]*;[\t -~]*)?$/;
 
 /** Characters decoded per step: a multiple of 4, so each slice decodes on its own. */
 const BASE64_SLICE = 64 * 1024;
@@ -81,9 +96,128 @@ export function addressProblem(address: string): string | undefined {
   if (local.length === 0 || local.length > MAX_LOCAL_PART) return `the part before @ must be 1 to ${MAX_LOCAL_PART} characters`;
   if (domain.length === 0 || domain.length > MAX_DOMAIN) return `the domain must be 1 to ${MAX_DOMAIN} characters`;
   if (!LOCAL_PART.test(local)) return "the part before @ has characters or dots that are not allowed";
+  if (!ASCII.test(local)) {
+    const hidden = plainTextProblem(local);
+    if (hidden !== undefined) return `the part before @ ${hidden}`;
+    if (local.normalize("NFC") !== local) return `the part before @ ${notNormalized(local, "NFC")}`;
+  }
+  return domainProblem(domain);
+}
+
+const A_LABEL = /^xn--/i;
+const HAS_A_LABEL = /(?:^|\.)xn--/i;
+
+/**
+ * Scripts told apart in a domain label. A label may use one of them, or Latin with the scripts
+ * Japanese, Chinese and Korean names mix with it (UTS #39 "highly restrictive"): Latin with
+ * Cyrillic or Greek is how look-alikes of ASCII names are made (pаypal.com with a Cyrillic а).
+ */
+const LABEL_SCRIPTS: readonly (readonly [string, RegExp])[] = [
+  "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Nko", "Devanagari", "Bengali",
+  "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala", "Thai", "Lao", "Tibetan",
+  "Myanmar", "Georgian", "Hangul", "Ethiopic", "Cherokee", "Canadian_Aboriginal", "Ogham", "Runic", "Khmer", "Mongolian",
+  "Hiragana", "Katakana", "Bopomofo", "Han", "Yi", "Tifinagh", "Coptic", "Vai", "Javanese", "Adlam", "Osage",
+].map((name) => [name, new RegExp(`\\p{Script=${name}}`, "u")] as const);
+const MIXABLE: readonly ReadonlySet<string>[] = [
+  new Set(["Latin", "Han", "Hiragana", "Katakana"]),
+  new Set(["Latin", "Han", "Bopomofo"]),
+  new Set(["Latin", "Han", "Hangul"]),
+];
+
+/**
+ * ASCII host names pass as they are. An internationalized domain is accepted as A-labels
+ * (`xn--…`, which must decode) or as U-labels exactly as IDNA writes them: NFC, nothing IDNA
+ * would map to something else (compatibility forms such as U+212A KELVIN SIGN or fullwidth
+ * letters, non-ASCII upper case, ignored invisible characters), nothing it refuses (bidi
+ * controls), and one script per label (see LABEL_SCRIPTS). A-labels are held to the same rules
+ * once decoded, so a look-alike cannot hide in its ASCII form.
+ */
+function domainProblem(domain: string): string | undefined {
   if (!DOMAIN.test(domain)) return "the domain is not a valid host name";
+  if (ASCII.test(domain) && !HAS_A_LABEL.test(domain)) return undefined;
+  const hidden = plainTextProblem(domain);
+  if (hidden !== undefined) return `the domain ${hidden}`;
+  if (domain.normalize("NFC") !== domain) return `the domain ${notNormalized(domain, "NFC")}`;
+  for (const label of domain.split(".")) {
+    const problem = labelProblem(label);
+    if (problem !== undefined) return problem;
+  }
   return undefined;
 }
+
+function labelProblem(label: string): string | undefined {
+  let unicode = label;
+  if (ASCII.test(label)) {
+    if (!A_LABEL.test(label)) return undefined;
+    unicode = domainToUnicode(label);
+    if (unicode === "" || unicode === label.toLowerCase() || domainToASCII(unicode) !== label.toLowerCase()) {
+      return `the domain label "${label}" is not a valid A-label (xn--…)`;
+    }
+  } else {
+    const ascii = domainToASCII(label);
+    if (ascii === "") return `the domain label "${label}" is not a valid internationalized name`;
+    if (domainToUnicode(ascii) !== asciiLowerCase(label)) {
+      for (const ch of label) {
+        if (ch.charCodeAt(0) > 0x7f && ch.normalize("NFKC").toLowerCase() !== ch) {
+          return `the domain must not contain ${codePointName(ch.codePointAt(0)!)}, which stands for "${ch.normalize("NFKC")}" (write domains as IDNA does)`;
+        }
+      }
+      return `the domain label "${label}" is not written as IDNA writes it (${domainToUnicode(ascii)})`;
+    }
+  }
+  const scripts = LABEL_SCRIPTS.filter(([, re]) => re.test(unicode)).map(([name]) => name);
+  if (scripts.length > 1 && !MIXABLE.some((set) => scripts.every((name) => set.has(name)))) {
+    return `the domain label "${unicode}" mixes scripts (${scripts.join(", ")}), as look-alike domains do`;
+  }
+  return undefined;
+}
+
+/** Lower case for A–Z only: Unicode lower-casing maps other characters onto ASCII ones (U+212A KELVIN SIGN → k). */
+function asciiLowerCase(text: string): string {
+  return text.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
+}
+
+/**
+ * "must not contain U+212A, which normalisation (NFC) turns into "K"" for the first character
+ * `form` replaces by another, or "must be in Unicode normalization form C (NFC)" when only a
+ * sequence (a letter with a separate combining mark) is not in that form.
+ */
+function notNormalized(text: string, form: "NFC" | "NFKC"): string {
+  for (const ch of text) {
+    const normal = ch.normalize(form);
+    if (normal !== ch) return `must not contain ${codePointName(ch.codePointAt(0)!)}, which normalisation (${form}) turns into "${normal}"`;
+  }
+  return `must be in Unicode normalization form ${form === "NFC" ? "C (NFC)" : "KC (NFKC)"}`;
+}
+
+/**
+ * Why `from` (a valid address) cannot be compared with a sender: it is not exactly its own
+ * NFKC form. That refuses canonical singletons (U+212A KELVIN SIGN, which even NFC turns into
+ * K; U+2126 OHM SIGN), compatibility characters (fullwidth letters, U+017F LONG S, ligatures)
+ * and decomposed letters, each of which could look like, or normalise to, the configured
+ * sender. Undefined when `from` is fine.
+ */
+export function senderLookAlikeProblem(from: string): string | undefined {
+  if (from.normalize("NFKC") === from) return undefined;
+  return `${notNormalized(from, "NFKC")}: write the sender exactly as it is configured`;
+}
+
+/**
+ * A zod refinement: the string is plain text (plainTextProblem). Strings over `maxLength` are
+ * left to the field's max rule, which refuses them anyway, so a long one is not scanned.
+ */
+function plainText(options: PlainTextOptions, maxLength: number): (value: string, ctx: z.core.$RefinementCtx<string>) => void {
+  return (value, ctx) => {
+    if (value.length > maxLength) return;
+    const problem = plainTextProblem(value, options);
+    if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+  };
+}
+
+const UNPAIRED_SURROGATE = /\p{Cs}/u;
+const UNPAIRED_MESSAGE = "must not contain unpaired surrogates (\\ud800–\\udfff alone): they cannot be sent as UTF-8";
+/** Whether `value` can be written as UTF-8: no unpaired surrogates (String.prototype.isWellFormed). */
+const wellFormed = (value: string): boolean => !UNPAIRED_SURROGATE.test(value);
 
 const address = z
   .string()
@@ -94,18 +228,22 @@ const address = z
   })
   .meta({ format: "email", examples: ["someone@example.com"] });
 
+const ADDRESS_DESCRIPTION =
+  "Email address. An internationalized domain is written as A-labels (xn--…) or as NFC U-labels, one script per label; no control, bidirectional-formatting or invisible characters anywhere.";
+
 const displayName = z
   .string()
   .max(255)
   .regex(NO_LINE_BREAK, "must not contain line breaks")
-  .describe("Display name shown with the address.");
+  .superRefine(plainText({ lineBreaks: true }, 255))
+  .describe("Display name shown with the address: text without line breaks, tabs, control, bidirectional-formatting or invisible characters.");
 
 const recipient = z
   .union([
-    address.describe("Email address."),
+    address.describe(ADDRESS_DESCRIPTION),
     z
       .strictObject({
-        address: address.describe("Email address."),
+        address: address.describe(ADDRESS_DESCRIPTION),
         name: displayName.optional(),
       })
       .describe("Address with a display name."),
@@ -116,11 +254,17 @@ const recipients = (what: string, max: number) => z.array(recipient).max(max).op
 
 const attachment = z
   .strictObject({
-    filename: z.string().min(1).max(255).regex(NO_LINE_BREAK, "must not contain line breaks").describe("File name shown to the recipient."),
+    filename: z
+      .string()
+      .min(1)
+      .max(255)
+      .regex(NO_LINE_BREAK, "must not contain line breaks")
+      .superRefine(plainText({ lineBreaks: true }, 255))
+      .describe("File name shown to the recipient: text without line breaks, tabs, control, bidirectional-formatting or invisible characters."),
     contentType: z
       .string()
       .max(255)
-      .regex(MEDIA_TYPE, "must be a media type such as application/pdf")
+      .regex(MEDIA_TYPE, "must be a media type such as application/pdf (parameters in printable ASCII)")
       .describe("Media type, e.g. application/pdf or image/png."),
     content: z
       .string()
@@ -134,7 +278,7 @@ const attachment = z
       .string()
       .min(1)
       .max(255)
-      .regex(/^[^\s<>]+$/, "must not contain spaces or angle brackets")
+      .regex(/^[!-;=?-~]+$/, "must be printable ASCII without spaces or angle brackets")
       .optional()
       .describe('Content-ID for inline use: the HTML refers to it as <img src="cid:logo">.'),
     inline: z.boolean().optional().describe("Show inline (referenced by contentId from the HTML) instead of as an attachment. Needs contentId."),
@@ -157,20 +301,35 @@ export const sendRequestSchema = z
       .min(1, "must not be empty")
       .max(MAX_SUBJECT)
       .regex(NO_LINE_BREAK, "must not contain line breaks")
-      .describe("Subject line."),
-    text: z.string().optional().describe("Plain-text body. Used when html is absent."),
-    html: z.string().optional().describe("HTML body. Wins over text when both are given."),
+      .superRefine(plainText({ tab: true, lineBreaks: true }, MAX_SUBJECT))
+      .describe("Subject line: text without line breaks, control, bidirectional-formatting or invisible characters (a tab is allowed)."),
+    text: z.string().refine(wellFormed, UNPAIRED_MESSAGE).optional().describe("Plain-text body. Used when html is absent."),
+    html: z.string().refine(wellFormed, UNPAIRED_MESSAGE).optional().describe("HTML body. Wins over text when both are given."),
     attachments: z.array(attachment).max(MAX_ATTACHMENTS).optional().describe("File attachments, inline or not."),
     headers: z
       .record(
         z.string().max(128).regex(HEADER_NAME, "header names must start with X- and use printable characters without ':'"),
-        z.string().max(998).regex(NO_LINE_BREAK, "must not contain line breaks").describe("Header value."),
+        z
+          .string()
+          .max(998)
+          .regex(NO_LINE_BREAK, "must not contain line breaks")
+          .superRefine(plainText({ tab: true, lineBreaks: true }, 998))
+          .describe("Header value: text without line breaks, control, bidirectional-formatting or invisible characters (a tab is allowed)."),
       )
       .optional()
       .describe(`Custom internet message headers (at most ${MAX_HEADERS}, names starting with X-).`),
     importance: z.enum(["low", "normal", "high"]).optional().describe("Message importance; default normal."),
     saveToSentItems: z.boolean().optional().describe("Keep a copy in the sender's Sent Items; default from the tenant's config (false)."),
-    from: address.optional().describe("Must equal the tenant's configured sender when given (compared case-insensitively)."),
+    from: address
+      .superRefine((value, ctx) => {
+        // An address already refused is not refused twice.
+        const problem = addressProblem(value) === undefined ? senderLookAlikeProblem(value) : undefined;
+        if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+      })
+      .optional()
+      .describe(
+        "Must equal the tenant's configured sender when given (compared after Unicode NFC normalisation, ignoring the case of A–Z only); compatibility characters (such as U+212A KELVIN SIGN for K) are refused.",
+      ),
     dryRun: z.boolean().optional().describe("Validate and resolve everything, send nothing; answers 200 with the same body shape."),
   })
   .describe("One message to send.");
@@ -179,16 +338,7 @@ export const sendRequestSchema = z
 export type SendRequest = z.output<typeof sendRequestSchema>;
 export type WireRecipient = NonNullable<SendRequest["to"]>[number];
 
-/** `to[1].address`, `headers["X-Order-Id"]`, `(body)` for the body itself. */
-export function formatFieldPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const seg of path) {
-    if (typeof seg === "number") out += `[${seg}]`;
-    else if (typeof seg === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(seg)) out += out === "" ? seg : `.${seg}`;
-    else out += `[${JSON.stringify(String(seg))}]`;
-  }
-  return out === "" ? "(body)" : out;
-}
+export { formatFieldPath };
 
 function issueErrors(issues: readonly z.core.$ZodIssue[], base: readonly PropertyKey[] = []): FieldError[] {
   const out: FieldError[] = [];
@@ -220,10 +370,60 @@ function article(expected: string): string {
   return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
 }
 
-export type SendRequestCheck = { ok: true; value: SendRequest } | { ok: false; errors: FieldError[] };
+/**
+ * The outcome of validation. `omitted` is set when validation stopped early (see
+ * unknownFields): `errors` then lists the first of that many more unknown fields, and nothing
+ * else was checked.
+ */
+export type SendRequestCheck = { ok: true; value: SendRequest } | { ok: false; errors: FieldError[]; omitted?: number };
+
+/** The most errors validation lists before it stops counting them one by one; the answer lists as many (MAX_FIELD_ERRORS). */
+export const MAX_LISTED_ERRORS = 20;
+
+const TOP_FIELDS: ReadonlySet<string> = new Set(Object.keys(sendRequestSchema.shape));
+const RECIPIENT_FIELDS: ReadonlySet<string> = new Set(["address", "name"]);
+const ATTACHMENT_FIELDS: ReadonlySet<string> = new Set(Object.keys(attachment.shape));
+const LIST_FIELDS: readonly (readonly [string, ReadonlySet<string>])[] = [
+  ["to", RECIPIENT_FIELDS],
+  ["cc", RECIPIENT_FIELDS],
+  ["bcc", RECIPIENT_FIELDS],
+  ["replyTo", RECIPIENT_FIELDS],
+  ["attachments", ATTACHMENT_FIELDS],
+];
+
+const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/**
+ * Unknown fields of the body and of its recipients and attachments, counted with plain loops
+ * before zod looks at anything. Only when there are more than one answer lists does validation
+ * stop here: a careless caller still hears of every problem at once, while a body of 300,000
+ * unknown fields (each object under the reader's 64 members) costs a count, not 300,000 zod
+ * issues and union attempts. Undefined when the body has at most MAX_LISTED_ERRORS of them.
+ */
+function unknownFields(body: unknown): { errors: FieldError[]; omitted: number } | undefined {
+  if (!isRecord(body)) return undefined;
+  const errors: FieldError[] = [];
+  let count = 0;
+  const unknown = (path: readonly (string | number)[]): void => {
+    if (++count <= MAX_LISTED_ERRORS) errors.push({ path: formatFieldPath(path), message: "unknown field" });
+  };
+  for (const key of Object.keys(body)) if (!TOP_FIELDS.has(key)) unknown([key]);
+  for (const [field, known] of LIST_FIELDS) {
+    const list = body[field];
+    if (!Array.isArray(list)) continue;
+    for (let i = 0; i < list.length; i++) {
+      const item: unknown = list[i];
+      if (!isRecord(item)) continue;
+      for (const key of Object.keys(item)) if (!known.has(key)) unknown([field, i, key]);
+    }
+  }
+  return count > MAX_LISTED_ERRORS ? { errors, omitted: count - errors.length } : undefined;
+}
 
 /** Validates a parsed JSON body: shape first, then the rules that span fields. */
 export function parseSendRequest(body: unknown): SendRequestCheck {
+  const early = unknownFields(body);
+  if (early !== undefined) return { ok: false, ...early };
   const result = sendRequestSchema.safeParse(body, { error: errorMap });
   if (!result.success) return { ok: false, errors: issueErrors(result.error.issues) };
   const errors = checkSendRequest(result.data);

@@ -13,7 +13,7 @@ import { readJsonBody } from "./json-body.js";
 import { PROBLEM_CONTENT_TYPE, toProblemResponse } from "./problem-response.js";
 import { requireContext, type RequestContext } from "./request-context.js";
 import type { RouteTable } from "./route-table.js";
-import { parseSendRequest, type SendRequest, type WireRecipient } from "./send-request-schema.js";
+import { parseSendRequest, SEND_BODY_SHAPE, type SendRequest, type WireRecipient } from "./send-request-schema.js";
 
 export interface SendRouteDeps {
   readonly sendMail: SendMail;
@@ -55,17 +55,19 @@ export function registerSendRoute(routes: RouteTable, deps: SendRouteDeps): void
     }
     ctx.caller = authenticateCaller(req.headers.authorization, deps.callers());
 
-    const rawKey = req.headers["idempotency-key"];
+    // Node joins a repeated header it does not know into one "a, b" value; headersDistinct keeps
+    // the values apart, so a second Idempotency-Key is refused instead of read as another key.
+    const rawKey = req.headersDistinct["idempotency-key"];
+    const key = rawKey === undefined ? undefined : checkedKey(rawKey);
     // The whole request within server.http.requestTimeoutSeconds of its arrival, body included.
-    const body = await readJsonBody(req, deps.maxBodyBytes(), ctx.receivedAt + deps.requestTimeoutSeconds() * 1000 - deps.clock.now());
+    const body = await readJsonBody(req, deps.maxBodyBytes(), ctx.receivedAt + deps.requestTimeoutSeconds() * 1000 - deps.clock.now(), SEND_BODY_SHAPE);
     const draft = (): MailDraft => toDraft(validated(body, ctx, deps.tenants()));
 
-    if (rawKey === undefined) {
+    if (key === undefined) {
       const receipt = await deps.sendMail.send({ caller: ctx.caller, draft: draft(), requestId: ctx.requestId, receivedAt: ctx.receivedAt });
       answerReceipt(res, ctx, receipt);
       return;
     }
-    const key = checkedKey(rawKey);
     const result = await deps.sendMail.sendOnce({
       caller: ctx.caller,
       key,
@@ -85,17 +87,25 @@ export function registerSendRoute(routes: RouteTable, deps: SendRouteDeps): void
   });
 }
 
-function checkedKey(raw: string | string[]): string {
-  const bad = Array.isArray(raw) ? { path: "Idempotency-Key", message: "send the header once" } : checkIdempotencyKey(raw);
+function checkedKey(values: readonly string[]): string {
+  const [first] = values;
+  const bad =
+    values.length !== 1 || first === undefined
+      ? { path: "Idempotency-Key", message: `send the header once (it came ${values.length} times)` }
+      : checkIdempotencyKey(first);
   if (bad !== undefined) throw new RelayError("validation_failed", "the Idempotency-Key header is invalid", { errors: [bad] });
-  return raw as string;
+  return first as string;
 }
 
 function validated(body: unknown, ctx: RequestContext, tenants: TenantDirectory): SendRequest {
   const parsed = parseSendRequest(body);
   if (!parsed.ok) {
-    const n = parsed.errors.length;
-    throw new RelayError("validation_failed", `the request has ${n} invalid field${n === 1 ? "" : "s"}`, { errors: parsed.errors });
+    const { errors, omitted } = parsed;
+    if (omitted !== undefined) {
+      throw new RelayError("validation_failed", `the request has ${errors.length + omitted} unknown fields; nothing else was checked`, { errors, errorsOmitted: omitted });
+    }
+    const n = errors.length;
+    throw new RelayError("validation_failed", `the request has ${n} invalid field${n === 1 ? "" : "s"}`, { errors });
   }
   if (tenants.has(parsed.value.tenant)) ctx.tenant = parsed.value.tenant;
   return parsed.value;

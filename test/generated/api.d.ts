@@ -24,6 +24,15 @@ export interface paths {
          *
          *     Requirements: at least one recipient in `to`, `cc` or `bcc`; a non-empty `subject`; and
          *     `text` or `html`. Microsoft Graph sends one body: when both are given, `html` is sent.
+         *
+         *     The body is read as one JSON object no larger than a message needs: at most 64 levels of
+         *     nesting, 64 members in any object and 1,000 items in any list, and no key twice in one
+         *     object. A body beyond that is refused with `400 validation_failed` before its fields are
+         *     looked at; the error's `path` names where. Subject, display names, header values and file
+         *     names are text: no control characters (a tab only in `subject` and header values),
+         *     U+2028/U+2029, bidirectional formatting (U+202A–U+202E, U+2066–U+2069) or invisible
+         *     characters (zero-width and other default-ignorable ones, save those emoji and joining
+         *     scripts need).
          */
         post: operations["sendMail"];
         delete?: never;
@@ -207,7 +216,7 @@ export interface components {
             bcc?: components["schemas"]["Recipient"][];
             /** @description Addresses replies should go to. */
             replyTo?: components["schemas"]["Recipient"][];
-            /** @description Subject line. */
+            /** @description Subject line: text without line breaks, control, bidirectional-formatting or invisible characters (a tab is allowed). */
             subject: string;
             /** @description Plain-text body. Used when html is absent. */
             text?: string;
@@ -228,7 +237,7 @@ export interface components {
             saveToSentItems?: boolean;
             /**
              * Format: email
-             * @description Must equal the tenant's configured sender when given (compared case-insensitively).
+             * @description Must equal the tenant's configured sender when given (compared after Unicode NFC normalisation, ignoring the case of A–Z only); compatibility characters (such as U+212A KELVIN SIGN for K) are refused.
              * @example someone@example.com
              */
             from?: string;
@@ -239,16 +248,16 @@ export interface components {
         Recipient: string | {
             /**
              * Format: email
-             * @description Email address.
+             * @description Email address. An internationalized domain is written as A-labels (xn--…) or as NFC U-labels, one script per label; no control, bidirectional-formatting or invisible characters anywhere.
              * @example someone@example.com
              */
             address: string;
-            /** @description Display name shown with the address. */
+            /** @description Display name shown with the address: text without line breaks, tabs, control, bidirectional-formatting or invisible characters. */
             name?: string;
         };
         /** @description A file attachment. */
         Attachment: {
-            /** @description File name shown to the recipient. */
+            /** @description File name shown to the recipient: text without line breaks, tabs, control, bidirectional-formatting or invisible characters. */
             filename: string;
             /** @description Media type, e.g. application/pdf or image/png. */
             contentType: string;
@@ -326,8 +335,10 @@ export interface components {
             retryable: boolean;
             /** @description The relay's ID of this request, the same as the `X-Request-Id` header (for a replay, the first request's); quote it when you ask the operators. */
             requestId: string;
-            /** @description For `validation_failed`, every invalid field. */
+            /** @description For `validation_failed`, the invalid fields, at most 20 (the first ones found); `errorsOmitted` counts the rest. Each `path` is at most 200 characters and each `message` at most 300 (longer ones end with `…`). */
             errors?: components["schemas"]["FieldError"][];
+            /** @description For `validation_failed` with more than 20 invalid fields, how many are not listed in `errors`. Absent when `errors` lists them all. */
+            errorsOmitted?: number;
             /** @description For `credential_rejected`, Microsoft Entra ID's AADSTS error number (for example `7000222`, expired secret); for `upstream_unavailable` caused by an Entra ID outage, its transient code (for example `90033`). */
             aadsts?: string;
             /** @description For `rate_limited` and `upstream_unavailable`, the same value as the `Retry-After` header. */
@@ -339,7 +350,7 @@ export interface components {
         } & (unknown & unknown);
         /** @description One invalid field of a `validation_failed` problem. */
         FieldError: {
-            /** @description The field in the request body, for example `subject`, `to[1].address` or `headers["X-Order-Id"]`; `(body)` for the body as a whole; `Idempotency-Key` for that header. */
+            /** @description The field in the request body, for example `subject`, `to[1].address` or `headers["X-Order-Id"]`; `(body)` for the body as a whole; `Idempotency-Key` for that header. At most 200 characters (a longer one is cut and ends with `…`). */
             path: string;
             /** @description What is wrong with it. */
             message: string;
@@ -454,7 +465,7 @@ export interface components {
             };
             content?: never;
         };
-        /** @description The body or a header is invalid. `errors` lists every invalid field; fix them and send again. */
+        /** @description The body or a header is invalid. `errors` lists the invalid fields (the first 20; `errorsOmitted` counts the rest); fix them and send again. */
         ValidationFailed: {
             headers: {
                 "X-Request-Id": components["headers"]["RequestId"];
@@ -688,7 +699,8 @@ export interface components {
         /**
          * @description A key you choose, unique per message (for example a UUID or `invoice-2024-0042-mail`):
          *     1 to 255 printable ASCII characters (space to `~`), not only spaces; spaces at either end
-         *     are not part of the key (HTTP drops them). Any other value is refused with
+         *     are not part of the key (HTTP drops them). Any other value, and the header sent more
+         *     than once (even twice with one value), is refused with
          *     `400 validation_failed` (`errors[].path` is `Idempotency-Key`) and nothing is sent. Keys belong to the API key that sends them, so other apps cannot collide with yours.
          *     The key is looked at right after the API key, before the body is validated.
          *
@@ -760,7 +772,8 @@ export interface operations {
                 /**
                  * @description A key you choose, unique per message (for example a UUID or `invoice-2024-0042-mail`):
                  *     1 to 255 printable ASCII characters (space to `~`), not only spaces; spaces at either end
-                 *     are not part of the key (HTTP drops them). Any other value is refused with
+                 *     are not part of the key (HTTP drops them). Any other value, and the header sent more
+                 *     than once (even twice with one value), is refused with
                  *     `400 validation_failed` (`errors[].path` is `Idempotency-Key`) and nothing is sent. Keys belong to the API key that sends them, so other apps cannot collide with yours.
                  *     The key is looked at right after the API key, before the body is validated.
                  *
