@@ -59,7 +59,7 @@ export function formatReport(d) {
   const o = d.opts;
   out.push(
     `noreply-relay bench — ${d.machine.cpus} × ${d.machine.cpuModel}, Node ${d.machine.node}; ` +
-      `${o.tenants} tenants, Graph latency ${o.latencyMs} ms${o.throughputLatencyMs !== undefined ? ` (${o.throughputLatencyMs} ms in the closed-loop runs)` : ""}, ${o.connections} connections × ${o.durationS} s (warm-up ${o.warmupS} s excluded), ${o.rounds} round(s), target order rotating by round; ` +
+      `${o.tenants} tenants, Graph latency ${o.latencyMs} ms${o.throughputLatencyMs !== o.latencyMs ? ` (${o.throughputLatencyMs} ms in the closed-loop runs)` : ""}, ${o.connections} connections × ${o.durationS} s (warm-up ${o.warmupS} s excluded), ${o.rounds} round(s), target order rotating by round; ` +
       `closed loop: small text${d.rounds[0]?.mix ? " and the mix" : ""}; fixed rate: ${d.mix}`,
   );
   out.push("");

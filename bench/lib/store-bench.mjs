@@ -179,7 +179,7 @@ export function formatStoreReport(r) {
   const out = [];
   out.push(
     `shared store: the service with store.type redis (redis-server ${r.redisVersion}, loopback, no persistence) against the lean baseline and the same service with the memory store; ` +
-      `${r.params.rounds} round(s), throughput (small text) ${r.params.durationS} s, fixed rate (80/20 mix) ${r.params.rateDurationS} s per target and variant; keyless = the main bench's requests, keyed = the same with a fresh Idempotency-Key each (the lean baseline ignores it)`,
+      `${r.params.rounds} round(s), throughput (small text, Graph latency ${r.params.throughputLatencyMs} ms) ${r.params.durationS} s, fixed rate (80/20 mix) ${r.params.rateDurationS} s per target and variant; keyless = the main bench's requests, keyed = the same with a fresh Idempotency-Key each (the lean baseline ignores it)`,
   );
   out.push("");
   const rows = [["throughput (closed loop)", "req/s", "p50 ms", "p99 ms", "non-2xx+err", "service CPU µs/send", "redis-server CPU µs/send", "round trips/send", "other procs CPU %"]];
