@@ -47,6 +47,9 @@ export interface RelayApp {
 }
 
 const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
+/** The outcome and status label of a request whose caller went away before the answer. */
+const CLIENT_CLOSED = "client_closed";
+const CLIENT_CLOSED_STATUS = 499;
 /** The `route` label of requests no route matched. */
 const UNMATCHED = "unmatched";
 
@@ -93,7 +96,11 @@ export async function createHttpApp(service: RelayService, options: HttpOptions 
   const finished = (req: Request, res: Response, ctx: RequestContext, started: bigint): void => {
     const route = routeOf(req);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const status = res.statusCode;
+    // The caller hung up before the answer was out: 499 (as proxies log it), outcome client_closed.
+    // A send it started goes on; its own outcome shows in the Graph metrics and /tenants.
+    const left = !res.writableFinished;
+    if (left && ctx.outcome === undefined) ctx.outcome = CLIENT_CLOSED;
+    const status = left ? CLIENT_CLOSED_STATUS : res.statusCode;
     metrics.httpRequest(req.method, route, status, seconds);
     if (route === "/send") metrics.sendOutcome(ctx.tenant ?? NO_TENANT, ctx.outcome ?? String(status));
     // Failed logins are counted in full but logged at most 20 per 10 s: a key-guessing client must not flood the log.

@@ -208,6 +208,33 @@ describe("Expect: 100-continue", () => {
   });
 });
 
+describe("callers that hang up", () => {
+  it("when a caller closes the connection halfway through its body, then the request is counted as client_closed (499), not as a 200", async () => {
+    const before = metricValue((await h.get("/metrics", { key: TOKEN })).text, "noreply_relay_send_total", { tenant: "_unknown", outcome: "client_closed" });
+    await new Promise<void>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => {
+        socket.write(`POST /send HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer ${h.keys.ops}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"tenant":`);
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 100);
+      });
+      socket.on("error", () => {});
+    });
+    const text = await (async () => {
+      for (let i = 0; i < 50; i++) {
+        const t = (await h.get("/metrics", { key: TOKEN })).text;
+        if (metricValue(t, "noreply_relay_send_total", { tenant: "_unknown", outcome: "client_closed" }) > before) return t;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return "";
+    })();
+    expect(metricValue(text, "noreply_relay_send_total", { tenant: "_unknown", outcome: "client_closed" })).toBe(before + 1);
+    expect(text).toMatch(/noreply_relay_http_request_duration_seconds_count\{method="POST",route="\/send",status="499"\} \d+/);
+    expect(h.logs.requests().some((l) => l.route === "/send" && l.status === 499 && l.outcome === "client_closed")).toBe(true);
+  });
+});
+
 describe("/metrics with a token", () => {
   it("when the scrape has no token or a wrong one, then 401; with the token, then 200 and promtool-style text", async () => {
     expect((await h.get("/metrics")).status).toBe(401);
