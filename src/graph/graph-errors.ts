@@ -195,7 +195,9 @@ export function mapGraphRefusal(status: number, body: GraphErrorBody, headers: R
   }
   // 400 and any other 4xx: our request was wrong. Validation should have caught it earlier.
   const known = graphCode !== undefined && VALIDATION_CODES.test(graphCode) ? "" : " (unexpected refusal)";
-  return warn("validation_failed", `Microsoft Graph refused the message with HTTP ${status}${known}.${quoted}`, extras);
+  const detail = `Microsoft Graph refused the message with HTTP ${status}${known}.${quoted}`;
+  // validation_failed always lists what was wrong (openapi.yaml): here, the message as Graph saw it.
+  return warn("validation_failed", detail, { ...extras, errors: [{ path: "(message)", message: `refused by Microsoft Graph${graphCode !== undefined ? ` (${graphCode})` : ""}` }] });
 }
 
 function graphRequestIdOf(body: GraphErrorBody, headers: ResponseHeaders): { graphRequestId?: string } {

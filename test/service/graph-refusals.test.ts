@@ -21,6 +21,7 @@ describe("Graph refusals by code", () => {
       { address: "spammy@contoso.com", state: "sendingBlocked" },
       { address: "busy@contoso.com" },
       { address: "sendas@contoso.com" },
+      { address: "plain@contoso.com" },
     );
     scenario.tenants!.push({
       id: NOD.id,
@@ -34,7 +35,7 @@ describe("Graph refusals by code", () => {
     h = await startHarness({
       scenario,
       configure: (c) => {
-        for (const local of ["full", "spammy", "busy", "sendas"]) c.tenants[local] = { tenantId: CONTOSO.id, sender: `${local}@contoso.com` };
+        for (const local of ["full", "spammy", "busy", "sendas", "plain"]) c.tenants[local] = { tenantId: CONTOSO.id, sender: `${local}@contoso.com` };
         c.tenants.nod = { tenantId: NOD.id, sender: "noreply@nodpublishers.com" };
       },
     });
@@ -90,5 +91,20 @@ describe("Graph refusals by code", () => {
     expect(Number(later.headers.get("retry-after"))).toBeGreaterThan(23 * 3600);
     // One 202 and one refusal reached Graph; the third send never did, and nothing was retried.
     expect(sendMails("busy@contoso.com")).toBe(2);
+  });
+
+  it("when Graph refuses the request itself with a 400, then 400 validation_failed lists the message as the field at fault (the answer conforms to openapi.yaml)", async () => {
+    h.emulator.state.inject({
+      kind: "sendMail",
+      mailbox: "plain@contoso.com",
+      action: "respond",
+      status: 400,
+      body: { error: { code: "ErrorInvalidRequest", message: "The request is invalid." } },
+      times: 1,
+    });
+    const res = await h.send(message("plain"));
+    expect(res.status).toBe(400);
+    expect(res.json).toMatchObject({ code: "validation_failed", graphCode: "ErrorInvalidRequest" });
+    expect(res.json.errors).toEqual([{ path: "(message)", message: "refused by Microsoft Graph (ErrorInvalidRequest)" }]);
   });
 });
