@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import type * as Identity from "@azure/identity";
 import type { ClientSecretCredentialOptions, TokenCredential } from "@azure/identity";
 import type { CredentialConfig } from "../config/schema.js";
 import { RelayError } from "../core/problems.js";
@@ -9,7 +10,7 @@ import type { TokenTarget } from "../core/ports.js";
 type SecretCredentialConfig = Extract<CredentialConfig, { type: "secret" }>;
 type HttpClient = NonNullable<ClientSecretCredentialOptions["httpClient"]>;
 
-type IdentityModule = typeof import("@azure/identity");
+type IdentityModule = typeof Identity;
 let identity: IdentityModule | undefined;
 let loading: Promise<IdentityModule> | undefined;
 
