@@ -68,6 +68,8 @@ export function registerSendRoute(routes: RouteTable, deps: SendRouteDeps): void
       answerReceipt(res, ctx, receipt);
       return;
     }
+    // No body at all has no fingerprint, and validation refuses it; a 400 is never remembered, so no replay is lost.
+    if (body === undefined) validated(body, ctx, deps.tenants());
     const result = await deps.sendMail.sendOnce({
       caller: ctx.caller,
       key,

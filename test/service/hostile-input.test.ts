@@ -142,6 +142,14 @@ describe("POST /send: hostile and careless clients", () => {
       expectInvalid(res, "deep", /unknown field/);
     });
 
+    it("when an Idempotency-Key comes with no body at all, then 400 validation_failed, not a 500 from fingerprinting nothing", async () => {
+      for (const contentType of ["text/plain", "application/jsonx"]) {
+        const res = await h.send("", { headers: { ...idempotencyKey(), "content-type": contentType } });
+        expectInvalid(res, "(body)");
+      }
+      expect(graphSends()).toBe(0);
+    });
+
     it("when nested objects repeat under an Idempotency-Key, then the fingerprint is computed and the refusal is a 400", async () => {
       const deep = `${'{"a":'.repeat(60)}1${"}".repeat(60)}`;
       const res = await h.send(`{"tenant":"contoso","to":["someone@example.com"],"subject":"Hello","text":"Hi","x":${deep}}`, { headers: idempotencyKey() });
