@@ -78,7 +78,10 @@ export interface paths {
          *     after they answered the admin-consent prompt of a consent link made by the relay's
          *     onboarding CLI. The page tells the administrator whether the relay's app now has its
          *     permission in their tenant and what to do next. The signed `state` ties the answer to
-         *     the consent link; an expired or altered `state` is refused.
+         *     the consent link; an expired or altered `state` is refused. A `state` is accepted once
+         *     (with the Redis store, once across all replicas), and when the link was made for a
+         *     tenant ID, only with that `tenant`. Entra ID's `error_description` is shown as escaped
+         *     text under a fixed heading, never as markup.
          */
         get: operations["consentCallback"];
         put?: never;
@@ -412,7 +415,7 @@ export interface components {
              * @description When `lastOutcome` happened.
              */
             lastOutcomeAt?: string;
-            /** @description The last refusal for this tenant; it stays after later successes, so the cause of an earlier failure remains visible. */
+            /** @description The last refusal that was about this tenant (its credential, consent, access policy, mailbox, Graph or Entra availability, throttling); it stays after later successes, so the cause of an earlier failure remains visible. A caller's own mistake (validation_failed, sender_not_allowed, payload_too_large, idempotency_conflict, recipient_rejected, …) shows in lastOutcome only and never replaces it. */
             lastProblem?: {
                 code: components["schemas"]["ProblemCode"];
                 /** Format: date-time */
@@ -935,7 +938,7 @@ export interface operations {
                     "text/html": string;
                 };
             };
-            /** @description The `state` is missing, altered or expired, or Entra ID's redirect did not say whether consent was granted; the page explains what to do. */
+            /** @description The `state` is missing, altered, expired or already used, names another tenant than the link was made for, or Entra ID's redirect did not say whether consent was granted; the page explains what to do. */
             400: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -943,6 +946,18 @@ export interface operations {
                 };
                 content: {
                     /** @example <!doctype html><title>This consent link is not valid</title><p>The link you followed has expired.</p> */
+                    "text/html": string;
+                };
+            };
+            /** @description The relay could not check whether the link was used before (its shared store is unreachable). Nothing was recorded and the link still works; the page asks to reload in a minute. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example <!doctype html><title>Please try again in a minute</title><p>Nothing was recorded. Reload this page in a minute.</p> */
                     "text/html": string;
                 };
             };
