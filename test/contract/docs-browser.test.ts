@@ -181,9 +181,11 @@ describeWithTool("chromium", "GET /docs of the running demo in Chromium", () => 
     await operation.waitFor();
 
     await page.locator("button.authorize").first().click();
-    await page.locator(".modal-ux input").fill(apiKey);
-    await page.locator(".modal-ux button.authorize").click();
-    await page.locator(".modal-ux button.btn-done").click();
+    // The dialog lists every security scheme (apiKey for /send, metricsToken for /metrics): authorize apiKey only.
+    const apiKeyForm = page.locator(".modal-ux form").filter({ hasText: "apiKey (http, Bearer)" });
+    await apiKeyForm.locator("input").fill(apiKey);
+    await apiKeyForm.locator("button.authorize").click();
+    await apiKeyForm.locator("button.btn-done").click();
 
     await operation.locator(".opblock-summary").click();
     const tryItOut = operation.locator("button.try-out__btn");
