@@ -19,6 +19,8 @@ const fixture = new URL("./fixtures/alert-rules.test.yaml", import.meta.url);
 const RUNBOOK = "https://runbooks.example.com/noreply-relay";
 const REDIS_STORE = { type: "redis", redis: { url: "redis://redis.example:6379/0" } };
 const STORE_ALERTS = ["NoreplyRelayStoreUnavailable", "NoreplyRelayStoreFallback"];
+/** The outcome of a /send whose caller hung up before the answer (src/app.ts, status 499). */
+const CLIENT_CLOSED = "client_closed";
 
 interface Rule {
   alert?: string;
@@ -42,6 +44,14 @@ function promtool(args: string[]): { status: number; output: string } {
 
 function alerts(): Rule[] {
   return groups.groups.flatMap((g) => g.rules).filter((r) => r.alert !== undefined);
+}
+
+/** The outcomes the error-ratio alert does not count as errors (its `outcome!~` regex). */
+function notErrorOutcomes(): Set<string> {
+  const ratio = alerts().find((a) => a.alert === "NoreplyRelayHighErrorRatio");
+  const excluded = /outcome!~"([^"]*)"/.exec(ratio?.expr ?? "")?.[1];
+  if (excluded === undefined) throw new Error("NoreplyRelayHighErrorRatio has no outcome!~ matcher");
+  return new Set(excluded.split("|"));
 }
 
 beforeAll(() => {
@@ -141,13 +151,26 @@ describe("PrometheusRule alerts", () => {
     expect(alerts().find((a) => a.alert === "NoreplyRelayStoreFallback")?.labels?.["severity"]).toBe("warning");
   });
 
-  it("when the error ratio is computed, then it leaves out successes, replays and exactly the caller's own problems (never one of the service's)", () => {
-    const ratio = alerts().find((a) => a.alert === "NoreplyRelayHighErrorRatio")!;
-    const excluded = /outcome!~"([^"]*)"/.exec(ratio.expr)?.[1];
-    expect(excluded).toBeDefined();
-    const notErrors = new Set(excluded!.split("|"));
-    expect([...notErrors].sort()).toEqual(["sent", "dry_run", "duplicate", ...CALLER_PROBLEMS].sort());
+  it("when the error ratio is computed, then it leaves out successes, replays, callers hanging up and exactly the caller's own problems (never one of the service's)", () => {
+    const notErrors = notErrorOutcomes();
+    expect([...notErrors].sort()).toEqual(["sent", "dry_run", "duplicate", CLIENT_CLOSED, ...CALLER_PROBLEMS].sort());
     for (const code of Object.keys(PROBLEMS) as ProblemCode[]) expect(notErrors.has(code), code).toBe(isCallerProblem(code));
+  });
+
+  it("when a caller hangs up, then the outcome the service counts is the one the error ratio leaves out", () => {
+    // src/app.ts counts a /send whose caller left before the answer as outcome client_closed (status 499).
+    const app = readFileSync(new URL("../../src/app.ts", import.meta.url), "utf8");
+    expect(app).toContain(`const CLIENT_CLOSED = "${CLIENT_CLOSED}";`);
+    expect(app).toMatch(/ctx\.outcome = CLIENT_CLOSED/);
+  });
+
+  it("when promtool tests the error ratio without an alert, then its input feeds every outcome the ratio leaves out", () => {
+    const tests = parseYaml(readFileSync(fixture, "utf8")) as {
+      tests: Array<{ input_series: Array<{ series: string }>; alert_rule_test?: Array<{ alertname: string; exp_alerts: unknown[] }> }>;
+    };
+    const quiet = tests.tests.filter((t) => (t.alert_rule_test ?? []).every((a) => a.alertname === "NoreplyRelayHighErrorRatio" && a.exp_alerts.length === 0) && (t.alert_rule_test ?? []).length > 0);
+    const fed = new Set(quiet.flatMap((t) => t.input_series.map((s) => /outcome="([^"]+)"/.exec(s.series)?.[1])));
+    for (const outcome of notErrorOutcomes()) if (outcome !== "dry_run" && outcome !== "duplicate") expect(fed.has(outcome), outcome).toBe(true);
   });
 
   it("when the rules are rendered, then every expression is scoped to this release's job and namespace", () => {
