@@ -5,7 +5,7 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { parseConfig } from "../../src/config/load-config.js";
 import { configSchema } from "../../src/config/schema.js";
-import { chartDir, ciValuesFiles, configTextOf, lint, prepareHelm, render, templateRaw, type K8sObject } from "./chart.js";
+import { chartDir, ciValuesDir, ciValuesFiles, configTextOf, lint, prepareHelm, render, templateRaw, type K8sObject } from "./chart.js";
 import { validateObject } from "./kube-validate.js";
 
 const valueSets: Array<{ label: string; ciFiles: string[] }> = [
@@ -39,11 +39,14 @@ describe("helm chart: lint and render", () => {
     expect(r.status).toBe(0);
   });
 
-  it.each(valueSets)("when rendered with $label, then every object is valid for its Kubernetes schema", ({ label }) => {
+  it.each(valueSets)("when rendered with $label, then every object is valid for its Kubernetes schema", ({ label, ciFiles }) => {
     const objects = objectsFor(label);
     expect(objects.length).toBeGreaterThan(0);
     expect(objects.flatMap(validateObject)).toEqual([]);
-    for (const o of objects) expect(o.metadata.namespace).toBe("mail");
+    // Only the ServiceMonitor may live elsewhere: in serviceMonitor.namespace, next to Prometheus.
+    const values = ciFiles.map((f) => parseYaml(readFileSync(join(ciValuesDir, f), "utf8")) as { serviceMonitor?: { namespace?: string } });
+    const monitorNamespace = values.map((v) => v.serviceMonitor?.namespace).find(Boolean) ?? "mail";
+    for (const o of objects) expect(o.metadata.namespace).toBe(o.kind === "ServiceMonitor" ? monitorNamespace : "mail");
   });
 
   it("when an object breaks the Kubernetes schema or is of an unknown kind, then validation reports it", () => {
@@ -52,6 +55,13 @@ describe("helm chart: lint and render", () => {
     expect(validateObject({ apiVersion: "example.com/v1", kind: "Widget", metadata: { name: "w" } })).toEqual(["Widget/w: no validator for example.com/v1/Widget"]);
     const badRule = { apiVersion: "monitoring.coreos.com/v1", kind: "PrometheusRule", metadata: { name: "r" }, spec: { groups: [{ name: "g", rules: [{ alert: "A", expr: "", for: "soon" }] }] } };
     expect(validateObject(badRule as K8sObject)).toHaveLength(2);
+    const badMonitor = {
+      apiVersion: "monitoring.coreos.com/v1",
+      kind: "ServiceMonitor",
+      metadata: { name: "m" },
+      spec: { selector: { matchLabels: {} }, endpoints: [{ port: "metrics", authorization: { type: "Bearer", credentials: { name: "" } }, bearerTokenSecret: { key: "token" } }] },
+    };
+    expect(validateObject(badMonitor as K8sObject)).toHaveLength(3);
   });
 
   it("when rendered with the full values, then every kind the chart offers is there", () => {
@@ -66,6 +76,7 @@ describe("helm chart: lint and render", () => {
         "PrometheusRule",
         "Secret",
         "Service",
+        "Service", // metrics.port: <full name>-metrics
         "ServiceAccount",
         "ServiceMonitor",
       ].sort(),

@@ -31,6 +31,7 @@ const builtIn: Record<string, (data: never) => Validatable> = {
 
 const DURATION = /^(\d+(ms|s|m|h|d|w|y))+$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -38,6 +39,10 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 function stringMap(v: unknown): boolean {
   return isRecord(v) && Object.values(v).every((x) => typeof x === "string");
+}
+
+function secretKeySelector(v: unknown): boolean {
+  return isRecord(v) && typeof v["name"] === "string" && DNS_SUBDOMAIN.test(v["name"]) && typeof v["key"] === "string" && v["key"] !== "";
 }
 
 function checkServiceMonitor(o: K8sObject): string[] {
@@ -55,6 +60,16 @@ function checkServiceMonitor(o: K8sObject): string[] {
       if (e[k] !== undefined && !(typeof e[k] === "string" && DURATION.test(e[k]))) errors.push(`spec.endpoints[${i}].${k}: must be a duration`);
     }
     if (e["path"] !== undefined && !(typeof e["path"] === "string" && e["path"].startsWith("/"))) errors.push(`spec.endpoints[${i}].path: must start with /`);
+    // A Secret key selector for the scrape's bearer token: authorization.credentials, or the deprecated bearerTokenSecret.
+    const auth = e["authorization"];
+    if (auth !== undefined) {
+      if (!isRecord(auth) || typeof auth["type"] !== "string") errors.push(`spec.endpoints[${i}].authorization: needs a type`);
+      else if (!secretKeySelector(auth["credentials"])) errors.push(`spec.endpoints[${i}].authorization.credentials: must name a Secret and key`);
+    }
+    if (e["bearerTokenSecret"] !== undefined && !secretKeySelector(e["bearerTokenSecret"])) errors.push(`spec.endpoints[${i}].bearerTokenSecret: must name a Secret and key`);
+    if (e["authorization"] !== undefined && e["bearerTokenSecret"] !== undefined) errors.push(`spec.endpoints[${i}]: authorization and bearerTokenSecret are exclusive`);
+    const relabelings = e["relabelings"];
+    if (relabelings !== undefined && !(Array.isArray(relabelings) && relabelings.every(isRecord))) errors.push(`spec.endpoints[${i}].relabelings: must be a list of objects`);
     return undefined;
   });
   return errors;

@@ -56,6 +56,55 @@ app.kubernetes.io/part-of: noreply-relay
 {{- define "noreply-relay.workloadIdentityTokenFile" -}}/var/run/secrets/azure/tokens/azure-identity-token{{- end }}
 {{- define "noreply-relay.redisDir" -}}/var/run/secrets/noreply-relay/redis{{- end }}
 {{- define "noreply-relay.redisCaDir" -}}/var/run/secrets/noreply-relay/redis-ca{{- end }}
+{{- define "noreply-relay.metricsDir" -}}/var/run/secrets/noreply-relay/metrics{{- end }}
+
+{{/* The container port of the API (env PORT); /metrics too unless metrics.port is set. */}}
+{{- define "noreply-relay.apiPort" -}}8080{{- end }}
+
+{{/* The separate metrics port ("" when /metrics stays on the API port). */}}
+{{- define "noreply-relay.metricsPort" -}}
+{{- $m := .Values.metrics | default dict }}
+{{- if not (kindIs "invalid" $m.port) }}{{ $m.port | int }}{{ end }}
+{{- end }}
+
+{{/* True ("true") when GET /metrics needs the bearer token from metrics.token.existingSecret. */}}
+{{- define "noreply-relay.metricsToken" -}}
+{{- $m := .Values.metrics | default dict }}
+{{- if and $m.token $m.token.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The `metrics` block of the config file: the mounted token file and the separate port; empty
+(and left out) by default, so /metrics stays open on the API port as the service's default.
+*/}}
+{{- define "noreply-relay.metricsConfig" -}}
+{{- $out := dict }}
+{{- if include "noreply-relay.metricsToken" . }}
+{{- $_ := set $out "tokenFile" (printf "%s/token" (include "noreply-relay.metricsDir" .)) }}
+{{- end }}
+{{- with include "noreply-relay.metricsPort" . }}
+{{- $_ := set $out "port" (. | int) }}
+{{- end }}
+{{- with $out }}{{ toYaml . }}{{ end }}
+{{- end }}
+
+{{/*
+The NetworkPolicy's namespace selectors, as YAML ("" when left out). A selector given in the
+values replaces the default (a default written in values.yaml would be merged into it by Helm,
+adding labels nobody asked for): {} means the default, null (the key removed) leaves it out.
+*/}}
+{{- define "noreply-relay.clientNamespaceSelector" -}}
+{{- $np := .Values.networkPolicy }}
+{{- if hasKey $np "clientNamespaceSelector" }}
+{{- toYaml ($np.clientNamespaceSelector | default (dict "matchLabels" (dict "noreply-relay.io/client" "true"))) }}
+{{- end }}
+{{- end }}
+{{- define "noreply-relay.metricsNamespaceSelector" -}}
+{{- $np := .Values.networkPolicy }}
+{{- if hasKey $np "metricsNamespaceSelector" }}
+{{- toYaml ($np.metricsNamespaceSelector | default (dict "matchLabels" (dict "kubernetes.io/metadata.name" "monitoring"))) }}
+{{- end }}
+{{- end }}
 
 {{/* True ("true") when the release can run more than one pod at a time. */}}
 {{- define "noreply-relay.multiplePods" -}}
@@ -167,6 +216,9 @@ Empty optional sections are left out so the service's own defaults apply.
 {{- if include "noreply-relay.redisStore" . }}
 {{- $_ := set $cfg "store" (include "noreply-relay.storeConfig" . | fromYaml) }}
 {{- end }}
+{{- with include "noreply-relay.metricsConfig" . }}
+{{- $_ := set $cfg "metrics" (. | fromYaml) }}
+{{- end }}
 {{- $_ := set $cfg "tenants" ($v.tenants | default dict) }}
 {{- $_ := set $cfg "callers" ($v.callers | default dict) }}
 {{- toYaml $cfg }}
@@ -231,6 +283,14 @@ names the value. (The service re-validates the whole config at start-up.)
 {{- end }}
 {{- end }}
 {{- include "noreply-relay.validateStore" . }}
+{{- include "noreply-relay.validateMetrics" . }}
+{{- with ($v.server | default dict).http }}
+{{- if and (hasKey . "requestTimeoutSeconds") (hasKey . "headersTimeoutSeconds") }}
+{{- if lt (float64 .requestTimeoutSeconds) (float64 .headersTimeoutSeconds) }}
+{{- fail (printf "server.http.requestTimeoutSeconds (%v) must be at least server.http.headersTimeoutSeconds (%v): the whole request cannot take less time than its headers" .requestTimeoutSeconds .headersTimeoutSeconds) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range $key, $tenant := $v.tenants }}
 {{- if not (or $v.app.clientId $tenant.app) }}
 {{- fail (printf "tenants.%s.app: no app: set app.clientId (and app.credential) or this tenant's app" $key) }}
@@ -298,4 +358,43 @@ This fails rather than warns because NOTES.txt is not shown by Argo CD, Flux or 
 {{- fail (printf "store.type memory keeps delivery state in each pod, but this release runs %s: an Idempotency-Key replay that reaches another pod would send the mail again, and each sender mailbox would get up to %d x limits.maxConcurrency Graph requests and %d x limits.recipientsPerDay recipients. Set store.type redis (see docs/helm-redis.md), or replicaCount 1 with autoscaling.enabled false, or store.allowPerPodState true to accept per-pod state" $pods $n $n) }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The metrics values: a token needs its Secret, and the separate port must not be the API port
+(the service would fail to listen twice on it). With the ServiceMonitor in another namespace,
+the Prometheus Operator cannot read the token Secret from the release namespace.
+*/}}
+{{- define "noreply-relay.validateMetrics" -}}
+{{- $m := .Values.metrics | default dict }}
+{{- $t := $m.token | default dict }}
+{{- $sm := .Values.serviceMonitor }}
+{{- $smSecret := $sm.tokenSecret | default dict }}
+{{- if and $t.enabled (not $t.existingSecret) }}
+{{- fail "metrics.token.enabled is true but metrics.token.existingSecret is empty: create a Secret holding the token (kubectl create secret generic <name> --from-literal=token=...) and name it there" }}
+{{- end }}
+{{- if and $t.existingSecret (not $t.enabled) }}
+{{- fail "metrics.token.existingSecret is set but metrics.token.enabled is false: /metrics would stay open; set enabled true (or remove existingSecret)" }}
+{{- end }}
+{{- with include "noreply-relay.metricsPort" . }}
+{{- if eq (. | int) (include "noreply-relay.apiPort" $ | int) }}
+{{- fail (printf "metrics.port (%s) must differ from the API port (%s): give /metrics a port of its own, or null to keep it on the API port" . (include "noreply-relay.apiPort" $)) }}
+{{- end }}
+{{- end }}
+{{- if and (or $smSecret.name $smSecret.key) (not $t.enabled) }}
+{{- fail "serviceMonitor.tokenSecret is set but metrics.token.enabled is false" }}
+{{- end }}
+{{- if and $smSecret.key (not $smSecret.name) }}
+{{- fail "serviceMonitor.tokenSecret.key is set without serviceMonitor.tokenSecret.name" }}
+{{- end }}
+{{- if and $sm.enabled $t.enabled $sm.namespace (ne $sm.namespace .Release.Namespace) (not $smSecret.name) }}
+{{- fail (printf "serviceMonitor.namespace is %s but the metrics token Secret %s is in %s: the Prometheus Operator reads it from the ServiceMonitor's namespace. Copy the token into a Secret in %s and set serviceMonitor.tokenSecret.name (and .key)" $sm.namespace $t.existingSecret .Release.Namespace $sm.namespace) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret (name, key) the ServiceMonitor hands Prometheus for the metrics token. */}}
+{{- define "noreply-relay.serviceMonitorTokenSecret" -}}
+{{- $t := .Values.metrics.token }}
+{{- $s := .Values.serviceMonitor.tokenSecret | default dict }}
+{{- toYaml (dict "name" ($s.name | default $t.existingSecret) "key" ($s.key | default $t.key)) }}
 {{- end }}
