@@ -1,5 +1,5 @@
 import { readFileSync, realpathSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { pathToFileURL } from "node:url";
 import { pino, type Logger } from "pino";
 import { Registry } from "prom-client";
@@ -8,11 +8,12 @@ import { createEntraTokenProvider } from "./auth/entra-token-provider.js";
 import { restartRequiredChanges, watchConfigFile, type ConfigReloadOutcome, type ConfigWatcher } from "./config/config-watcher.js";
 import { warnOpenSecretFiles } from "./config/file-permissions.js";
 import { ConfigError, loadConfigFile } from "./config/load-config.js";
-import type { Config } from "./config/schema.js";
+import type { Config, HttpLimitsConfig } from "./config/schema.js";
 import { createRememberingTokenProvider } from "./auth/credential-failure-memory.js";
 import { createDeliveryStores } from "./delivery/create-delivery-stores.js";
 import { createGraphMailSender } from "./graph/graph-mail-sender.js";
 import { createHttpsAgent } from "./net/http-dispatcher.js";
+import { createListener } from "./http/listener.js";
 import { optionalRoutes } from "./http/optional-routes.js";
 import { assertMetricsReader } from "./http/probe-routes.js";
 import type { RouteRegistrar } from "./http/route-table.js";
@@ -102,6 +103,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   });
   // Read at each scrape, so a rotated token file applies without a restart.
   const metricsToken = (): string | undefined => readMetricsToken(configSource.current(), options.env ?? process.env);
+  // An empty token would leave nothing to compare with: refused at start-up (later, it locks /metrics instead).
+  if (metricsToken() === "") {
+    await stores.close();
+    watcher?.close();
+    await dispatcher.close();
+    throw new ConfigError(options.configPath ?? "(given)", [
+      `metrics: ${config.metrics.tokenFile !== undefined ? `tokenFile ${config.metrics.tokenFile}` : `tokenEnv ${config.metrics.tokenEnv}`} is empty; put the bearer token there, or remove the key to leave /metrics open`,
+    ]);
+  }
   const relay = await createApp({
     configSource,
     tokenProvider,
@@ -117,7 +127,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   let metricsServer: Server | undefined;
   try {
     url = await relay.listen(options.port, options.host);
-    if (config.metrics.port !== undefined) metricsServer = await listenForMetrics(registry, metricsToken, config.metrics.port, options.host);
+    if (config.metrics.port !== undefined) metricsServer = await listenForMetrics(registry, metricsToken, config.metrics.port, options.host, config.server.http);
   } catch (err) {
     await relay.shutdown(0);
     watcher?.close();
@@ -152,11 +162,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   };
 }
 
-/** The metrics bearer token from `metrics.tokenFile` / `metrics.tokenEnv`, if one is configured. */
+/**
+ * The metrics bearer token from `metrics.tokenFile` / `metrics.tokenEnv`; undefined when neither
+ * is configured (/metrics open). A configured but empty or unset token is "", which no request
+ * matches: a Secret emptied by mistake locks /metrics rather than opening it.
+ */
 function readMetricsToken(config: Config, env: NodeJS.ProcessEnv): string | undefined {
   const { tokenFile, tokenEnv } = config.metrics;
-  if (tokenFile !== undefined) return readFileSync(tokenFile, "utf8").trim() || undefined;
-  if (tokenEnv !== undefined) return env[tokenEnv]?.trim() || undefined;
+  if (tokenFile !== undefined) return readFileSync(tokenFile, "utf8").trim();
+  if (tokenEnv !== undefined) return env[tokenEnv]?.trim() ?? "";
   return undefined;
 }
 
@@ -164,8 +178,9 @@ function readMetricsToken(config: Config, env: NodeJS.ProcessEnv): string | unde
  * `metrics.port`: GET /metrics on its own listener (same host), so scrapes and callers stay apart
  * (a NetworkPolicy can open one port to Prometheus only). Anything else there is a 404.
  */
-function listenForMetrics(registry: Registry, token: () => string | undefined, port: number, host: string): Promise<Server> {
-  const server = createServer((req, res) => {
+function listenForMetrics(registry: Registry, token: () => string | undefined, port: number, host: string, limits: HttpLimitsConfig): Promise<Server> {
+  // The same listener limits as the API port (header and request time, connection caps): only the port is Prometheus's.
+  const server = createListener((req, res) => {
     const answer = (status: number, type: string, body: string): void => {
       res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body) });
       res.end(body);
@@ -185,7 +200,7 @@ function listenForMetrics(registry: Registry, token: () => string | undefined, p
       (text) => answer(200, registry.contentType, text),
       () => answer(500, "text/plain; charset=utf-8", "metrics could not be collected\n"),
     );
-  });
+  }, { limits, mayContinue: () => false });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {

@@ -11,7 +11,7 @@ import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/em
 import type { ScenarioInput } from "../../src/emulator/scenario.js";
 import type { RouteRegistrar } from "../../src/http/route-table.js";
 import { tenantsRoute } from "../../src/http/tenants-route.js";
-import { startServer } from "../../src/server.js";
+import { startServer, type RunningServer } from "../../src/server.js";
 import { apiKeyDigest } from "../../src/tenants/caller-directory.js";
 import { checkedFetch, type CheckedRequestInit } from "./checked-fetch.js";
 import { checkedRequest } from "./checked-request.js";
@@ -222,7 +222,15 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       routes: options.routes ?? [tenantsRoute],
       ...(options.permissionRecheckMs !== undefined ? { permissionRecheckMs: options.permissionRecheckMs } : {}),
     });
-  const server = await start(logger);
+  let server: RunningServer;
+  try {
+    server = await start(logger);
+  } catch (err) {
+    // A start-up refusal is a test's subject too: leave nothing running behind it.
+    await emulator.close();
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const { relay, url } = server;
   let written = 0;
   // In-process requests through supertest, each answer checked against openapi.yaml.
