@@ -22,6 +22,7 @@ import { systemClock, type Clock } from "./core/ports.js";
 import { getRelayMetrics, StoreMetrics } from "./metrics/relay-metrics.js";
 import { startExpiryWarnings } from "./onboarding/expiry.js";
 import { fixedConfigSource, type ConfigSource } from "./config/config-source.js";
+import { startSmtpDoor, type SmtpDoor } from "./smtp/smtp-door.js";
 
 export interface StartServerOptions {
   readonly config: Config;
@@ -48,6 +49,8 @@ export interface RunningServer {
   readonly relay: RelayApp;
   /** `http://host:port` as bound. */
   readonly url: string;
+  /** The SMTP door's ports as bound, when `smtp.enabled`. */
+  readonly smtp?: SmtpDoor["ports"];
   /**
    * SIGHUP: forgets remembered credential rejections (a secret file fixed in place is tried at
    * once) and every mailbox's throttle memory (a Graph Retry-After an operator knows to be over),
@@ -125,10 +128,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   });
   let url: string;
   let metricsServer: Server | undefined;
+  let smtp: SmtpDoor | undefined;
   try {
     url = await relay.listen(options.port, options.host);
     if (config.metrics.port !== undefined) metricsServer = await listenForMetrics(registry, metricsToken, config.metrics.port, options.host, config.server.http);
+    if (config.smtp.enabled) smtp = await startSmtpDoor(smtpDeps(relay, config, options.host));
   } catch (err) {
+    metricsServer?.close();
     await relay.shutdown(0);
     watcher?.close();
     await stores.close();
@@ -143,6 +149,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   return {
     relay,
     url,
+    ...(smtp !== undefined ? { smtp: smtp.ports } : {}),
     reload() {
       tokenProvider.forget();
       relay.clearThrottles();
@@ -151,7 +158,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     async stop(drainTimeoutMs) {
       expiry.stop();
       watcher?.close();
-      const result = await relay.shutdown(drainTimeoutMs);
+      const [result] = await Promise.all([relay.shutdown(drainTimeoutMs), smtp?.close()]);
       metricsServer?.close();
       // After the drain timeout, sends still at Graph are cut: closing the pool politely would wait for them.
       if (!result.drained) await dispatcher.destroy().catch(() => {});
@@ -159,6 +166,23 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       await Promise.allSettled([dispatcher.close(), stores.close()]);
       return result;
     },
+  };
+}
+
+/** The SMTP door over the same service as the HTTP app (its own listeners, the same send use case). */
+function smtpDeps(relay: RelayApp, config: Config, host: string): Parameters<typeof startSmtpDoor>[0] {
+  const { service } = relay;
+  return {
+    config: config.smtp,
+    sendMail: service.sendMail,
+    callers: service.callers,
+    tenants: service.tenants,
+    lifecycle: service.lifecycle,
+    registry: service.registry,
+    logger: service.logger,
+    clock: service.clock,
+    host,
+    drainTimeoutMs: config.server.drainTimeoutSeconds * 1000,
   };
 }
 

@@ -145,6 +145,7 @@ export const RESTART_REQUIRED_KEYS = [
   "store",
   "server.http",
   "metrics.port",
+  "smtp",
 ] as const;
 
 /** Which of RESTART_REQUIRED_KEYS differ between two configs, to warn that a reload left them as they were. */

@@ -256,6 +256,87 @@ export const metricsSchema = z
   })
   .describe("Access to the Prometheus metrics; default: open on the API port, as the contract says.");
 
+/** The SMTP door (src/smtp): off unless enabled. Read at start-up only (a restart-only key). */
+export const smtpSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe("Accept mail over SMTP submission besides POST /send (docs/smtp.md)."),
+    host: z.string().min(1).optional().describe("Address the SMTP listeners bind to; default the HTTP listener's (HOST)."),
+    port: z
+      .int()
+      .min(0)
+      .max(65535)
+      .default(587)
+      .describe("Submission port: the client starts in plain text and must use STARTTLS before AUTH. 0 picks a free port (tests)."),
+    implicitTlsPort: z
+      .int()
+      .min(0)
+      .max(65535)
+      .optional()
+      .describe("Also listen with implicit TLS (SMTPS, usually 465) on this port, for clients that cannot do STARTTLS."),
+    hostname: z
+      .string()
+      .regex(/^[A-Za-z0-9.-]{1,253}$/, "must be a host name")
+      .optional()
+      .describe("The name in the greeting and the EHLO answer; default the machine's host name."),
+    tls: z
+      .strictObject({
+        certFile: filePath.describe("PEM file with the server certificate (and its chain) for STARTTLS and implicit TLS."),
+        keyFile: filePath.describe("PEM file with the certificate's private key."),
+      })
+      .optional()
+      .describe("The SMTP listeners' certificate; required unless allowInsecureAuth is set."),
+    allowInsecureAuth: z
+      .boolean()
+      .default(false)
+      .describe("Accept AUTH without TLS. Only for localhost and tests: the API key would cross the network in clear text."),
+    maxMessageBytes: z
+      .int()
+      .min(1024)
+      .max(8 * 1024 * 1024)
+      .default(3 * 1024 * 1024)
+      .describe("Largest message accepted (SIZE). 3 MiB is what fits Graph's 4 MB once base64-encoded; larger ones are refused with 552 5.3.4."),
+    socketTimeoutSeconds: z.number().min(1).max(3600).default(60).describe("An idle connection (no command, no data) is closed after this long."),
+    messageTimeoutSeconds: z
+      .number()
+      .min(1)
+      .max(3600)
+      .default(300)
+      .describe("Time from MAIL FROM to the end of DATA; a slower message is answered 421 4.4.2 and the connection closed."),
+    connectionTimeoutSeconds: z
+      .number()
+      .min(1)
+      .max(86_400)
+      .default(1800)
+      .describe("Longest a connection may stay open, however busy; then it is closed (421 4.4.2) between messages or at the next command."),
+    maxConnections: z.int().min(1).max(100_000).default(512).describe("Open SMTP connections at most; more are refused with 421."),
+    maxConnectionsPerClient: z
+      .int()
+      .min(0)
+      .max(100_000)
+      .default(32)
+      .describe("Open SMTP connections per client IP address at most (0: no per-client cap)."),
+    authFailures: z
+      .strictObject({
+        max: z.int().min(1).max(10_000).default(5).describe("Failed AUTH attempts one client address may make within windowSeconds."),
+        windowSeconds: z.number().min(1).max(86_400).default(300).describe("The window; past max failures the address gets 421 4.7.0 until it has passed."),
+      })
+      .prefault({})
+      .describe("Rate limit of failed AUTH attempts per client address (password guessing)."),
+  })
+  .superRefine((smtp, ctx) => {
+    if (!smtp.enabled) return;
+    if (smtp.tls === undefined && !smtp.allowInsecureAuth) {
+      ctx.addIssue({ code: "custom", path: ["tls"], message: "give tls.certFile and tls.keyFile (or, for localhost and tests only, allowInsecureAuth: true)" });
+    }
+    if (smtp.implicitTlsPort !== undefined && smtp.tls === undefined) {
+      ctx.addIssue({ code: "custom", path: ["implicitTlsPort"], message: "implicit TLS needs tls.certFile and tls.keyFile" });
+    }
+    if (smtp.implicitTlsPort !== undefined && smtp.implicitTlsPort !== 0 && smtp.implicitTlsPort === smtp.port) {
+      ctx.addIssue({ code: "custom", path: ["implicitTlsPort"], message: "must differ from port" });
+    }
+  })
+  .describe("SMTP submission for devices and applications that cannot call HTTP: username = tenant key, password = API key.");
+
 export const configSchema = z
   .strictObject({
     cloud: z
@@ -326,6 +407,7 @@ export const configSchema = z
       .describe("The in-memory Idempotency-Key store."),
     store: storeSchema.prefault({}),
     metrics: metricsSchema.prefault({}),
+    smtp: smtpSchema.prefault({}),
     consent: z
       .strictObject({
         redirectUri: httpsUrlOrHttp().optional().describe("Redirect URI registered on the app for admin consent (default {server.publicUrl}/consent/callback)."),
@@ -375,6 +457,7 @@ export type LimitsConfig = z.output<typeof limitsSchema>;
 export type StoreConfig = z.output<typeof storeSchema>;
 export type HttpLimitsConfig = z.output<typeof httpLimitsSchema>;
 export type MetricsConfig = z.output<typeof metricsSchema>;
+export type SmtpConfig = z.output<typeof smtpSchema>;
 
 /*
  * The ports (src/core/ports.ts) describe an app registration without importing the config:

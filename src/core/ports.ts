@@ -95,10 +95,14 @@ export interface SendMailBody {
   readonly bytes: number;
 }
 
-export interface GraphSendRequest {
-  readonly target: TokenTarget;
-  /** The tenant's configured sender: the only mailbox ever used in the URL. */
-  readonly sender: string;
+/**
+ * One sendMail, in Graph's JSON form (a `message` resource) or its MIME form (the message as a
+ * client wrote it): https://learn.microsoft.com/en-us/graph/outlook-send-mime-message.
+ */
+export type GraphSendRequest = GraphJsonSendRequest | GraphMimeSendRequest;
+
+/** sendMail with Content-Type application/json: `{ message, saveToSentItems }`. */
+export interface GraphJsonSendRequest extends GraphSendCommon {
   readonly message: GraphMessage;
   readonly saveToSentItems: boolean;
   /**
@@ -108,6 +112,25 @@ export interface GraphSendRequest {
    * a second time (it can be megabytes).
    */
   readonly body?: string | SendMailBody;
+  readonly mime?: undefined;
+}
+
+/**
+ * sendMail with Content-Type text/plain: the body is the base64 of a MIME message (headers
+ * included), at most 4 MB as sent. Graph takes the recipients from its To, Cc and Bcc headers
+ * and always keeps a copy in Sent Items (the MIME form has no saveToSentItems).
+ */
+export interface GraphMimeSendRequest extends GraphSendCommon {
+  /** The base64 text, measured (ASCII: its length is its size in bytes). */
+  readonly mime: SendMailBody;
+  readonly message?: undefined;
+}
+
+/** What every sendMail request carries besides the message. */
+export interface GraphSendCommon {
+  readonly target: TokenTarget;
+  /** The tenant's configured sender: the only mailbox ever used in the URL. */
+  readonly sender: string;
   /** Epoch milliseconds after which no further attempt or wait may start. */
   readonly deadline: number;
   /** Sent as `client-request-id` so Graph's logs and ours meet. */

@@ -117,8 +117,9 @@ class GraphMailSenderImpl implements GraphMailSender {
   private async attempts(request: GraphSendRequest, tokenSignal: AbortSignal): Promise<GraphSendResult> {
     const { target } = request;
     const path = `/users/${encodeSender(request.sender)}/sendMail`;
-    const given = request.body ?? JSON.stringify({ message: request.message, saveToSentItems: request.saveToSentItems });
-    const body: SendMailBody = typeof given === "string" ? { parts: [given], bytes: Buffer.byteLength(given, "utf8") } : given;
+    const body = sendMailBody(request);
+    // Graph tells its two request forms apart by Content-Type alone.
+    const contentType = request.mime !== undefined ? "text/plain" : "application/json";
     let attempts = 0;
     let notSentRetries = 0;
     let tokenRenewed = false;
@@ -133,6 +134,7 @@ class GraphMailSenderImpl implements GraphMailSender {
         await this.client
           .api(path)
           .header("client-request-id", request.requestId)
+          .header("Content-Type", contentType)
           .responseType(ResponseType.RAW)
           .middlewareOptions([attempt])
           .post(undefined);
@@ -272,6 +274,13 @@ class GraphMailSenderImpl implements GraphMailSender {
     this.logger.error({ err }, "Graph request failed before it was sent");
     return unavailable("The request to Microsoft Graph could not be prepared; nothing was sent.");
   }
+}
+
+/** The request body: the MIME form's base64, or the JSON form as the use case made it (or made here). */
+function sendMailBody(request: GraphSendRequest): SendMailBody {
+  if (request.mime !== undefined) return request.mime;
+  const given = request.body ?? JSON.stringify({ message: request.message, saveToSentItems: request.saveToSentItems });
+  return typeof given === "string" ? { parts: [given], bytes: Buffer.byteLength(given, "utf8") } : given;
 }
 
 /** The sender in the URL path; '@' stays readable (it is legal in a path segment). */

@@ -7,8 +7,9 @@ import { isRelayError, RelayError, toRelayError } from "../core/problems.js";
 import { callerMayUse, type Caller } from "../tenants/caller-directory.js";
 import type { Tenant, TenantDirectory } from "../tenants/tenant-directory.js";
 import { buildGraphMessage, GRAPH_MAX_REQUEST_BYTES, internetMessageIdFor, serializeSendMail } from "./graph-message.js";
-import { recipientCount, type MailDraft } from "./mail-draft.js";
-import type { Clock, GraphSender, SendMailBody, TokenProvider, WorkTracker } from "../core/ports.js";
+import { isMimeDraft, recipientCount, type MailDraft, type MimeDraft } from "./mail-draft.js";
+import type { Clock, GraphJsonSendRequest, GraphMimeSendRequest, GraphSender, SendMailBody, TokenProvider, WorkTracker } from "../core/ports.js";
+import { graphMimeBody, mimeRecipients } from "./mime-message.js";
 import { idempotencyDisposition, type RecordedAnswer } from "./send-answer.js";
 
 /** Time a Graph attempt needs after a slot is granted; the graph adapter's retry policy uses the same second. */
@@ -16,7 +17,8 @@ const SLOT_HEADROOM_MS = 1_000;
 
 export interface SendCommand {
   readonly caller: Caller;
-  readonly draft: MailDraft;
+  /** A request of the JSON API, or a message a client wrote itself (SMTP). */
+  readonly draft: MailDraft | MimeDraft;
   /** The request's id (HTTP X-Request-Id, SMTP session id); Graph gets it as `client-request-id`. */
   readonly requestId: string;
   /** When the request arrived (epoch ms); the deadline counts from here. */
@@ -33,7 +35,7 @@ export interface KeyedSendCommand extends Omit<SendCommand, "draft"> {
    * Builds the draft (validating the request). Called only when this request owns the key: a
    * replay is answered without looking at the request again.
    */
-  readonly draft: () => MailDraft;
+  readonly draft: () => MailDraft | MimeDraft;
 }
 
 /** Either this request sent (or tried to), or it is a replay of the first request's answer. */
@@ -101,17 +103,12 @@ export class SendMail {
 
   private async sendFor(tenant: Tenant, cmd: SendCommand): Promise<SendReceipt> {
     const { draft } = cmd;
-    assertSenderAllowed(draft.from, tenant);
-
     const id = this.newId();
-    const internetMessageId = internetMessageIdFor(id, tenant.senderDomain);
-    const saveToSentItems = draft.saveToSentItems ?? tenant.saveToSentItems;
-    const message = buildGraphMessage(draft, internetMessageId);
-    const body = serializeSendMail(message, saveToSentItems);
-    assertGraphSize(body);
+    const prepared = isMimeDraft(draft) ? prepareMime(draft, tenant, id) : prepareJson(draft, tenant, id);
+    const { internetMessageId } = prepared;
     const deadline = cmd.receivedAt + this.deps.deadlineSeconds() * 1000;
 
-    if (draft.dryRun) {
+    if (prepared.dryRun) {
       // "Resolves everything": a dry run proves the credential works (normally a cache hit).
       await this.deps.tokenProvider.getToken(tenant.target);
       return { status: "dry_run", id, internetMessageId, tenant, acceptedAt: new Date(this.deps.clock.now()), attempts: 0 };
@@ -124,18 +121,16 @@ export class SendMail {
     try {
       // A slot granted too close to the deadline could only end in a timeout, i.e. outcome_unknown.
       const admitted = await admit(
-        () => this.deps.recipients.reserve(tenant.mailboxKey, recipientCount(draft), tenant.limits.recipientsPerDay),
+        () => this.deps.recipients.reserve(tenant.mailboxKey, prepared.recipients, tenant.limits.recipientsPerDay),
         (signal) => limiter.acquire(tenant.mailboxKey, { deadline: Math.max(clock.now(), deadline - SLOT_HEADROOM_MS), ...(signal !== undefined ? { signal } : {}) }),
       );
       reservation = admitted.reservation;
       const { permit } = admitted;
       try {
         const result = await this.deps.graphSender.send({
+          ...prepared.form,
           target: tenant.target,
           sender: tenant.sender,
-          message,
-          saveToSentItems,
-          body,
           deadline,
           requestId: cmd.requestId,
           accessModel: tenant.accessModel,
@@ -225,10 +220,18 @@ export class SendMail {
       return settled;
     } catch (err) {
       if (!stop.signal.aborted) throw err;
-      throw new RelayError("idempotency_conflict", "the first request with this Idempotency-Key is still being processed; retry later");
+      throw new KeyInFlight();
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * The tenant and sender rules alone, for a door that learns the sender before the message
+   * (SMTP MAIL FROM): the same RelayError as send() would throw, before the client sends DATA.
+   */
+  checkSender(caller: Caller, tenantKey: string, sender: string): void {
+    assertSenderAllowed(sender, this.assertTenantAllowed(caller, tenantKey));
   }
 
   private assertTenantAllowed(caller: Caller, key: string): Tenant {
@@ -236,6 +239,16 @@ export class SendMail {
     const tenant = this.deps.tenants().get(key);
     if (tenant === undefined) throw new RelayError("unknown_tenant", `no tenant "${key}" is configured`);
     return tenant;
+  }
+}
+
+/**
+ * idempotency_conflict because the first request with the key was still at work when this one's
+ * deadline came, not because the request differs: a door may ask for a later retry (SMTP: 4xx).
+ */
+export class KeyInFlight extends RelayError {
+  constructor() {
+    super("idempotency_conflict", "the first request with this Idempotency-Key is still being processed; retry later");
   }
 }
 
@@ -275,6 +288,54 @@ async function admit(
     reservation.release();
     throw err;
   }
+}
+
+/** A draft made ready for Graph: its Message-ID, what the recipient limit counts, and the sendMail body. */
+interface PreparedSend {
+  readonly internetMessageId: string;
+  readonly recipients: number;
+  readonly dryRun: boolean;
+  readonly form: Pick<GraphJsonSendRequest, "message" | "saveToSentItems" | "body"> | Pick<GraphMimeSendRequest, "mime">;
+}
+
+function prepareJson(draft: MailDraft, tenant: Tenant, id: string): PreparedSend {
+  assertSenderAllowed(draft.from, tenant);
+  const internetMessageId = internetMessageIdFor(id, tenant.senderDomain);
+  const saveToSentItems = draft.saveToSentItems ?? tenant.saveToSentItems;
+  const message = buildGraphMessage(draft, internetMessageId);
+  const body = serializeSendMail(message, saveToSentItems);
+  assertGraphSize(body);
+  return { internetMessageId, recipients: recipientCount(draft), dryRun: draft.dryRun, form: { message, saveToSentItems, body } };
+}
+
+/**
+ * A client's own message (SMTP): the envelope sender and the header's From (and Sender, when
+ * given) must all be the tenant's sender; To and Cc must be envelope recipients; the rest of the
+ * envelope goes as Bcc. The client's Message-ID stays; one is added when there is none.
+ */
+function prepareMime(draft: MimeDraft, tenant: Tenant, id: string): PreparedSend {
+  const { headers } = draft;
+  assertSenderAllowed(draft.envelopeFrom, tenant);
+  if (headers.fromFields !== 1 || headers.from.length !== 1) {
+    throw new RelayError("sender_not_allowed", `the message needs exactly one From address, ${tenant.sender}, in exactly one From header`);
+  }
+  for (const [field, address] of [["From", headers.from[0]!], ...headers.sender.map((a) => ["Sender", a] as const)] as const) {
+    if (!isSenderAddress(address, tenant.sender)) {
+      throw new RelayError("sender_not_allowed", `the ${field} header must be ${tenant.sender}: tenant "${tenant.key}" sends only from it`);
+    }
+  }
+  if (headers.repeated.length > 0) {
+    throw new RelayError("validation_failed", `the message has more than one ${headers.repeated.join(", ")} header`, {
+      errors: headers.repeated.map((name) => ({ path: `header.${name}`, message: "may appear at most once (RFC 5322 §3.6)" })),
+    });
+  }
+  const { blind, count } = mimeRecipients(headers, draft.envelopeTo);
+  const internetMessageId = headers.messageId ?? internetMessageIdFor(id, tenant.senderDomain);
+  const mime = graphMimeBody(draft.raw, headers, blind, headers.messageId === undefined ? internetMessageId : undefined);
+  if (mime.bytes > GRAPH_MAX_REQUEST_BYTES) {
+    throw new RelayError("payload_too_large", `the message is ${mib(mime.bytes)} MB in base64, as Graph would receive it; Graph accepts at most 4 MB`);
+  }
+  return { internetMessageId, recipients: count, dryRun: false, form: { mime } };
 }
 
 function assertSenderAllowed(from: string | undefined, tenant: Tenant): void {

@@ -5,7 +5,7 @@ import type { Config } from "../../src/config/schema.js";
 import { createGraphMailSender, type GraphMailSender } from "../../src/graph/graph-mail-sender.js";
 import { RelayError } from "../../src/core/problems.js";
 import { serializeSendMail } from "../../src/mail/graph-message.js";
-import type { GraphMessage, GraphSendRequest } from "../../src/core/ports.js";
+import type { GraphJsonSendRequest, GraphMessage } from "../../src/core/ports.js";
 import {
   APP,
   CONTOSO,
@@ -85,7 +85,7 @@ const message: GraphMessage = {
   ccRecipients: [{ emailAddress: { address: "bob@example.com" } }],
 };
 
-function request(tenantKey: string, overrides: Partial<GraphSendRequest> = {}): GraphSendRequest {
+function request(tenantKey: string, overrides: Partial<GraphJsonSendRequest> = {}): GraphJsonSendRequest {
   const tenant = config.tenants[tenantKey]!;
   return {
     target: targetOf(config, tenantKey),

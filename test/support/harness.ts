@@ -106,6 +106,8 @@ export interface Harness {
   readonly configInput: ConfigInput;
   /** `http://127.0.0.1:<port>` */
   readonly url: string;
+  /** The SMTP door's ports on 127.0.0.1, when the config enables it (see test/smtp/smtp-support.ts). */
+  readonly smtp?: { readonly submission: number; readonly implicitTls?: number };
   readonly dir: string;
   readonly configPath: string;
   /** API keys: `ops` may use every tenant, `billing` only contoso, `admin` every tenant and GET /tenants. */
@@ -256,6 +258,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     config,
     configInput,
     url,
+    ...(server.smtp !== undefined ? { smtp: server.smtp } : {}),
     dir,
     configPath,
     keys,
