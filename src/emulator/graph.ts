@@ -354,7 +354,8 @@ async function parseMimeMessage(raw: string): Promise<{ ok: true; message: Parse
       bccRecipients: bcc,
       replyTo: flatten(parsed.replyTo),
       subject: parsed.subject ?? "",
-      body: parsed.html !== false ? { contentType: "html", content: parsed.html } : { contentType: "text", content: parsed.text ?? "" },
+      // mailparser leaves `html` undefined (not false) for a message without an HTML part.
+      body: typeof parsed.html === "string" ? { contentType: "html", content: parsed.html } : { contentType: "text", content: parsed.text ?? "" },
       internetMessageHeaders,
       attachments: parsed.attachments.map((a) => ({
         name: a.filename ?? "",
