@@ -307,7 +307,7 @@ export const smtpSchema = z
       .min(1)
       .max(86_400)
       .default(1800)
-      .describe("Longest a connection may stay open, however busy; then it is closed (421 4.4.2) between messages or at the next command."),
+      .describe("Longest a connection may stay open, however busy; then it gets 421 4.4.2 and is closed (a message already handed to Graph gets its reply first)."),
     maxConnections: z.int().min(1).max(100_000).default(512).describe("Open SMTP connections at most; more are refused with 421."),
     maxConnectionsPerClient: z
       .int()

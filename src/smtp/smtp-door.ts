@@ -65,7 +65,13 @@ interface SessionState {
   busy: boolean;
   messageTimer?: NodeJS.Timeout;
   lifeTimer?: NodeJS.Timeout;
+  /** From the end of DATA to the reply: the message is in the send use case (maybe at Graph). */
+  graphBound?: boolean;
+  /** The connection outlived connectionTimeoutSeconds while a message was at Graph: closed after its reply. */
+  expired?: boolean;
 }
+
+const EXPIRED: SmtpReply = { code: 421, status: "4.4.2", text: "connection open too long; reconnect" };
 
 const AUTH_FAILED: SmtpReply = { code: 535, status: "5.7.8", text: "Authentication credentials invalid: the username is the tenant key, the password a caller's API key allowed for it" };
 
@@ -137,7 +143,10 @@ export async function startSmtpDoor(deps: SmtpDoorDeps): Promise<SmtpDoor> {
       metrics.connections.labels(listener).inc();
       metrics.openConnections.inc();
       state.lifeTimer = setTimeout(() => {
-        closeConnection(server(), session.id, { code: 421, status: "4.4.2", text: "connection open too long; reconnect" }, "session");
+        // A message already at Graph gets its reply first: cutting it off would leave the client
+        // not knowing whether it went.
+        if (state.graphBound === true) state.expired = true;
+        else closeConnection(server(), session.id, EXPIRED, "session");
       }, config.connectionTimeoutSeconds * 1000);
       state.lifeTimer.unref();
       callback();
@@ -229,10 +238,15 @@ export async function startSmtpDoor(deps: SmtpDoorDeps): Promise<SmtpDoor> {
       readMessage(stream, config.maxMessageBytes).then(
         (raw) => {
           if (state !== undefined) clearTimeout(state.messageTimer);
+          if (state !== undefined) state.graphBound = true;
           const finish = (err: Error | null, text?: string): void => {
-            if (state !== undefined) state.busy = false;
+            if (state !== undefined) {
+              state.busy = false;
+              state.graphBound = false;
+            }
             if (err !== null) callback(err);
             else callback(null, text);
+            if (state?.expired === true) closeConnection(server(), session.id, EXPIRED, "session");
           };
           if (raw === undefined) {
             finish(answer("data", { code: 552, status: "5.3.4", text: `the message is larger than ${config.maxMessageBytes} bytes; nothing was sent` }));
