@@ -1,7 +1,9 @@
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { simpleParser } from "mailparser";
 import { CONTOSO, TAILSPIN } from "../support/fixtures.js";
+import { itWithTool } from "../support/external-tools.js";
 import { metricValue } from "../support/harness.js";
 import { composeMessage, receivedMime, refusal, startSmtpHarness, type SmtpHarness } from "./smtp-support.js";
 
@@ -18,7 +20,8 @@ describe("SMTP door", () => {
   let s: SmtpHarness;
 
   beforeAll(async () => {
-    s = await startSmtpHarness();
+    // Several tests here fail AUTH on purpose from 127.0.0.1: the lockout is tested in smtp-limits.test.ts.
+    s = await startSmtpHarness({ smtp: { authFailures: { max: 100, windowSeconds: 300 } } });
   });
   afterAll(async () => {
     await s?.close();
@@ -187,6 +190,7 @@ describe("SMTP door", () => {
     const r = await refusal(s.transport("contoso", s.h.keys.ops).sendMail({ envelope: { from: "noreply@contoso.com", to: ["someone@example.com"] }, raw }));
 
     expect(r.responseCode).toBe(552);
+    expect(r.response).toMatch(/^552 5\.3\.4 /);
     expect(s.h.emulator.state.requests({ kind: "sendMail" })).toHaveLength(0);
   });
 
@@ -209,5 +213,15 @@ describe("SMTP door", () => {
     expect(line?.requestId).toMatch(/^[0-9a-f-]{36}$/);
     expect(s.h.logs.text).not.toContain(marker);
     expect(s.h.logs.text).not.toContain(s.h.keys.ops);
+  });
+
+  itWithTool("promtool", "when /metrics is scraped after SMTP traffic and refusals, then promtool check metrics passes", async () => {
+    await s.transport("contoso", s.h.keys.ops).sendMail({ from: "noreply@contoso.com", to: "someone@example.com", subject: "promtool", text: "x" });
+    await refusal(s.transport("contoso", "not-a-key").sendMail({ from: "noreply@contoso.com", to: "someone@example.com", subject: "x", text: "x" }));
+    const res = await s.h.get("/metrics");
+    expect(res.text).toContain("noreply_relay_smtp_replies_total");
+    const check = spawnSync("promtool", ["check", "metrics"], { input: res.text, encoding: "utf8" });
+    expect(check.stdout + check.stderr).toBe("");
+    expect(check.status).toBe(0);
   });
 });
