@@ -8,8 +8,8 @@ import type { Config, CredentialConfig } from "./schema.js";
  * refusing would turn a hardening hint into an outage).
  *
  * Which files: client secrets (secretFile, secondarySecretFile), certificate files (they hold
- * the private key), the consent state key, the Redis URL and password files, and the /metrics
- * token. Not CA files (public) and not a workload identity's tokenFile: the platform (AKS)
+ * the private key), the consent state key, the Redis URL and password files, the /metrics
+ * token and the SMTP door's TLS key. Not CA files (public) and not a workload identity's tokenFile: the platform (AKS)
  * mounts that short-lived token and sets its mode, so a warning could not be acted on.
  *
  * When is a file too open:
@@ -65,6 +65,7 @@ export function secretFileRefs(config: Config): SecretFileRef[] {
   add("store.urlFile", config.store.urlFile);
   add("store.passwordFile", config.store.passwordFile);
   add("metrics.tokenFile", config.metrics.tokenFile);
+  if (config.smtp.enabled) add("smtp.tls.keyFile", config.smtp.tls?.keyFile);
   return refs;
 }
 
