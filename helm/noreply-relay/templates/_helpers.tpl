@@ -219,6 +219,9 @@ Empty optional sections are left out so the service's own defaults apply.
 {{- with include "noreply-relay.metricsConfig" . }}
 {{- $_ := set $cfg "metrics" (. | fromYaml) }}
 {{- end }}
+{{- if include "noreply-relay.smtpEnabled" . }}
+{{- $_ := set $cfg "smtp" (include "noreply-relay.smtpConfig" . | fromYaml) }}
+{{- end }}
 {{- $_ := set $cfg "tenants" ($v.tenants | default dict) }}
 {{- $_ := set $cfg "callers" ($v.callers | default dict) }}
 {{- toYaml $cfg }}
@@ -397,4 +400,25 @@ the Prometheus Operator cannot read the token Secret from the release namespace.
 {{- $t := .Values.metrics.token }}
 {{- $s := .Values.serviceMonitor.tokenSecret | default dict }}
 {{- toYaml (dict "name" ($s.name | default $t.existingSecret) "key" ($s.key | default $t.key)) }}
+{{- end }}
+
+{{/* The SMTP door (values smtp): where its TLS Secret is mounted, and its config section. */}}
+{{- define "noreply-relay.smtpTlsDir" -}}/var/run/secrets/noreply-relay/smtp-tls{{- end }}
+{{- define "noreply-relay.smtpEnabled" -}}
+{{- if (.Values.smtp | default dict).enabled }}true{{ end }}
+{{- end }}
+{{- define "noreply-relay.smtpConfig" -}}
+{{- $s := .Values.smtp }}
+{{- if not $s.tls.secretName }}
+{{- fail "smtp.tls.secretName: SMTP needs a kubernetes.io/tls Secret (tls.crt, tls.key): AUTH is refused without TLS" }}
+{{- end }}
+{{- $dir := include "noreply-relay.smtpTlsDir" . }}
+{{- $out := deepCopy ($s.config | default dict) }}
+{{- $_ := set $out "enabled" true }}
+{{- $_ := set $out "port" 2587 }}
+{{- if $s.service.implicitTlsPort }}
+{{- $_ := set $out "implicitTlsPort" 2465 }}
+{{- end }}
+{{- $_ := set $out "tls" (dict "certFile" (printf "%s/tls.crt" $dir) "keyFile" (printf "%s/tls.key" $dir)) }}
+{{- toYaml $out }}
 {{- end }}
