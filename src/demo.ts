@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { pino } from "pino";
 import { stringify as toYaml } from "yaml";
 import { loadConfigFile } from "./config/load-config.js";
+import { createTlsMaterial } from "./emulator/certificates.js";
 import { startEmulator } from "./emulator/start-emulator.js";
 import type { ScenarioInput } from "./emulator/scenario.js";
 import { listenSettings, startServer } from "./server.js";
@@ -19,6 +20,10 @@ import { apiKeyDigest } from "./tenants/caller-directory.js";
  * stay, and the emulator listens on a fixed port (8443, or EMULATOR_PORT), so the config stays
  * valid across runs: a second instance of the service, or a build run with `npm start`, can use
  * .demo/config.yaml against the running emulator.
+ *
+ * The SMTP door listens too (SMTP_PORT, default 2525; 0 when PORT is 0), with STARTTLS and a
+ * certificate made for this run; the banner prints a `node -e` with nodemailer that sends
+ * through it.
  */
 
 const APP_ID = "de30de30-0000-4000-8000-000000000001";
@@ -59,12 +64,27 @@ function curlSend(serviceUrl: string, apiKey: string, tenant: string): string {
   ].join("\n");
 }
 
+/**
+ * A one-line SMTP client (nodemailer, a dev dependency: run it in the repo) that logs in with
+ * the tenant key and the API key over STARTTLS, trusting the demo's SMTP CA, and prints the reply.
+ */
+function nodemailerSend(port: number, apiKey: string, caFile: string): string {
+  const transport = `{host:'127.0.0.1',port:${port},requireTLS:true,auth:{user:'contoso',pass:'${apiKey}'},tls:{ca:require('fs').readFileSync('${caFile}')}}`;
+  const mail = "{from:'noreply@contoso.com',to:'someone@example.com',subject:'Hello over SMTP',text:'It works.'}";
+  return [
+    `  node -e "require('nodemailer').createTransport(${transport})`,
+    `    .sendMail(${mail})`,
+    "    .then((i) => console.log(i.response), (e) => { console.error(e.response ?? e.message); process.exitCode = 1; })\"",
+  ].join(" \\\n");
+}
+
 async function main(): Promise<void> {
   const { port, logLevel } = listenSettings(process.env);
   const keep = process.argv.slice(2).includes("--keep");
   // Only this machine can reach the demo unless HOST says otherwise.
   const host = process.env.HOST ?? "127.0.0.1";
   const emulatorPort = Number(process.env.EMULATOR_PORT ?? (keep ? "8443" : "0"));
+  const smtpPort = Number(process.env.SMTP_PORT ?? (port === 0 ? "0" : "2525"));
 
   const secret = randomBytes(24).toString("base64url");
   const apiKey = `demo-${randomBytes(18).toString("base64url")}`;
@@ -74,6 +94,11 @@ async function main(): Promise<void> {
   const configPath = join(dir, "config.yaml");
   await writeFile(join(dir, "ca.pem"), emulator.caPem);
   await writeFile(join(dir, "client-secret"), secret, { mode: 0o600 });
+  // The SMTP door's certificate (localhost, 127.0.0.1, ::1), signed by a CA made for this run.
+  const smtpTls = await createTlsMaterial();
+  await writeFile(join(dir, "smtp-ca.pem"), smtpTls.caPem);
+  await writeFile(join(dir, "smtp-cert.pem"), smtpTls.certPem);
+  await writeFile(join(dir, "smtp-key.pem"), smtpTls.keyPem, { mode: 0o600 });
   const expiresAt = new Date(Date.now() + 365 * 86_400_000).toISOString().replace(/\.\d+Z$/, "Z");
   await writeFile(
     configPath,
@@ -86,6 +111,7 @@ async function main(): Promise<void> {
         fabrikam: { tenantId: FABRIKAM_ID, sender: "noreply@fabrikam.com", displayName: "Fabrikam" },
       },
       callers: { demo: { keySha256: apiKeyDigest(apiKey), tenants: ["*"], admin: true } },
+      smtp: { enabled: true, port: smtpPort, tls: { certFile: join(dir, "smtp-cert.pem"), keyFile: join(dir, "smtp-key.pem") } },
     }),
   );
   const config = loadConfigFile(configPath);
@@ -98,17 +124,23 @@ async function main(): Promise<void> {
     await emulator.close();
     if (!keep) await rm(dir, { recursive: true, force: true });
     const busy = (err as NodeJS.ErrnoException).code === "EADDRINUSE";
-    console.error(busy ? `Port ${port} is in use: run with PORT=8081 npm run demo (or stop what uses it).` : `The demo could not start: ${(err as Error).message}`);
+    console.error(
+      busy
+        ? `Port ${port} or ${smtpPort} is in use: run with PORT=8081 SMTP_PORT=2526 npm run demo (or stop what uses it).`
+        : `The demo could not start: ${(err as Error).message}`,
+    );
     process.exit(1);
   }
   const url = host === "0.0.0.0" || host === "::" ? `http://127.0.0.1:${new URL(server.url).port}` : server.url;
   const hasDocs = true; // the service registers GET /docs (src/http/optional-routes.ts)
+  const smtpBound = server.smtp?.submission ?? smtpPort;
 
   const out = [
     "",
     "  noreply-relay demo: the service and a local Microsoft 365 emulator (Entra ID + Graph)",
     "  ───────────────────────────────────────────────────────────────────────────────────",
     `  Service           ${url}   (plain HTTP on this machine)`,
+    `  SMTP              127.0.0.1:${smtpBound}   (STARTTLS, its own CA: ${join(dir, "smtp-ca.pem")})`,
     `  M365 emulator     ${emulator.url}   (HTTPS, its own CA: ${join(dir, "ca.pem")})`,
     "",
     `  Demo API key      ${apiKey}`,
@@ -121,6 +153,9 @@ async function main(): Promise<void> {
     "",
     "  See a refusal (403 policy_denied):",
     curlSend(url, apiKey, "fabrikam"),
+    "",
+    "  Send over SMTP (username = tenant key, password = API key; prints the 250 reply):",
+    nodemailerSend(smtpBound, apiKey, join(dir, "smtp-ca.pem")),
     "",
     "  Messages the emulator received:",
     `    in a browser   ${emulator.url}/_emulator/   (accept the self-signed certificate)`,
