@@ -28,8 +28,9 @@ import {
 import { createPacer, poolPaced, sequential, throughput } from "./lib/load.mjs";
 import { cpuTimes, firstJsonLine, freePort, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
 import { findRedisServer, startRedis } from "./lib/redis.mjs";
-import { TARGETS, formatReport, targetResults } from "./lib/report.mjs";
+import { TARGETS, formatReport, table, targetResults } from "./lib/report.mjs";
 import { analyseTrace, formatStoreReport, keyGenerator, perSend, storeMeter, sumStoreDeltas } from "./lib/store-bench.mjs";
+import { createSmtpClients, makeSmtpTls, smtpConfig, smtpPaced, smtpThroughput, summarise as summariseMs } from "./lib/smtp-bench.mjs";
 import { formatProfileDiff, formatProfileSummary, summariseProfile } from "./summarise-profile.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -71,6 +72,8 @@ const { values: argv } = parseArgs({
     "skip-idempotency": { type: "boolean", default: false },
     store: { type: "string", default: "auto" },
     "skip-startup": { type: "boolean", default: false },
+    smtp: { type: "string" },
+    "smtp-only": { type: "boolean", default: false },
     "cpu-prof": { type: "boolean", default: false },
     "cpu-prof-dir": { type: "string" },
     "log-level": { type: "string" },
@@ -106,6 +109,10 @@ if (argv.help) {
   --startup-runs N        start-up repetitions, median reported (default 5, quick 3)
   --rss-tenants-used N    tenants of the start-up run that get a send before RSS is read (default 1000)
   --skip-startup          skip the 10,000-tenant start-up run
+  --smtp on|off           also compare the SMTP door with POST /send of the same service on the same
+                          emulator: messages/s (closed loop) and the latency SMTP adds at --rate
+                          (default on, quick off; adds ≈ 1 min, ≈ 25 s with --quick)
+  --smtp-only             only the SMTP comparison (with --rounds/--duration/--rate-duration)
   --idem-keys N           keys of the idempotency-store memory run (default 200000)
   --idem-max-bytes B      maxBytes of its second run, below what the keys need (default 33554432)
   --skip-idempotency      skip the idempotency-store memory run
@@ -142,6 +149,7 @@ const opts = {
   startupRuns: Math.max(1, num(argv["startup-runs"], quick ? 3 : 5)),
   rssTenantsUsed: num(argv["rss-tenants-used"], 1000),
   throughputMix: (argv["throughput-mix"] ?? (quick ? "off" : "on")) === "on",
+  smtp: argv["smtp-only"] || (argv.smtp ?? (quick ? "off" : "on")) === "on",
   // Closed-loop runs are CPU-bound (issue 15): with 20 ms per Graph call, 64 connections cap
   // any target at 64 / 22 ms ≈ 2,900 req/s, which the lean baseline reaches on a quiet machine.
   throughputLatencyMs: num(argv["throughput-latency-ms"], 1),
@@ -154,6 +162,10 @@ const opts = {
   store: argv.store,
   nice: argv.nice === undefined ? 0 : Number(argv.nice),
 };
+if (!["on", "off"].includes(argv.smtp ?? "on")) {
+  console.error("bench: --smtp must be on or off");
+  process.exit(1);
+}
 if (!["on", "off"].includes(argv["throughput-mix"] ?? "on")) {
   console.error("bench: --throughput-mix must be on or off");
   process.exit(1);
@@ -929,6 +941,7 @@ async function main() {
   say(`emulator: ${opts.tenants} tenants, latency ${opts.latencyMs} ms, throttling off`);
   const emu = await startEmulator("emulator", tenants);
   if (opts.store === "redis") return redisMain(m, emu, tenants, { small: smallRotation, mix: rotation }, mix);
+  if (argv["smtp-only"]) return smtpMain(m, emu, tenants, smallRotation);
   const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile: join(tmp, "client-secret"), raiseLimits: true }));
 
   const cpuProfDir = argv["cpu-prof"] ? resolve(argv["cpu-prof-dir"] ?? join(tmp, "cpuprof")) : undefined;
@@ -1027,6 +1040,14 @@ async function main() {
     }
     if (d.redis.skipped) warnings.push(`shared-store (Redis) phase not measured: ${d.redis.skipped}`);
   }
+  if (opts.smtp && service) {
+    try {
+      d.smtp = await smtpPhase(emu, tenants, smallRotation);
+    } catch (err) {
+      d.smtp = { skipped: `failed: ${err instanceof HarnessError ? err.message : (err?.stack ?? err)}` };
+      warnings.push(`SMTP phase not measured: ${d.smtp.skipped}`);
+    }
+  }
   if (!argv["skip-idempotency"] && existsSync(join(root, "dist", "delivery", "idempotency-store.js"))) d.idempotency = await idempotencyPhase();
   if (service && !argv["skip-startup"]) d.startup = await startupPhase(emu);
   d.load.end = os.loadavg();
@@ -1035,6 +1056,7 @@ async function main() {
   d.summary = summarise(d.rounds, service);
   d.result = result(d, tokenRequests);
   d.result.redis = opts.store === "auto" ? redisResult(d.redis) : undefined;
+  if (d.smtp && !d.smtp.skipped) d.result.smtp = d.smtp.result;
   d.result.targets = targetResults(d.result);
   d.result.loadAvg = { start: d.load.start.map((x) => +x.toFixed(2)), end: d.load.end.map((x) => +x.toFixed(2)) };
 
@@ -1047,6 +1069,7 @@ async function main() {
     if (p.service && p.httpsAgent) console.log(`\n${formatProfileDiff(p.service.summary, p.httpsAgent.summary, "https.Agent")}`);
     if (serviceError) console.log(`\nservice half not measured: ${serviceError.message}`);
     if (d.redis && !d.redis.skipped) console.log(`\n${formatStoreReport(d.redis)}`);
+    if (d.smtp && !d.smtp.skipped) console.log(`\n${formatSmtpReport(d.smtp)}`);
     console.log(`\nload average (1/5/15 min) at start ${fmtLoad(d.load.start)}, at end ${fmtLoad(d.load.end)}`);
   }
   if (argv.out) {
@@ -1183,6 +1206,132 @@ async function redisMain(m, emu, tenants, rotations, mix) {
   }
   if (argv.out) writeFileSync(resolve(argv.out), `${JSON.stringify(d, null, 2)}\n`);
   if (keepTmp() && !jsonOnly) console.error(`temp dir kept: ${tmp}`);
+  console.log(JSON.stringify(d.result));
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SMTP door against POST /send (bench/lib/smtp-bench.mjs)
+
+function smtpParams() {
+  if (argv["smtp-only"]) return { rounds: opts.rounds, durationS: opts.durationS, warmupS: opts.warmupS, rateDurationS: opts.rateDurationS };
+  return quick ? { rounds: 1, durationS: Math.min(opts.durationS, 4), warmupS: 1, rateDurationS: Math.min(opts.rateDurationS, 4) } : { rounds: 2, durationS: Math.min(opts.durationS, 8), warmupS: 2, rateDurationS: Math.min(opts.rateDurationS, 8) };
+}
+
+/**
+ * One service process with the SMTP door on; per round, closed loop (Graph latency
+ * --throughput-latency-ms) SMTP, /send with an Idempotency-Key and /send without (order rotating),
+ * then fixed rate (--rate, Graph latency --latency-ms) SMTP and keyed /send in alternation.
+ */
+async function smtpPhase(emu, tenants, rotation) {
+  const p = { ...smtpParams(), connections: opts.connections, rate: opts.rate };
+  const tls = makeSmtpTls(root, tmp);
+  const port = await freePort();
+  const base = buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile: join(tmp, "client-secret"), raiseLimits: true });
+  const svc = await startService("service-smtp", writeJson(tmp, "config-smtp.json", { ...base, smtp: smtpConfig(port, tls) }));
+  say(`SMTP door: service with smtp on port ${port}, ${p.connections} SMTP connections over ${tenants.length} tenants (STARTTLS + AUTH once per connection)`);
+  const runId = randomBytes(4).toString("hex");
+  const clients = createSmtpClients({ port, ca: readFileSync(tls.caFile, "utf8"), tenants, connectionsPerTenant: Math.ceil(p.connections / tenants.length), prefix: runId });
+  const nextKey = keyGenerator(runId);
+  try {
+    await sanity(svc, tenants);
+    for (const t of tenants) {
+      const r = await clients.send(t);
+      if (r.code !== 250) throw new HarnessError(`SMTP sanity send for tenant ${t.key} answered ${r.code} ${r.error}\n${svc.proc.tail(10)}`);
+    }
+    const cpuOf = async (fn) => {
+      const c0 = cpuTimes(svc.proc.pid).cpuMs;
+      const l0 = process.cpuUsage();
+      const t0 = Date.now();
+      const r = await fn();
+      const l = process.cpuUsage(l0);
+      r.cpuUsPerMsg = ((cpuTimes(svc.proc.pid).cpuMs - c0) * 1000) / Math.max(1, r.ok);
+      r.loadgenPct = ((l.user + l.system) / 1000 / (Date.now() - t0)) * 100;
+      return r;
+    };
+    const sides = {
+      smtp: (durationS) => cpuOf(() => smtpThroughput(clients, tenants, { connections: p.connections, durationS })),
+      sendKeyed: (durationS) => cpuOf(() => throughput({ url: svc.url, connections: p.connections, durationS, rotation, headers: SEND_HEADERS, nextKey })),
+      send: (durationS) => cpuOf(() => throughput({ url: svc.url, connections: p.connections, durationS, rotation, headers: SEND_HEADERS })),
+    };
+    const rounds = [];
+    await withThroughputLatency(emu, async () => {
+      for (let round = 1; round <= p.rounds; round++) {
+        await waitQuiet();
+        const order = rotate(Object.keys(sides), round - 1);
+        const r = { round, order };
+        for (const k of order) {
+          say(`SMTP phase: ${k} closed loop, warm-up ${p.warmupS} s, ${p.durationS} s`);
+          if (p.warmupS > 0) await sides[k](p.warmupS);
+          r[k] = await sides[k](p.durationS);
+          const bad = k === "smtp" ? Object.keys(r[k].codes).filter((c) => c !== "250") : r[k].non2xx + r[k].errors > 0 ? ["non-2xx"] : [];
+          if (bad.length > 0) warnings.push(`SMTP phase ${k}: ${JSON.stringify(r[k].codes ?? r[k].statuses)} ${r[k].firstError ?? ""}`);
+        }
+        rounds.push(r);
+      }
+    });
+    say(`SMTP phase: fixed rate ${p.rate} msg/s × ${p.rateDurationS} s per side, alternating, Graph latency ${opts.latencyMs} ms`);
+    const pacer = createPacer({ url: svc.url, rotation, headers: SEND_HEADERS, nextKey });
+    const smtpSamples = [];
+    const sendRuns = [];
+    for (let round = 1; round <= p.rounds; round++) {
+      await waitQuiet();
+      const warmupS = round === 1 ? 1 : 0;
+      const s = await smtpPaced(clients, tenants, { rate: p.rate, durationS: p.rateDurationS + warmupS, warmupS });
+      smtpSamples.push(...s.samples);
+      if (s.samples.length !== s.measured) warnings.push(`SMTP phase fixed rate: replies ${JSON.stringify(s.codes)}`);
+      if (s.lateMsMax > 20) warnings.push(`SMTP phase fixed rate: the generator fell up to ${s.lateMsMax.toFixed(0)} ms behind schedule`);
+      sendRuns.push(await pacer.run({ rate: p.rate, durationS: p.rateDurationS + warmupS, warmupS }));
+    }
+    pacer.close();
+    const paced = { smtp: summariseMs(smtpSamples), sendKeyed: poolPaced(sendRuns, { rate: p.rate }).latency };
+    const med = (k, f) => median(rounds.map((r) => f(r[k])));
+    const closed = Object.fromEntries(Object.keys(sides).map((k) => [k, { rps: med(k, (x) => x.rps), cpuUsPerMsg: med(k, (x) => x.cpuUsPerMsg), p50Ms: med(k, (x) => x.latency.p50), p99Ms: med(k, (x) => x.latency.p99), loadgenPct: med(k, (x) => x.loadgenPct) }]));
+    const result = {
+      msgsPerS: { smtp: r2(closed.smtp.rps, 0), sendKeyed: r2(closed.sendKeyed.rps, 0), send: r2(closed.send.rps, 0) },
+      ratioSmtpToSendKeyed: r2(median(rounds.map((r) => r.smtp.rps / r.sendKeyed.rps)), 3),
+      cpuUsPerMsg: { smtp: r2(closed.smtp.cpuUsPerMsg, 0), sendKeyed: r2(closed.sendKeyed.cpuUsPerMsg, 0), send: r2(closed.send.cpuUsPerMsg, 0) },
+      paced: { rate: p.rate, smtp: { p50Ms: r2(paced.smtp.p50), p99Ms: r2(paced.smtp.p99) }, sendKeyed: { p50Ms: r2(paced.sendKeyed.p50), p99Ms: r2(paced.sendKeyed.p99) } },
+      p50AddedMs: r2(paced.smtp.p50 - paced.sendKeyed.p50),
+      p99AddedMs: r2(paced.smtp.p99 - paced.sendKeyed.p99),
+      rounds: p.rounds,
+      connections: p.connections,
+    };
+    return { params: p, rounds, closed, paced, result };
+  } finally {
+    clients.close();
+    await stop(svc.proc, 25_000);
+  }
+}
+
+function formatSmtpReport(s) {
+  const { closed, paced, params: p, result: res } = s;
+  const names = { smtp: "SMTP (STARTTLS, Message-ID)", sendKeyed: "/send + Idempotency-Key", send: "/send, no key" };
+  const rows = [[`SMTP door vs /send, same service and emulator, closed loop, ${p.connections} connections, median of ${p.rounds} round(s)`, "msg/s", "p50 ms", "p99 ms", "service CPU µs/msg", "loadgen CPU %"]];
+  for (const k of ["smtp", "sendKeyed", "send"]) rows.push([names[k], f0(closed[k].rps), f1(closed[k].p50Ms), f1(closed[k].p99Ms), f0(closed[k].cpuUsPerMsg), f0(closed[k].loadgenPct)]);
+  const lat = [[`fixed rate ${p.rate} msg/s, Graph latency ${opts.latencyMs} ms`, "p50 ms", "p99 ms", "samples"]];
+  lat.push([names.smtp, f1(paced.smtp.p50), f1(paced.smtp.p99), paced.smtp.count], [names.sendKeyed, f1(paced.sendKeyed.p50), f1(paced.sendKeyed.p99), paced.sendKeyed.count]);
+  lat.push(["SMTP adds", f1(res.p50AddedMs), f1(res.p99AddedMs), ""]);
+  return `${table(rows)}\n\n${table(lat)}\nSMTP / keyed /send msg/s: ${res.ratioSmtpToSendKeyed}`;
+}
+
+const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : "-");
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : "-");
+
+/** `--smtp-only`: just the SMTP comparison. */
+async function smtpMain(m, emu, tenants, rotation) {
+  const d = { machine: m, opts, warnings, load: { start: os.loadavg() } };
+  d.smtp = await smtpPhase(emu, tenants, rotation);
+  await stop(emu.proc);
+  d.load.end = os.loadavg();
+  d.result = { smtp: d.smtp.result, tenants: opts.tenants, graphLatencyMs: { closedLoop: opts.throughputLatencyMs, fixedRate: opts.latencyMs }, loadAvg: { start: d.load.start.map((x) => +x.toFixed(2)), end: d.load.end.map((x) => +x.toFixed(2)) } };
+  if (!jsonOnly) {
+    console.log(`noreply-relay bench, SMTP door — ${m.cpus} × ${m.cpuModel}, Node ${m.node}; ${opts.tenants} tenants\n`);
+    console.log(formatSmtpReport(d.smtp));
+    for (const w of warnings) console.log(`warning: ${w}`);
+    console.log(`\nload average (1/5/15 min) at start ${fmtLoad(d.load.start)}, at end ${fmtLoad(d.load.end)}`);
+  }
+  if (argv.out) writeFileSync(resolve(argv.out), `${JSON.stringify(d, null, 2)}\n`);
   console.log(JSON.stringify(d.result));
   return 0;
 }
