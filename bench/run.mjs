@@ -71,6 +71,7 @@ const { values: argv } = parseArgs({
     "skip-idempotency": { type: "boolean", default: false },
     store: { type: "string", default: "auto" },
     "skip-startup": { type: "boolean", default: false },
+    "startup-only": { type: "boolean", default: false },
     "cpu-prof": { type: "boolean", default: false },
     "cpu-prof-dir": { type: "string" },
     "log-level": { type: "string" },
@@ -106,6 +107,7 @@ if (argv.help) {
   --startup-runs N        start-up repetitions, median reported (default 5, quick 3)
   --rss-tenants-used N    tenants of the start-up run that get a send before RSS is read (default 1000)
   --skip-startup          skip the 10,000-tenant start-up run
+  --startup-only          only the start-up/RSS run (prints its JSON: startupMs10kTenants, rssMb10kTenants1kUsed, …)
   --idem-keys N           keys of the idempotency-store memory run (default 200000)
   --idem-max-bytes B      maxBytes of its second run, below what the keys need (default 33554432)
   --skip-idempotency      skip the idempotency-store memory run
@@ -929,6 +931,13 @@ async function main() {
   say(`emulator: ${opts.tenants} tenants, latency ${opts.latencyMs} ms, throttling off`);
   const emu = await startEmulator("emulator", tenants);
   if (opts.store === "redis") return redisMain(m, emu, tenants, { small: smallRotation, mix: rotation }, mix);
+  if (argv["startup-only"]) {
+    const st = await startupPhase(emu);
+    await stop(emu.proc);
+    const { runsMs, startupMs, bareNodeMs, rssIdleMb, rssMb, hwmMb, heap, touched, failed } = st;
+    console.log(JSON.stringify({ startupMs10kTenants: r2(startupMs, 0), runsMs: runsMs.map((x) => r2(x, 0)), bareNodeMs: r2(bareNodeMs, 0), rssMb10kTenants1kUsed: r2(rssMb, 1), rssMb10kTenantsIdle: r2(rssIdleMb, 1), hwmMb: r2(hwmMb, 1), heap, touched, failed, tenants: st.tenants, warnings }));
+    return 0;
+  }
   const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile: join(tmp, "client-secret"), raiseLimits: true }));
 
   const cpuProfDir = argv["cpu-prof"] ? resolve(argv["cpu-prof-dir"] ?? join(tmp, "cpuprof")) : undefined;
