@@ -27,6 +27,7 @@ const { values: argv } = parseArgs({
     "node-options": { type: "string", default: "" },
     keep: { type: "boolean", default: false },
     "settle-s": { type: "string", default: "0" },
+    server: { type: "string" },
     sends: { type: "string" },
   },
 });
@@ -131,7 +132,7 @@ try {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const startNs = process.hrtime.bigint();
-  const svc = spawnNode("service", [join(root, "dist", "server.js")], {
+  const svc = spawnNode("service", [argv.server ? resolve(argv.server) : join(root, "dist", "server.js")], {
     logDir: tmp,
     nodeOptions: [...argv["node-options"].split(/\s+/).filter(Boolean), ...(argv.snapshots ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${tmp}`] : [])],
     env: { NOREPLY_RELAY_CONFIG: configFile, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info", NODE_ENV: "production" },
