@@ -74,6 +74,7 @@ const { values: argv } = parseArgs({
     "skip-startup": { type: "boolean", default: false },
     smtp: { type: "string" },
     "smtp-only": { type: "boolean", default: false },
+    "startup-only": { type: "boolean", default: false },
     "cpu-prof": { type: "boolean", default: false },
     "cpu-prof-dir": { type: "string" },
     "log-level": { type: "string" },
@@ -113,6 +114,7 @@ if (argv.help) {
                           emulator: messages/s (closed loop) and the latency SMTP adds at --rate
                           (default on, quick off; adds ≈ 1 min, ≈ 25 s with --quick)
   --smtp-only             only the SMTP comparison (with --rounds/--duration/--rate-duration)
+  --startup-only          only the start-up/RSS run (prints its JSON: startupMs10kTenants, rssMb10kTenants1kUsed, …)
   --idem-keys N           keys of the idempotency-store memory run (default 200000)
   --idem-max-bytes B      maxBytes of its second run, below what the keys need (default 33554432)
   --skip-idempotency      skip the idempotency-store memory run
@@ -942,6 +944,13 @@ async function main() {
   const emu = await startEmulator("emulator", tenants);
   if (opts.store === "redis") return redisMain(m, emu, tenants, { small: smallRotation, mix: rotation }, mix);
   if (argv["smtp-only"]) return smtpMain(m, emu, tenants, smallRotation);
+  if (argv["startup-only"]) {
+    const st = await startupPhase(emu);
+    await stop(emu.proc);
+    const { runsMs, startupMs, bareNodeMs, rssIdleMb, rssMb, hwmMb, heap, touched, failed } = st;
+    console.log(JSON.stringify({ startupMs10kTenants: r2(startupMs, 0), runsMs: runsMs.map((x) => r2(x, 0)), bareNodeMs: r2(bareNodeMs, 0), rssMb10kTenants1kUsed: r2(rssMb, 1), rssMb10kTenantsIdle: r2(rssIdleMb, 1), hwmMb: r2(hwmMb, 1), heap, touched, failed, tenants: st.tenants, warnings }));
+    return 0;
+  }
   const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile: join(tmp, "client-secret"), raiseLimits: true }));
 
   const cpuProfDir = argv["cpu-prof"] ? resolve(argv["cpu-prof-dir"] ?? join(tmp, "cpuprof")) : undefined;

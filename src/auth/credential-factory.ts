@@ -91,17 +91,25 @@ export interface CredentialBuildContext {
   readonly env: NodeJS.ProcessEnv;
 }
 
-/** A credential object plus what it was built from (never the secret itself). */
+/**
+ * A target's credential as read from its secret, certificate or token file: `create()` makes the
+ * @azure/identity credential object from it, without reading anything again.
+ */
 export interface BuiltCredential {
-  readonly credential: TokenCredential;
+  /**
+   * A new credential object (with its own MSAL application and caches) over the material read
+   * when this was built. The token provider makes one per token request and lets it go: it keeps
+   * the token itself, so MSAL's per-application state (~30 KB per tenant) is not kept per tenant.
+   */
+  create(): TokenCredential;
   readonly slot: SecretSlot;
-  /** SHA-256 of the secret used, to notice a rotated secret file without keeping a copy. */
+  /** SHA-256 of the secret used, to notice a rotated secret file. */
   readonly secretHash?: string;
 }
 
 /**
- * Builds the @azure/identity credential for a target. Secrets and certificates are read
- * now; a workload-identity token file is read on every token request (the platform rotates it).
+ * Reads the credential material of a target. Secrets and certificates are read now; a
+ * workload-identity token file is read on every token request (the platform rotates it).
  * Throws RelayError `credential_rejected` when a referenced file or variable cannot be read.
  */
 export function buildCredential(target: TokenTarget, slot: SecretSlot, ctx: CredentialBuildContext): BuiltCredential {
@@ -123,27 +131,23 @@ export function buildCredential(target: TokenTarget, slot: SecretSlot, ctx: Cred
     case "secret": {
       const secret = readSecret(target, credential, slot, ctx.env);
       return {
-        credential: new ClientSecretCredential(tenantId, app.clientId, secret, options),
+        create: () => new ClientSecretCredential(tenantId, app.clientId, secret, options),
         slot,
         secretHash: hashSecret(secret),
       };
     }
     case "certificate": {
       const pem = readLocal(target, "certificateFile", () => readFileSync(credential.certificateFile, "utf8"));
+      const certificateOptions = { ...options, sendCertificateChain: credential.sendCertificateChain };
       return {
-        credential: new ClientCertificateCredential(
-          tenantId,
-          app.clientId,
-          { certificate: pem },
-          { ...options, sendCertificateChain: credential.sendCertificateChain },
-        ),
+        create: () => new ClientCertificateCredential(tenantId, app.clientId, { certificate: pem }, certificateOptions),
         slot: "primary",
       };
     }
     case "workloadIdentity": {
       const tokenFile = credential.tokenFile;
       const getAssertion = async (): Promise<string> => (await readFile(tokenFile, "utf8")).trim();
-      return { credential: new ClientAssertionCredential(tenantId, app.clientId, getAssertion, options), slot: "primary" };
+      return { create: () => new ClientAssertionCredential(tenantId, app.clientId, getAssertion, options), slot: "primary" };
     }
   }
 }

@@ -141,7 +141,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     if (options.olderThanMs !== undefined && this.clock.now() - entry.obtainedAt < options.olderThanMs) return;
     entry.token = undefined;
     entry.refreshAt = 0;
-    // MSAL would hand back the same refused token from its cache: start from a fresh credential.
+    // Start from freshly read credential material (each token request has a fresh MSAL application anyway).
     try {
       entry.built = this.build(entry.target, entry.built.slot, entry.http);
     } catch (err) {
@@ -246,8 +246,9 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
    * After an outage (Entra answered 5xx/429/temporarily_unavailable, or could not be reached):
    * MSAL now throttles this credential for 60 s (its ThrottlingUtils cache, filled on any 429 or
    * 5xx and checked before every token request, without asking Entra), so sends would keep
-   * failing for a minute after Entra is back. A fresh credential has a fresh MSAL application and
-   * no such entry; our own short hold keeps an outage from turning into a request per send.
+   * failing for a minute after Entra is back. Each token request has a fresh MSAL application
+   * (requestToken), so no such entry outlives it; the credential material is read again here too.
+   * Our own short hold keeps an outage from turning into a request per send.
    */
   private holdAfterOutage(entry: CredentialEntry, problem: RelayError): void {
     entry.heldUntil = this.clock.now() + outageHoldMs(entry.http.lastExchange);
@@ -262,7 +263,10 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
 
   private async requestToken(entry: CredentialEntry): Promise<AccessToken> {
     entry.http.lastExchange = undefined;
-    const token = await entry.built.credential.getToken(this.scope);
+    // A credential object for this request only (see BuiltCredential.create): MSAL's cache would
+    // miss anyway (the token is renewed here at or after MSAL's own renewal point) and its
+    // throttling memory is what holdAfterOutage has to throw away.
+    const token = await entry.built.create().getToken(this.scope);
     if (token === null) throw new Error("the credential returned no token");
     return token;
   }

@@ -401,7 +401,9 @@ export const configSchema = z
           .min(1024)
           .max(4 * 1024 * 1024 * 1024)
           .default(64 * 1024 * 1024)
-          .describe("Most bytes of remembered responses; the oldest are evicted first."),
+          .describe(
+            "Most bytes of memory the remembered keys may take, each counted for what it really costs (about 550 B with a small answer); the oldest are evicted first.",
+          ),
       })
       .prefault({})
       .describe("The in-memory Idempotency-Key store."),

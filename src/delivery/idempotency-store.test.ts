@@ -247,6 +247,45 @@ describe("MemoryIdempotencyStore", () => {
     expect((await store.begin("billing", "k1", "fp")).kind).toBe("new");
   });
 
+  it("when an answer has non-ASCII text, then the replay gives it back unchanged", async () => {
+    const store = new MemoryIdempotencyStore<StoredResponse>();
+    const answer = { status: 202, headers: { "x-note": "Grüße" }, body: { id: "m1", pad: "Příliš žluťoučký 😀 \u0000 \u2028" } };
+    await asNew(await store.begin("billing", "ключ-не-важен", "fp")).complete(answer);
+    expect(await store.begin("billing", "ключ-не-важен", "fp")).toEqual({ kind: "replay", response: answer });
+  });
+
+  it("when a replay's answer is mutated, then the next replay is unchanged", async () => {
+    const store = new MemoryIdempotencyStore<StoredResponse>();
+    await asNew(await store.begin("billing", "k1", "fp")).complete(accepted("m1"));
+    const first = await store.begin("billing", "k1", "fp");
+    if (first.kind !== "replay") throw new Error(first.kind);
+    (first.response.body as { id: string }).id = "changed";
+    expect(await store.begin("billing", "k1", "fp")).toEqual({ kind: "replay", response: accepted("m1") });
+  });
+
+  it("when thousands of keys pass through a small store and then expire, then the count and bytes come back to zero", async () => {
+    const clock = manualClock();
+    const store = new MemoryIdempotencyStore<StoredResponse>({ ttlSeconds: 60, maxEntries: 100, clock });
+    for (let i = 0; i < 5000; i++) {
+      await asNew(await store.begin("billing", `k${i}`, `fp${i}`)).complete(accepted(`m${i}`));
+      if (i % 1000 === 0) clock.advance(1);
+    }
+    expect(store.stats().entries).toBe(100);
+    // The newest 100 are kept, in order: the oldest of them answers, the one before is forgotten.
+    expect((await store.begin("billing", "k4900", "fp4900")).kind).toBe("replay");
+    expect((await store.begin("billing", "k4900", "other")).kind).toBe("conflict");
+    expect((await store.begin("billing", "k4899", "fp4899")).kind).toBe("new");
+    clock.advance(60_000);
+    expect(store.stats()).toEqual({ entries: 0, bytes: 0, inFlight: 1 });
+  });
+
+  it("when maxBytes is the least the config allows, then a small answer is still remembered", async () => {
+    const store = new MemoryIdempotencyStore<StoredResponse>({ maxBytes: 1024 });
+    await asNew(await store.begin("billing", "k1", "fp")).complete(accepted("m1"));
+    expect((await store.begin("billing", "k1", "fp")).kind).toBe("replay");
+    expect(store.stats().bytes).toBeLessThanOrEqual(1024);
+  });
+
   it("when one response is larger than maxBytes, then it is not remembered but its waiters still get it", async () => {
     const store = new MemoryIdempotencyStore<StoredResponse>({ maxBytes: 1024 });
     await asNew(await store.begin("billing", "small", "fp")).complete(accepted("s"));

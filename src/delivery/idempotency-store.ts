@@ -191,7 +191,10 @@ export interface MemoryIdempotencyOptions {
   readonly ttlSeconds?: number;
   /** Most remembered (completed) keys. Default 100,000. */
   readonly maxEntries?: number;
-  /** Most bytes of remembered keys and responses (approximate). Default 64 MiB. */
+  /**
+   * Most bytes the remembered keys may take in this process (see entryBytes: what an entry really
+   * costs, measured as RSS, not only its answer's length). Default 64 MiB.
+   */
   readonly maxBytes?: number;
   readonly clock?: Clock;
 }
@@ -206,15 +209,68 @@ interface Pending<A> {
   readonly waiters: Waiter<A>[];
 }
 
-interface Done<A> {
-  readonly fingerprint: string;
-  readonly response: A;
-  readonly expiresAt: number;
-  readonly bytes: number;
+/*
+ * A remembered key is one Map entry of two flat one-byte strings, nothing else (issue 15: an
+ * entry of objects — the JSON pair as key, the hex fingerprint, the answer as parsed JSON, a
+ * record of expiry and size — took ~960 B of RSS for a small answer):
+ *
+ *   key:   the first 16 bytes of SHA-256 of the (caller, key) pair, as 16 latin1 characters;
+ *   value: expiry (ms since the epoch, 7 bytes big-endian) · the first 16 bytes of SHA-256 of the
+ *          fingerprint · the answer as UTF-8 JSON, all as latin1 characters (one byte each).
+ *
+ * 128 bits make an accidental collision of two keys, or of two bodies under one key, about as
+ * likely as a random UUID meeting another; SHA-256 keeps a caller from crafting one.
+ */
+const DIGEST_BYTES = 16;
+const EXPIRY_BYTES = 7;
+const FINGERPRINT_BYTES = DIGEST_BYTES;
+const ANSWER_AT = EXPIRY_BYTES + FINGERPRINT_BYTES;
+
+/*
+ * What one remembered key costs in RSS beyond its value's characters: the Map's slot (3 pointers
+ * and a bucket share, up to twice over just after it grows), the key string (header + 16 bytes),
+ * the value string's header and padding, all scaled by old space's page and fragmentation
+ * overhead. ENTRY_RSS_FACTOR scales the value's characters the same way. Calibrated with
+ * bench/idempotency-memory.mjs (200,000 keys, small answers, see docs/benchmarks-log.md): a
+ * small answer's entry is accounted 549 B and measured at 480–500 B of RSS, and 200,000 keys
+ * under maxBytes 32 MiB grew RSS by 29 MiB (`npm run bench` reports both).
+ */
+const ENTRY_OVERHEAD_BYTES = 160;
+const ENTRY_RSS_FACTOR = 1.25;
+
+/** The bytes a remembered key whose packed value has this length is accounted for (see ENTRY_OVERHEAD_BYTES). */
+function entryBytes(valueLength: number): number {
+  return ENTRY_OVERHEAD_BYTES + Math.ceil(valueLength * ENTRY_RSS_FACTOR);
 }
 
-// Map key, fingerprint, timestamps and Map overhead, so tiny responses are not counted as free.
-const ENTRY_OVERHEAD_BYTES = 160;
+function digest16(text: string): string {
+  return createHash("sha256").update(text).digest().toString("latin1", 0, DIGEST_BYTES);
+}
+
+function packEntry(expiresAt: number, shortFingerprint: string, answerJson: string): string {
+  const answerBytes = Buffer.byteLength(answerJson);
+  const buf = Buffer.allocUnsafe(ANSWER_AT + answerBytes);
+  // Whole milliseconds (an expiry rounded up by under 1 ms), 56 bits: far beyond any clock.
+  let t = Math.max(0, Math.ceil(expiresAt));
+  for (let i = EXPIRY_BYTES - 1; i >= 0; i--) {
+    buf[i] = t % 256;
+    t = Math.floor(t / 256);
+  }
+  buf.write(shortFingerprint, EXPIRY_BYTES, FINGERPRINT_BYTES, "latin1");
+  buf.write(answerJson, ANSWER_AT, answerBytes, "utf8");
+  // A fresh sequential one-byte string: no cons or sliced string keeps anything else alive.
+  return buf.toString("latin1");
+}
+
+function entryExpiresAt(value: string): number {
+  let t = 0;
+  for (let i = 0; i < EXPIRY_BYTES; i++) t = t * 256 + value.charCodeAt(i);
+  return t;
+}
+
+function entryAnswer<A>(value: string): A {
+  return JSON.parse(Buffer.from(value, "latin1").toString("utf8", ANSWER_AT)) as A;
+}
 
 /**
  * The default store: one process's memory. Completed keys are bounded by count and bytes and
@@ -228,8 +284,15 @@ export class MemoryIdempotencyStore<A> implements IdempotencyStore<A> {
   readonly #maxBytes: number;
   readonly #clock: Clock;
   readonly #pending = new Map<string, Pending<A>>();
-  // Insertion order = completion order = expiry order (one TTL for all), so the oldest is first.
-  readonly #done = new Map<string, Done<A>>();
+  // Values are packed entries (packEntry).
+  readonly #done = new Map<string, string>();
+  // The ids of #done in completion order = expiry order (one TTL for all), oldest at #head: a key
+  // is added once, at the end, and removed only as the oldest (expiry, eviction). Not the Map's own
+  // order: a Map iterator starts at its table's first slot and steps over every deleted one, so
+  // looking at the oldest after evictions cost time linear in the evicted (at maxEntries, on every
+  // begin: 200,000 keys through a full store took 3× as long).
+  #order: string[] = [];
+  #head = 0;
   #bytes = 0;
 
   constructor(options: MemoryIdempotencyOptions = {}) {
@@ -241,10 +304,10 @@ export class MemoryIdempotencyStore<A> implements IdempotencyStore<A> {
 
   begin(callerKey: string, key: string, fingerprint: string): Promise<IdempotencyClaim<A>> {
     // JSON of the pair cannot collide the way "a:b"+"c" and "a"+"b:c" would when joined.
-    return Promise.resolve(this.#claim(JSON.stringify([callerKey, key]), fingerprint));
+    return Promise.resolve(this.#claim(digest16(JSON.stringify([callerKey, key])), fingerprint));
   }
 
-  /** Remembered keys, their approximate bytes, and keys still running. */
+  /** Remembered keys, the bytes they are accounted for (entryBytes), and keys still running. */
   stats(): { entries: number; bytes: number; inFlight: number } {
     this.#expire();
     return { entries: this.#done.size, bytes: this.#bytes, inFlight: this.#pending.size };
@@ -253,8 +316,8 @@ export class MemoryIdempotencyStore<A> implements IdempotencyStore<A> {
   #claim(id: string, fingerprint: string): IdempotencyClaim<A> {
     this.#expire();
     const done = this.#done.get(id);
-    if (done) {
-      return done.fingerprint === fingerprint ? { kind: "replay", response: done.response } : { kind: "conflict" };
+    if (done !== undefined) {
+      return done.startsWith(digest16(fingerprint), EXPIRY_BYTES) ? { kind: "replay", response: entryAnswer<A>(done) } : { kind: "conflict" };
     }
     const pending = this.#pending.get(id);
     if (pending) {
@@ -273,15 +336,14 @@ export class MemoryIdempotencyStore<A> implements IdempotencyStore<A> {
       complete: (given) => {
         if (settled) return Promise.resolve();
         settled = true;
-        // A JSON copy: what is replayed cannot be changed later by whoever holds the original.
-        const response = JSON.parse(JSON.stringify(given)) as A;
+        // Kept as JSON text: what is replayed cannot be changed later by whoever holds the original.
+        const json = JSON.stringify(given);
         this.#pending.delete(id);
-        this.#remember(id, pending.fingerprint, response);
-        const replay: IdempotencyReplay<A> = { kind: "replay", response };
-        // Waiters are answered even when the response was too big to remember.
+        this.#remember(id, pending.fingerprint, json);
+        // Waiters are answered even when the response was too big to remember; each gets its own copy.
         for (const waiter of pending.waiters.splice(0)) {
           waiter.detach();
-          waiter.resolve(replay);
+          waiter.resolve({ kind: "replay", response: JSON.parse(json) as A });
         }
         return Promise.resolve();
       },
@@ -328,25 +390,37 @@ export class MemoryIdempotencyStore<A> implements IdempotencyStore<A> {
     });
   }
 
-  #remember(id: string, fingerprint: string, response: A): void {
-    const bytes = ENTRY_OVERHEAD_BYTES + 2 * id.length + fingerprint.length + Buffer.byteLength(JSON.stringify(response));
+  #remember(id: string, fingerprint: string, json: string): void {
     // Larger than the whole budget: not remembered (waiters were answered); evicting everything for it would be worse.
-    if (bytes > this.#maxBytes) return;
-    this.#done.set(id, { fingerprint, response, expiresAt: this.#clock.now() + this.#ttlMs, bytes });
-    this.#bytes += bytes;
-    for (const [oldId, old] of this.#done) {
-      if (this.#done.size <= this.#maxEntries && this.#bytes <= this.#maxBytes) break;
-      this.#done.delete(oldId);
-      this.#bytes -= old.bytes;
-    }
+    if (entryBytes(ANSWER_AT + Buffer.byteLength(json)) > this.#maxBytes) return;
+    const value = packEntry(this.#clock.now() + this.#ttlMs, digest16(fingerprint), json);
+    this.#done.set(id, value);
+    this.#order.push(id);
+    this.#bytes += entryBytes(value.length);
+    while (this.#done.size > this.#maxEntries || this.#bytes > this.#maxBytes) this.#dropOldest();
   }
 
   #expire(): void {
     const now = this.#clock.now();
-    for (const [id, entry] of this.#done) {
-      if (entry.expiresAt > now) break;
-      this.#done.delete(id);
-      this.#bytes -= entry.bytes;
+    while (this.#head < this.#order.length) {
+      const oldest = this.#done.get(this.#order[this.#head] as string) as string;
+      if (entryExpiresAt(oldest) > now) break;
+      this.#dropOldest();
+    }
+  }
+
+  #dropOldest(): void {
+    const id = this.#order[this.#head] as string;
+    this.#bytes -= entryBytes((this.#done.get(id) as string).length);
+    this.#done.delete(id);
+    this.#order[this.#head++] = "";
+    // Compact once the dropped half outweighs the rest: amortised O(1) per key.
+    if (this.#head >= 1024 && this.#head * 2 >= this.#order.length) {
+      this.#order = this.#order.slice(this.#head);
+      this.#head = 0;
+    } else if (this.#head === this.#order.length) {
+      this.#order = [];
+      this.#head = 0;
     }
   }
 }
