@@ -173,9 +173,17 @@ describe("PrometheusRule alerts", () => {
     for (const outcome of notErrorOutcomes()) if (outcome !== "dry_run" && outcome !== "duplicate") expect(fed.has(outcome), outcome).toBe(true);
   });
 
+  it("when the send alerts are rendered, then they count the SMTP door's messages as sends too", () => {
+    for (const name of ["NoreplyRelayHighErrorRatio", "NoreplyRelayCredentialRejected", "NoreplyRelayOutcomeUnknown"]) {
+      const expr = alerts().find((x) => x.alert === name)?.expr ?? "";
+      expect(expr, name).toContain('__name__=~"noreply_relay_send_total|noreply_relay_smtp_messages_total"');
+    }
+  });
+
   it("when the rules are rendered, then every expression is scoped to this release's job and namespace", () => {
     for (const a of alerts()) {
-      const selectors = a.expr.match(/\w+\{[^}]*\}/g) ?? [];
+      // metric{…}, or {__name__=~"a|b", …} for the sends of both doors.
+      const selectors = a.expr.match(/(?:\w+|(?<![\w}]))\{[^}]*\}/g) ?? [];
       expect(selectors.length).toBeGreaterThan(0);
       for (const s of selectors) expect(s).toContain('job="noreply-relay", namespace="mail"');
     }
