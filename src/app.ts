@@ -5,6 +5,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import type { Logger } from "pino";
 import type { Lifecycle } from "./core/lifecycle.js";
 import { RelayError } from "./core/problems.js";
+import { LogBudget } from "./core/log-budget.js";
 import { authenticateCaller, BEARER_CHALLENGE } from "./http/api-key.js";
 import { createListener } from "./http/listener.js";
 import { registerProbeRoutes, type MetricsAccess } from "./http/probe-routes.js";
@@ -304,32 +305,4 @@ function logRequest(logger: Logger, req: Request, ctx: RequestContext, route: st
   if (ctx.detail !== undefined) line.detail = ctx.detail;
   if (ctx.bug !== undefined) line.err = ctx.bug;
   logger[level](line, "request");
-}
-
-/** At most `max` lines per `windowMs`; says how many were left out when a new window opens. */
-class LogBudget {
-  #windowStart = Number.NEGATIVE_INFINITY;
-  #used = 0;
-  #suppressed = 0;
-
-  constructor(
-    private readonly max: number,
-    private readonly windowMs: number,
-  ) {}
-
-  take(now: number): { allowed: boolean; suppressedBefore: number } {
-    let suppressedBefore = 0;
-    if (now - this.#windowStart >= this.windowMs) {
-      suppressedBefore = this.#suppressed;
-      this.#windowStart = now;
-      this.#used = 0;
-      this.#suppressed = 0;
-    }
-    if (this.#used < this.max) {
-      this.#used += 1;
-      return { allowed: true, suppressedBefore };
-    }
-    this.#suppressed += 1;
-    return { allowed: false, suppressedBefore };
-  }
 }

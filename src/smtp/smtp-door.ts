@@ -7,6 +7,7 @@ import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, t
 import type { SmtpConfig } from "../config/schema.js";
 import type { Lifecycle } from "../core/lifecycle.js";
 import type { Clock } from "../core/ports.js";
+import { LogBudget } from "../core/log-budget.js";
 import { isRelayError, toRelayError } from "../core/problems.js";
 import { addressProblem, MAX_RECIPIENTS } from "../mail/addresses.js";
 import type { MimeDraft } from "../mail/mail-draft.js";
@@ -448,33 +449,5 @@ function readMessage(stream: SMTPServerDataStream, max: number): Promise<Buffer 
     stream.once("error", reject);
     stream.once("end", () => resolve(over || stream.sizeExceeded ? undefined : Buffer.concat(chunks, size)));
   });
-}
-
-/** At most `max` lines per `windowMs`; says how many were left out when a new window opens. */
-class LogBudget {
-  #windowStart = Number.NEGATIVE_INFINITY;
-  #used = 0;
-  #suppressed = 0;
-
-  constructor(
-    private readonly max: number,
-    private readonly windowMs: number,
-  ) {}
-
-  take(now: number): { allowed: boolean; suppressedBefore: number } {
-    let suppressedBefore = 0;
-    if (now - this.#windowStart >= this.windowMs) {
-      suppressedBefore = this.#suppressed;
-      this.#windowStart = now;
-      this.#used = 0;
-      this.#suppressed = 0;
-    }
-    if (this.#used < this.max) {
-      this.#used += 1;
-      return { allowed: true, suppressedBefore };
-    }
-    this.#suppressed += 1;
-    return { allowed: false, suppressedBefore };
-  }
 }
 
