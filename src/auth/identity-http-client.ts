@@ -1,5 +1,6 @@
 import type { ClientSecretCredentialOptions } from "@azure/identity";
 import { request, type Dispatcher } from "undici";
+import { timeoutSignal } from "../core/abort.js";
 import { systemClock, type Clock } from "../core/ports.js";
 import { parseRetryAfter } from "../net/retry-after.js";
 import { isTransientAadsts, parseAadsts } from "./aadsts.js";
@@ -51,7 +52,7 @@ export class IdentityHttpClient implements HttpClient {
     if (req.body !== undefined && req.body !== null && typeof req.body !== "string") {
       throw new Error("IdentityHttpClient: only string request bodies are supported");
     }
-    const limit = requestLimit(req.timeout > 0 ? Math.min(req.timeout, this.timeoutMs) : this.timeoutMs, req.abortSignal as AbortSignal | undefined);
+    const limit = timeoutSignal(req.timeout > 0 ? Math.min(req.timeout, this.timeoutMs) : this.timeoutMs, req.abortSignal as AbortSignal | undefined, "The operation was aborted due to timeout");
 
     let status: number;
     let headers: Record<string, string | string[] | undefined>;
@@ -100,28 +101,6 @@ export class IdentityHttpClient implements HttpClient {
     this.lastExchange = exchange;
     this.onTokenRequest(exchange);
   }
-}
-
-/**
- * A signal that fires after `timeoutMs` (with AbortSignal.timeout's TimeoutError) or when the
- * caller's signal does. A plain timer, cleared when the request is over, rather than
- * AbortSignal.timeout + AbortSignal.any: those keep the request's signal, and what listens to
- * it, reachable for the whole timeout (10 s) after the answer, so every token request's garbage
- * was promoted to the old generation (issue 15: ~12 MB after first sends to 1,000 tenants).
- */
-function requestLimit(timeoutMs: number, outer: AbortSignal | undefined): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")), timeoutMs);
-  const onAbort = (): void => controller.abort(outer?.reason);
-  if (outer?.aborted === true) onAbort();
-  else outer?.addEventListener("abort", onAbort, { once: true });
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      clearTimeout(timer);
-      outer?.removeEventListener("abort", onAbort);
-    },
-  };
 }
 
 /**

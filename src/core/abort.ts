@@ -10,3 +10,25 @@ export function abortReason(signal: AbortSignal | undefined): Error {
   err.name = "AbortError";
   return err;
 }
+
+/**
+ * A signal that fires after `timeoutMs` with a TimeoutError carrying `message`, or when `outer`
+ * does (with its reason), whichever is first; `dispose()` once the work is over. A plain timer,
+ * cleared by dispose, rather than AbortSignal.timeout + AbortSignal.any: those cost ~10 µs per
+ * use and keep the signal, and whatever listens to it, reachable until the timeout passes, so
+ * each request's garbage was promoted to the old generation.
+ */
+export function timeoutSignal(timeoutMs: number, outer: AbortSignal | undefined, message: string): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException(message, "TimeoutError")), Math.max(1, timeoutMs));
+  const onAbort = (): void => controller.abort(outer?.reason);
+  if (outer?.aborted === true) onAbort();
+  else outer?.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      outer?.removeEventListener("abort", onAbort);
+    },
+  };
+}

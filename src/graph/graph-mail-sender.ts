@@ -2,6 +2,7 @@ import { Client, ResponseType } from "@microsoft/microsoft-graph-client";
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
+import { timeoutSignal } from "../core/abort.js";
 import { RelayError, isRelayError } from "../core/problems.js";
 import { systemClock, type Clock, type GraphSendRequest, type GraphSendResult, type GraphSender, type SendMailBody, type SendObserver, type TokenProvider, type TokenTarget } from "../core/ports.js";
 import { NO_EXCHANGE_ONLINE, NO_PERMISSIONS, SUBMISSION_QUOTA, SUBMISSION_QUOTA_WINDOW_MS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
@@ -106,7 +107,7 @@ class GraphMailSenderImpl implements GraphMailSender {
   }
 
   async send(request: GraphSendRequest): Promise<GraphSendResult> {
-    const deadline = deadlineSignal(request.deadline - this.clock.now(), request.signal);
+    const deadline = timeoutSignal(request.deadline - this.clock.now(), request.signal, "deadline passed");
     try {
       return await this.attempts(request, deadline.signal);
     } finally {
@@ -299,25 +300,6 @@ function graphIds(result: Extract<AttemptResult, { kind: "response" }>): { graph
 
 function unavailable(detail: string): RelayError {
   return new RelayError("upstream_unavailable", detail, { retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS });
-}
-
-/**
- * A signal that fires at the deadline or when the caller's signal does, whichever is first.
- * Built from a plain timer rather than AbortSignal.timeout/any, which cost ~10 µs per send.
- */
-function deadlineSignal(leftMs: number, signal: AbortSignal | undefined): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new DOMException("deadline passed", "TimeoutError")), Math.max(1, leftMs));
-  const onAbort = (): void => controller.abort(signal?.reason);
-  if (signal?.aborted === true) onAbort();
-  else signal?.addEventListener("abort", onAbort, { once: true });
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    },
-  };
 }
 
 /** Resolves true after `ms`, or false as soon as the signal fires. */
