@@ -26,7 +26,7 @@ import {
   writeJson,
 } from "./lib/fixtures.mjs";
 import { createPacer, poolPaced, sequential, throughput } from "./lib/load.mjs";
-import { cpuTimes, firstJsonLine, freePort, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
+import { cpuTimes, firstJsonLine, freePort, getMetrics, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
 import { findRedisServer, startRedis } from "./lib/redis.mjs";
 import { TARGETS, formatReport, table, targetResults } from "./lib/report.mjs";
 import { analyseTrace, formatStoreReport, keyGenerator, perSend, storeMeter, sumStoreDeltas } from "./lib/store-bench.mjs";
@@ -593,24 +593,11 @@ async function startupPhase(emu) {
 }
 
 /** The service's V8 heap from its /metrics (prom-client's default metrics), in MB. */
-function readHeapMetrics(url) {
-  return new Promise((resolvePromise, reject) => {
-    http
-      .get(new URL("/metrics", url), { agent: false, timeout: 10_000 }, (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          const v = (name) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN) / 2 ** 20;
-          if (res.statusCode !== 200) return reject(new Error(`/metrics answered ${res.statusCode}`));
-          resolvePromise({ heapUsedMb: v("nodejs_heap_size_used_bytes"), heapTotalMb: v("nodejs_heap_size_total_bytes"), externalMb: v("nodejs_external_memory_bytes") });
-        });
-      })
-      .once("timeout", function () {
-        this.destroy(new Error("timeout"));
-      })
-      .once("error", reject);
-  });
+async function readHeapMetrics(url) {
+  const { status, text } = await getMetrics(url);
+  if (status !== 200) throw new Error(`/metrics answered ${status}`);
+  const v = (name) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN) / 2 ** 20;
+  return { heapUsedMb: v("nodejs_heap_size_used_bytes"), heapTotalMb: v("nodejs_heap_size_total_bytes"), externalMb: v("nodejs_external_memory_bytes") };
 }
 
 /**

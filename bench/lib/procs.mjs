@@ -126,6 +126,22 @@ export function probe(url, timeoutMs = 1000) {
  * Polls `url` every `intervalMs` until it answers 200; returns milliseconds since `startNs`
  * (a process.hrtime.bigint() taken just before spawn). Fails if the child exits first.
  */
+/** GET /metrics of a service: its status and text (no agent, 10 s timeout). */
+export function getMetrics(url) {
+  return new Promise((resolve, reject) => {
+    http
+      .get(new URL("/metrics", url), { agent: false, timeout: 10_000 }, (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString("utf8") }));
+      })
+      .once("timeout", function () {
+        this.destroy(new Error("timeout"));
+      })
+      .once("error", reject);
+  });
+}
+
 export async function waitFor200(proc, url, { startNs, timeoutMs, intervalMs = 2 }) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

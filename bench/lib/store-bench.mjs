@@ -1,8 +1,8 @@
 // The shared-store (Redis) comparison: what one measured run costs in Redis round trips,
 // Redis CPU and Redis commands, which commands travel in which round trip (from the
 // redis-trace.mjs preload), and the report.
-import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
+import { getMetrics } from "./procs.mjs";
 import { redisInfo, redisInfoDelta } from "./redis.mjs";
 
 /**
@@ -10,26 +10,13 @@ import { redisInfo, redisInfoDelta } from "./redis.mjs";
  * made (noreply_relay_graph_requests_total, all series): on the happy path one per send, and
  * counted by the service, so sends whose client went away (autocannon stopping) still count.
  */
-export function readStoreMetrics(url) {
-  return new Promise((resolve, reject) => {
-    http
-      .get(new URL("/metrics", url), { agent: false, timeout: 10_000 }, (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          const m = /^noreply_relay_store_round_trips_total (\S+)$/m.exec(text);
-          if (!m) return reject(new Error(`${url}/metrics: no noreply_relay_store_round_trips_total (is the service running with store.type redis?)`));
-          let graphRequests = 0;
-          for (const g of text.matchAll(/^noreply_relay_graph_requests_total(?:\{[^}]*\})? (\S+)$/gm)) graphRequests += Number(g[1]);
-          resolve({ roundTrips: Number(m[1]), graphRequests });
-        });
-      })
-      .once("timeout", function () {
-        this.destroy(new Error("timeout"));
-      })
-      .once("error", reject);
-  });
+export async function readStoreMetrics(url) {
+  const { text } = await getMetrics(url);
+  const m = /^noreply_relay_store_round_trips_total (\S+)$/m.exec(text);
+  if (!m) throw new Error(`${url}/metrics: no noreply_relay_store_round_trips_total (is the service running with store.type redis?)`);
+  let graphRequests = 0;
+  for (const g of text.matchAll(/^noreply_relay_graph_requests_total(?:\{[^}]*\})? (\S+)$/gm)) graphRequests += Number(g[1]);
+  return { roundTrips: Number(m[1]), graphRequests };
 }
 
 /**
