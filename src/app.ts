@@ -179,6 +179,8 @@ export async function createHttpApp(service: RelayService, options: HttpOptions 
   // Listener settings are read once: server.http is a restart-only key.
   const server = createListener(app, {
     limits: httpLimits,
+    // Requests and responses are made with express's prototypes (see createListener).
+    prototypes: { request: app.request, response: app.response },
     mayContinue: (req) => mayContinue(req, service),
     onRefusedConnection: (reason) => logger.warn({ reason }, "connection refused: too many open connections"),
   });
