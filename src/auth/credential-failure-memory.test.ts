@@ -162,4 +162,20 @@ describe("createRememberingTokenProvider", () => {
     await tokens.getToken(target("contoso")).catch(() => {});
     expect(entra.calls).toHaveLength(2);
   });
+
+  it("when a rejection is remembered, then cachedToken gives no token, so the send asks getToken and gets the rejection", async () => {
+    const clock = manualClock();
+    let cached: string | undefined = "cached-token";
+    const inner: TokenProvider = { getToken: () => Promise.reject(rejected()), cachedToken: () => cached };
+    const tokens = createRememberingTokenProvider(inner, { holdMs: 30_000, clock });
+    expect(tokens.cachedToken?.(target("contoso"))).toBe("cached-token");
+    await tokens.getToken(target("contoso")).catch(() => {});
+    expect(tokens.cachedToken?.(target("contoso"))).toBeUndefined();
+    // Another tenant's token is not held back by this one's rejection.
+    expect(tokens.cachedToken?.(target("fabrikam"))).toBe("cached-token");
+    clock.advance(30_000);
+    expect(tokens.cachedToken?.(target("contoso"))).toBe("cached-token");
+    cached = undefined;
+    expect(tokens.cachedToken?.(target("contoso"))).toBeUndefined();
+  });
 });

@@ -123,6 +123,12 @@ export function createRememberingTokenProvider<P extends TokenProvider>(
   };
 
   const own: RememberingTokenProvider = {
+    cachedToken(target: TokenTarget): string | undefined {
+      // A remembered rejection wins over a token cached before it (getToken throws it).
+      if (entries.size > 0 && live(idOf(target), clock.now())) return undefined;
+      return inner.cachedToken?.(target);
+    },
+
     async getToken(target: TokenTarget, signal?: AbortSignal): Promise<string> {
       // The send path's usual case: nothing remembered, nothing to look up.
       if (entries.size > 0) {

@@ -135,6 +135,13 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     return (await raceSignal(this.refresh(entry), signal, target)).token;
   }
 
+  cachedToken(target: TokenTarget): string | undefined {
+    if (this.entries.size === 0) return undefined;
+    const entry = this.entries.get(this.keyOf(target));
+    const token = entry?.token;
+    return token !== undefined && this.clock.now() < entry!.refreshAt ? token.token : undefined;
+  }
+
   invalidate(target: TokenTarget, options: { readonly olderThanMs?: number } = {}): void {
     const entry = this.entries.get(this.keyOf(target));
     if (entry === undefined) return;

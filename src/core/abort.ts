@@ -32,3 +32,19 @@ export function timeoutSignal(timeoutMs: number, outer: AbortSignal | undefined,
     },
   };
 }
+
+/**
+ * timeoutSignal made only if somebody asks for the signal: most sends never wait for anything
+ * the signal could cut short (the token is cached), and an AbortController with its timer and
+ * listener costs a few µs and some garbage per send. `dispose()` is a no-op when none was made.
+ */
+export function lazyTimeoutSignal(deadline: () => number, outer: AbortSignal | undefined, message: string): { readonly signal: AbortSignal; dispose(): void } {
+  let made: { signal: AbortSignal; dispose(): void } | undefined;
+  return {
+    get signal() {
+      made ??= timeoutSignal(deadline(), outer, message);
+      return made.signal;
+    },
+    dispose: () => made?.dispose(),
+  };
+}

@@ -54,6 +54,12 @@ export interface TokenProvider {
    * refuses, `upstream_unavailable` when Entra cannot be reached.
    */
   getToken(target: TokenTarget, signal?: AbortSignal): Promise<string>;
+  /**
+   * The token getToken would return at once, without waiting for anything, if there is one
+   * (cached and not due for renewal); undefined otherwise. Lets a caller skip setting up the
+   * wait (deadline signal, promise) on the common path.
+   */
+  cachedToken?(target: TokenTarget): string | undefined;
 }
 
 /** A message in Microsoft Graph's `message` resource shape, ready for sendMail. */

@@ -2,7 +2,7 @@ import { Client, ResponseType } from "@microsoft/microsoft-graph-client";
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
-import { timeoutSignal } from "../core/abort.js";
+import { lazyTimeoutSignal } from "../core/abort.js";
 import { RelayError, isRelayError } from "../core/problems.js";
 import { systemClock, type Clock, type GraphSendRequest, type GraphSendResult, type GraphSender, type SendMailBody, type SendObserver, type TokenProvider, type TokenTarget } from "../core/ports.js";
 import { NO_EXCHANGE_ONLINE, NO_PERMISSIONS, SUBMISSION_QUOTA, SUBMISSION_QUOTA_WINDOW_MS, mapGraphRefusal, parseGraphErrorBody } from "./graph-errors.js";
@@ -102,20 +102,20 @@ class GraphMailSenderImpl implements GraphMailSender {
       defaultVersion: "v1.0",
       // Hostname only: the SDK compares it with URL.hostname when deciding where tokens may go.
       customHosts: new Set([base.hostname]),
-      middleware: [new TokenAuthMiddleware(options.tokenProvider, base.origin), new UndiciTransport(this.dispatcher, "noreply-relay")],
+      middleware: [new TokenAuthMiddleware(options.tokenProvider, base.origin), new UndiciTransport(this.dispatcher, "noreply-relay", base.origin)],
     });
   }
 
   async send(request: GraphSendRequest): Promise<GraphSendResult> {
-    const deadline = timeoutSignal(request.deadline - this.clock.now(), request.signal, "deadline passed");
+    const deadline = lazyTimeoutSignal(() => request.deadline - this.clock.now(), request.signal, "deadline passed");
     try {
-      return await this.attempts(request, deadline.signal);
+      return await this.attempts(request, deadline);
     } finally {
       deadline.dispose();
     }
   }
 
-  private async attempts(request: GraphSendRequest, tokenSignal: AbortSignal): Promise<GraphSendResult> {
+  private async attempts(request: GraphSendRequest, tokenLimit: { readonly signal: AbortSignal }): Promise<GraphSendResult> {
     const { target } = request;
     const path = `/users/${encodeSender(request.sender)}/sendMail`;
     const body = sendMailBody(request);
@@ -129,7 +129,7 @@ class GraphMailSenderImpl implements GraphMailSender {
       const remaining = request.deadline - this.clock.now();
       if (remaining <= 0) throw unavailable("The request's deadline passed before Microsoft Graph could be asked.");
       attempts++;
-      const attempt = new SendAttempt(target, Math.min(this.attemptTimeoutMs, remaining), tokenSignal, request.signal, body);
+      const attempt = new SendAttempt(target, Math.min(this.attemptTimeoutMs, remaining), tokenLimit, request.signal, body);
       try {
         // The body travels in the attempt (see SendAttempt.body); the SDK still sets its Content-Type.
         await this.client

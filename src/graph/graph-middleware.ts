@@ -45,8 +45,11 @@ export class SendAttempt implements MiddlewareOptions {
     readonly target: TokenTarget,
     /** Longest this attempt may take from dispatch to the last byte of the response. */
     readonly timeoutMs: number,
-    /** Bounds the wait for a token; fires at the send's deadline or when the caller gives up. */
-    readonly tokenSignal: AbortSignal | undefined,
+    /**
+     * Bounds the wait for a token; fires at the send's deadline or when the caller gives up.
+     * Read only when a token has to be waited for (see lazyTimeoutSignal).
+     */
+    readonly tokenLimit: { readonly signal: AbortSignal } | undefined,
     /** The caller's own signal: aborts the HTTP exchange. */
     readonly signal: AbortSignal | undefined,
     /**
@@ -85,12 +88,15 @@ export class TokenAuthMiddleware implements Middleware {
     if (typeof context.request !== "string" || !context.request.startsWith(`${this.graphOrigin}/`)) {
       throw new Error("refusing to send a Graph token to another host");
     }
-    let token: string;
-    try {
-      token = await this.tokens.getToken(attempt.target, attempt.tokenSignal);
-    } catch (err) {
-      attempt.tokenError = err;
-      throw err;
+    // The usual case, a cached token, waits for nothing and needs no deadline signal.
+    let token = this.tokens.cachedToken?.(attempt.target);
+    if (token === undefined) {
+      try {
+        token = await this.tokens.getToken(attempt.target, attempt.tokenLimit?.signal);
+      } catch (err) {
+        attempt.tokenError = err;
+        throw err;
+      }
     }
     const options = context.options ?? {};
     options.headers = { ...(options.headers as Record<string, string> | undefined), Authorization: `Bearer ${token}` };
@@ -109,15 +115,22 @@ const MAX_BODY_BYTES = 64 * 1024;
  * neither use our Agent (CA, pool) nor tell "not written" from "written, then reset".
  */
 export class UndiciTransport implements Middleware {
+  private readonly prefix: string | undefined;
+
   constructor(
     private readonly dispatcher: Dispatcher,
     private readonly userAgent: string,
-  ) {}
+    /** The origin requests normally go to (Graph's): its URLs are split without a URL parse. */
+    private readonly origin?: string,
+  ) {
+    this.prefix = origin === undefined ? undefined : `${origin}/`;
+  }
 
   async execute(context: Context): Promise<void> {
     const attempt = attemptOf(context);
     if (typeof context.request !== "string") throw new Error("UndiciTransport expects a URL string");
-    const url = new URL(context.request);
+    const known = this.prefix !== undefined && context.request.startsWith(this.prefix);
+    const url = known ? { origin: this.origin!, path: context.request.slice(this.origin!.length) } : pathOf(new URL(context.request));
     const init = context.options ?? {};
     const headers: Record<string, string> = { ...(init.headers as Record<string, string> | undefined), "user-agent": this.userAgent };
     let body: Dispatcher.DispatchOptions["body"] = typeof init.body === "string" || init.body instanceof Uint8Array ? init.body : null;
@@ -134,14 +147,19 @@ export class UndiciTransport implements Middleware {
     }
     const result = await exchange(
       this.dispatcher,
-      { origin: url.origin, path: `${url.pathname}${url.search}`, method: (init.method ?? "GET"), headers, body },
+      { origin: url.origin, path: url.path, method: init.method ?? "GET", headers, body },
       attempt.timeoutMs,
       attempt.signal,
     );
     attempt.result = result;
     if (result.kind === "failure") throw new Error(`Graph request failed: ${result.reason}`);
-    context.response = new Response(result.body === "" ? null : result.body, { status: result.status, headers: flatten(result.headers) });
+    // No context.response: the sender asks for ResponseType.RAW, which hands it back untouched,
+    // and reads attempt.result instead. A fetch Response per send would only be garbage.
   }
+}
+
+function pathOf(url: URL): { origin: string; path: string } {
+  return { origin: url.origin, path: `${url.pathname}${url.search}` };
 }
 
 /**
@@ -273,10 +291,3 @@ function errorCode(err: unknown): string {
   return err instanceof Error ? err.name : "error";
 }
 
-function flatten(headers: ResponseHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined) out[name] = Array.isArray(value) ? value.join(", ") : value;
-  }
-  return out;
-}

@@ -57,7 +57,8 @@ export function registerSendRoute(routes: RouteTable, deps: SendRouteDeps): void
 
     // Node joins a repeated header it does not know into one "a, b" value; headersDistinct keeps
     // the values apart, so a second Idempotency-Key is refused instead of read as another key.
-    const rawKey = req.headersDistinct["idempotency-key"];
+    // (headersDistinct builds an object of every header: only asked when there is a key at all.)
+    const rawKey = req.headers["idempotency-key"] === undefined ? undefined : req.headersDistinct["idempotency-key"];
     const key = rawKey === undefined ? undefined : checkedKey(rawKey);
     // The whole request within server.http.requestTimeoutSeconds of its arrival, body included.
     const body = await readJsonBody(req, deps.maxBodyBytes(), ctx.receivedAt + deps.requestTimeoutSeconds() * 1000 - deps.clock.now(), SEND_BODY_SHAPE);
