@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", ".tools/", "coverage/", "test-results/", "src/generated/", "test/generated/", "test/architecture/fixtures/"] },
+  { ignores: ["dist/", "dist-ab/", "node_modules/", ".tools/", "coverage/", "test-results/", "src/generated/", "test/generated/", "test/architecture/fixtures/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
