@@ -22,7 +22,7 @@ import { systemClock, type Clock } from "./core/ports.js";
 import { getRelayMetrics, StoreMetrics } from "./metrics/relay-metrics.js";
 import { startExpiryWarnings } from "./onboarding/expiry.js";
 import { fixedConfigSource, type ConfigSource } from "./config/config-source.js";
-import { startSmtpDoor, type SmtpDoor } from "./smtp/smtp-door.js";
+import type { SmtpDoor, startSmtpDoor } from "./smtp/smtp-door.js";
 
 export interface StartServerOptions {
   readonly config: Config;
@@ -132,7 +132,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   try {
     url = await relay.listen(options.port, options.host);
     if (config.metrics.port !== undefined) metricsServer = await listenForMetrics(registry, metricsToken, config.metrics.port, options.host, config.server.http);
-    if (config.smtp.enabled) smtp = await startSmtpDoor(smtpDeps(relay, config, options.host));
+    // Loaded only when enabled: smtp-server and postal-mime cost ~40 ms of every start-up otherwise.
+    if (config.smtp.enabled) smtp = await (await import("./smtp/smtp-door.js")).startSmtpDoor(smtpDeps(relay, config, options.host));
   } catch (err) {
     metricsServer?.close();
     await relay.shutdown(0);
