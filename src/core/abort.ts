@@ -38,13 +38,26 @@ export function timeoutSignal(timeoutMs: number, outer: AbortSignal | undefined,
  * the signal could cut short (the token is cached), and an AbortController with its timer and
  * listener costs a few µs and some garbage per send. `dispose()` is a no-op when none was made.
  */
-export function lazyTimeoutSignal(deadline: () => number, outer: AbortSignal | undefined, message: string): { readonly signal: AbortSignal; dispose(): void } {
-  let made: { signal: AbortSignal; dispose(): void } | undefined;
-  return {
-    get signal() {
-      made ??= timeoutSignal(deadline(), outer, message);
-      return made.signal;
-    },
-    dispose: () => made?.dispose(),
-  };
+export function lazyTimeoutSignal(timeoutMs: () => number, outer: AbortSignal | undefined, message: string): { readonly signal: AbortSignal; dispose(): void } {
+  return new LazyTimeoutSignal(timeoutMs, outer, message);
+}
+
+/** A class, not an object literal with a getter: defining an accessor per call is a slow runtime path. */
+class LazyTimeoutSignal {
+  #made: { signal: AbortSignal; dispose(): void } | undefined;
+
+  constructor(
+    private readonly timeoutMs: () => number,
+    private readonly outer: AbortSignal | undefined,
+    private readonly message: string,
+  ) {}
+
+  get signal(): AbortSignal {
+    this.#made ??= timeoutSignal(this.timeoutMs(), this.outer, this.message);
+    return this.#made.signal;
+  }
+
+  dispose(): void {
+    this.#made?.dispose();
+  }
 }

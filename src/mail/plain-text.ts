@@ -119,18 +119,25 @@ export function codePointName(cp: number): string {
  * undefined when it is fine. Linear in the text's length.
  */
 export function plainTextProblem(text: string, options: PlainTextOptions = {}): string | undefined {
-  const suspect = new RegExp(SUSPECT);
-  for (let m = suspect.exec(text); m !== null; m = suspect.exec(text)) {
-    const at = m.index;
-    const cp = text.codePointAt(at)!;
-    if (cp === 0x09 && options.tab === true) continue;
-    if ((cp === 0x0a || cp === 0x0d) && options.lineBreaks === true) continue;
-    const next = needed(text, at, cp);
-    if (next !== -1) {
-      suspect.lastIndex = next;
-      continue;
+  // One global regex for every call (a `new RegExp` per call cost a runtime compile each time,
+  // several per request): the loop never yields, so resetting lastIndex around it is enough.
+  const suspect = SUSPECT;
+  suspect.lastIndex = 0;
+  try {
+    for (let m = suspect.exec(text); m !== null; m = suspect.exec(text)) {
+      const at = m.index;
+      const cp = text.codePointAt(at)!;
+      if (cp === 0x09 && options.tab === true) continue;
+      if ((cp === 0x0a || cp === 0x0d) && options.lineBreaks === true) continue;
+      const next = needed(text, at, cp);
+      if (next !== -1) {
+        suspect.lastIndex = next;
+        continue;
+      }
+      return `must not contain ${kind(cp)} (${codePointName(cp)} at character ${at + 1})`;
     }
-    return `must not contain ${kind(cp)} (${codePointName(cp)} at character ${at + 1})`;
+    return undefined;
+  } finally {
+    suspect.lastIndex = 0;
   }
-  return undefined;
 }
