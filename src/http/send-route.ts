@@ -143,9 +143,11 @@ function answerReplay(res: Response, ctx: RequestContext, answer: RecordedAnswer
   );
 }
 
-function writeJson(res: Response, status: number, headers: Record<string, string>, body: unknown): void {
+/** `headers` is the caller's own fresh object: Content-Length is added to it (no copy per answer). */
+function writeJson(res: Response, status: number, headers: Record<string, string | number>, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { ...headers, "content-length": Buffer.byteLength(text) });
+  headers["content-length"] = Buffer.byteLength(text);
+  res.writeHead(status, headers);
   res.end(text);
 }
 
