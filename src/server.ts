@@ -11,7 +11,7 @@ import { ConfigError, loadConfigFile } from "./config/load-config.js";
 import type { Config, HttpLimitsConfig } from "./config/schema.js";
 import { createRememberingTokenProvider } from "./auth/credential-failure-memory.js";
 import { createDeliveryStores } from "./delivery/create-delivery-stores.js";
-import { createGraphMailSender } from "./graph/graph-mail-sender.js";
+import { createGraphMailSender, loadGraphClient } from "./graph/graph-mail-sender.js";
 import { createHttpsAgent } from "./net/http-dispatcher.js";
 import { createListener } from "./http/listener.js";
 import { optionalRoutes } from "./http/optional-routes.js";
@@ -143,6 +143,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
   // Loaded once serving, so readiness does not wait for it; a send arriving first waits for it itself.
   tokenProvider.warmUp().catch((err: unknown) => logger.error({ err }, "could not load the identity library"));
+  loadGraphClient().catch((err: unknown) => logger.error({ err }, "could not load the Microsoft Graph client"));
   // At start-up (once serving: it need not delay readiness) and daily, a log line for each
   // credential that expires within 30 days.
   const expiry = startExpiryWarnings({ config: () => configSource.current(), logger, clock });

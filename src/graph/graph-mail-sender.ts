@@ -1,4 +1,4 @@
-import { Client, ResponseType } from "@microsoft/microsoft-graph-client";
+import type * as GraphSdk from "@microsoft/microsoft-graph-client";
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
@@ -70,7 +70,11 @@ export function createGraphMailSender(options: GraphMailSenderOptions): GraphMai
 }
 
 class GraphMailSenderImpl implements GraphMailSender {
-  private readonly client: Client;
+  /** The Graph client, once its package is loaded (see loadGraphClient). */
+  private client: GraphSdk.Client | undefined;
+  private readonly middleware: [TokenAuthMiddleware, UndiciTransport];
+  private readonly baseOrigin: string;
+  private readonly customHosts: Set<string>;
   private readonly graphHost: string;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
@@ -97,13 +101,10 @@ class GraphMailSenderImpl implements GraphMailSender {
     this.tokens = options.tokenProvider;
     this.observer = options.observer;
     this.logger = options.logger;
-    this.client = Client.initWithMiddleware({
-      baseUrl: base.origin,
-      defaultVersion: "v1.0",
-      // Hostname only: the SDK compares it with URL.hostname when deciding where tokens may go.
-      customHosts: new Set([base.hostname]),
-      middleware: [new TokenAuthMiddleware(options.tokenProvider, base.origin), new UndiciTransport(this.dispatcher, "noreply-relay", base.origin)],
-    });
+    this.baseOrigin = base.origin;
+    // Hostname only: the SDK compares it with URL.hostname when deciding where tokens may go.
+    this.customHosts = new Set([base.hostname]);
+    this.middleware = [new TokenAuthMiddleware(options.tokenProvider, base.origin), new UndiciTransport(this.dispatcher, "noreply-relay", base.origin)];
   }
 
   async send(request: GraphSendRequest): Promise<GraphSendResult> {
@@ -132,11 +133,12 @@ class GraphMailSenderImpl implements GraphMailSender {
       const attempt = new SendAttempt(target, Math.min(this.attemptTimeoutMs, remaining), tokenLimit, request.signal, body);
       try {
         // The body travels in the attempt (see SendAttempt.body); the SDK still sets its Content-Type.
-        await this.client
+        const client = this.client ?? (await this.graphClient());
+        await client
           .api(path)
           .header("client-request-id", request.requestId)
           .header("Content-Type", contentType)
-          .responseType(ResponseType.RAW)
+          .responseType(RAW)
           .middlewareOptions([attempt])
           .post(undefined);
       } catch (err) {
@@ -256,6 +258,18 @@ class GraphMailSenderImpl implements GraphMailSender {
     if (this.ownsDispatcher) await this.dispatcher.close();
   }
 
+  /** The client over our middleware chain, made the first time a send needs it. */
+  private async graphClient(): Promise<GraphSdk.Client> {
+    const { Client: GraphClient } = await loadGraphClient();
+    this.client ??= GraphClient.initWithMiddleware({
+      baseUrl: this.baseOrigin,
+      defaultVersion: "v1.0",
+      customHosts: this.customHosts,
+      middleware: this.middleware,
+    });
+    return this.client;
+  }
+
   /** Graph's Retry-After (ms), capped at maxRetryAfterMs; undefined when absent or unreadable. */
   private retryAfter(headers: ResponseHeaders, log: Record<string, unknown>): number | undefined {
     const given = parseRetryAfter(headers, this.clock.now());
@@ -275,6 +289,21 @@ class GraphMailSenderImpl implements GraphMailSender {
     this.logger.error({ err }, "Graph request failed before it was sent");
     return unavailable("The request to Microsoft Graph could not be prepared; nothing was sent.");
   }
+}
+
+/** The SDK's ResponseType.RAW (a string enum): the response as the middleware left it. */
+const RAW = "raw" as GraphSdk.ResponseType.RAW;
+
+let graphModule: Promise<typeof GraphSdk> | undefined;
+
+/**
+ * Loads @microsoft/microsoft-graph-client (~30 ms of start-up), once. server.ts starts it as
+ * soon as the service listens, so readiness does not wait for it; a send that comes first
+ * waits for it itself.
+ */
+export function loadGraphClient(): Promise<typeof GraphSdk> {
+  graphModule ??= import("@microsoft/microsoft-graph-client");
+  return graphModule;
 }
 
 /** The request body: the MIME form's base64, or the JSON form as the use case made it (or made here). */
