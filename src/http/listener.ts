@@ -110,9 +110,9 @@ export function createListener(handler: RequestListener, options: ListenerOption
  * prototype. Changing the prototype of a live object is not: measured on a bare node:http server
  * under 64 connections, it took the cost per request from 23 to 70 µs and made a fifth of
  * everything a request allocates survive V8's young-generation collections (0.02 → 2.1 MB per
- * scavenge), to be promoted and collected later by full GCs; the whole service went from 1 % to
- * 20–35 % survival and spent ~20 % of its CPU in the GC. Born with express's prototypes, the
- * same objects die young. They are still IncomingMessage and ServerResponse instances
+ * scavenge), to be promoted and collected later by full GCs. In the whole service (BENCHMARKS.md)
+ * it was a fifth of the CPU per send and a third of what survived each scavenge. Born with
+ * express's prototypes, the same objects die young. They are still IncomingMessage and ServerResponse instances
  * (constructed by Node's own constructors, `instanceof` holds); express and Node see no difference.
  */
 function bornWith(prototypes: { readonly request: object; readonly response: object }): { IncomingMessage: typeof IncomingMessage; ServerResponse: typeof ServerResponse } {
