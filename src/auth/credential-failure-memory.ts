@@ -121,20 +121,19 @@ export function createRememberingTokenProvider<P extends TokenProvider>(
     }
     return entry;
   };
+  // The send path's usual case: nothing remembered, nothing to look up.
+  const rememberedFor = (target: TokenTarget): Entry | undefined => (entries.size > 0 ? live(idOf(target), clock.now()) : undefined);
 
   const own: RememberingTokenProvider = {
     cachedToken(target: TokenTarget): string | undefined {
       // A remembered rejection wins over a token cached before it (getToken throws it).
-      if (entries.size > 0 && live(idOf(target), clock.now())) return undefined;
+      if (rememberedFor(target)) return undefined;
       return inner.cachedToken?.(target);
     },
 
     async getToken(target: TokenTarget, signal?: AbortSignal): Promise<string> {
-      // The send path's usual case: nothing remembered, nothing to look up.
-      if (entries.size > 0) {
-        const remembered = live(idOf(target), clock.now());
-        if (remembered) throw fromMemory(remembered);
-      }
+      const remembered = rememberedFor(target);
+      if (remembered) throw fromMemory(remembered);
       try {
         return await inner.getToken(target, signal);
       } catch (err) {

@@ -121,11 +121,12 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
   }
 
   async getToken(target: TokenTarget, signal?: AbortSignal): Promise<string> {
+    const cached = this.cachedToken(target);
+    if (cached !== undefined) return cached;
     if (this.entries.size === 0) await loadIdentity();
     const entry = this.entryFor(target);
     const now = this.clock.now();
     const token = entry.token;
-    if (token !== undefined && now < entry.refreshAt) return token.token;
     if (token !== undefined && now < token.expiresOnTimestamp - MIN_REMAINING_LIFETIME_MS) {
       // Still good for a while: hand it out and renew behind the caller's back (not while Entra is held off).
       if (now < entry.heldUntil) return token.token;
@@ -135,6 +136,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     return (await raceSignal(this.refresh(entry), signal, target)).token;
   }
 
+  /** The token while it is before its renewal point (getToken's usual case). */
   cachedToken(target: TokenTarget): string | undefined {
     if (this.entries.size === 0) return undefined;
     const entry = this.entries.get(this.keyOf(target));

@@ -70,8 +70,8 @@ export function createGraphMailSender(options: GraphMailSenderOptions): GraphMai
 }
 
 class GraphMailSenderImpl implements GraphMailSender {
-  /** The Graph client, once its package is loaded (see loadGraphClient). */
-  private client: GraphSdk.Client | undefined;
+  /** The Graph client and its ResponseType.RAW, once the package is loaded (see loadGraphClient). */
+  private graph: { readonly client: GraphSdk.Client; readonly raw: GraphSdk.ResponseType } | undefined;
   private readonly middleware: [TokenAuthMiddleware, UndiciTransport];
   private readonly baseOrigin: string;
   private readonly customHosts: Set<string>;
@@ -133,12 +133,12 @@ class GraphMailSenderImpl implements GraphMailSender {
       const attempt = new SendAttempt(target, Math.min(this.attemptTimeoutMs, remaining), tokenLimit, request.signal, body);
       try {
         // The body travels in the attempt (see SendAttempt.body); the SDK still sets its Content-Type.
-        const client = this.client ?? (await this.graphClient());
-        await client
+        const graph = this.graph ?? (await this.graphClient());
+        await graph.client
           .api(path)
           .header("client-request-id", request.requestId)
           .header("Content-Type", contentType)
-          .responseType(RAW)
+          .responseType(graph.raw)
           .middlewareOptions([attempt])
           .post(undefined);
       } catch (err) {
@@ -259,15 +259,19 @@ class GraphMailSenderImpl implements GraphMailSender {
   }
 
   /** The client over our middleware chain, made the first time a send needs it. */
-  private async graphClient(): Promise<GraphSdk.Client> {
-    const { Client: GraphClient } = await loadGraphClient();
-    this.client ??= GraphClient.initWithMiddleware({
-      baseUrl: this.baseOrigin,
-      defaultVersion: "v1.0",
-      customHosts: this.customHosts,
-      middleware: this.middleware,
-    });
-    return this.client;
+  private async graphClient(): Promise<{ readonly client: GraphSdk.Client; readonly raw: GraphSdk.ResponseType }> {
+    const sdk = await loadGraphClient();
+    this.graph ??= {
+      client: sdk.Client.initWithMiddleware({
+        baseUrl: this.baseOrigin,
+        defaultVersion: "v1.0",
+        customHosts: this.customHosts,
+        middleware: this.middleware,
+      }),
+      // The response as the middleware left it (none: the sender reads the attempt's result).
+      raw: sdk.ResponseType.RAW,
+    };
+    return this.graph;
   }
 
   /** Graph's Retry-After (ms), capped at maxRetryAfterMs; undefined when absent or unreadable. */
@@ -290,9 +294,6 @@ class GraphMailSenderImpl implements GraphMailSender {
     return unavailable("The request to Microsoft Graph could not be prepared; nothing was sent.");
   }
 }
-
-/** The SDK's ResponseType.RAW (a string enum): the response as the middleware left it. */
-const RAW = "raw" as GraphSdk.ResponseType.RAW;
 
 let graphModule: Promise<typeof GraphSdk> | undefined;
 

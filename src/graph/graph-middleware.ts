@@ -73,11 +73,15 @@ function attemptOf(context: Context): SendAttempt {
  */
 export class TokenAuthMiddleware implements Middleware {
   private next?: Middleware;
+  /** `origin/`: the only URLs the token may go to. */
+  private readonly graphPrefix: string;
 
   constructor(
     private readonly tokens: TokenProvider,
-    private readonly graphOrigin: string,
-  ) {}
+    graphOrigin: string,
+  ) {
+    this.graphPrefix = `${graphOrigin}/`;
+  }
 
   setNext(next: Middleware): void {
     this.next = next;
@@ -85,7 +89,7 @@ export class TokenAuthMiddleware implements Middleware {
 
   async execute(context: Context): Promise<void> {
     const attempt = attemptOf(context);
-    if (typeof context.request !== "string" || !context.request.startsWith(`${this.graphOrigin}/`)) {
+    if (typeof context.request !== "string" || !context.request.startsWith(this.graphPrefix)) {
       throw new Error("refusing to send a Graph token to another host");
     }
     // The usual case, a cached token, waits for nothing and needs no deadline signal.

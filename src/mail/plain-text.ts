@@ -120,9 +120,8 @@ export function codePointName(cp: number): string {
  */
 export function plainTextProblem(text: string, options: PlainTextOptions = {}): string | undefined {
   // One global regex for every call (a `new RegExp` per call cost a runtime compile each time,
-  // several per request): the loop never yields, so resetting lastIndex around it is enough.
+  // several per request): the loop never yields, and every exit puts lastIndex back to 0.
   const suspect = SUSPECT;
-  suspect.lastIndex = 0;
   try {
     for (let m = suspect.exec(text); m !== null; m = suspect.exec(text)) {
       const at = m.index;
