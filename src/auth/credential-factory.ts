@@ -92,16 +92,28 @@ export interface CredentialBuildContext {
 }
 
 /**
- * A target's credential as read from its secret, certificate or token file: `create()` makes the
- * @azure/identity credential object from it, without reading anything again.
+ * A target's credential as read from its secret, certificate or token file: the
+ * @azure/identity credential objects are made from it without reading anything again.
  */
 export interface BuiltCredential {
   /**
-   * A new credential object (with its own MSAL application and caches) over the material read
-   * when this was built. The token provider makes one per token request and lets it go: it keeps
-   * the token itself, so MSAL's per-application state (~30 KB per tenant) is not kept per tenant.
+   * A new credential object for the target's tenant only, with its own MSAL application and
+   * caches. For the requests that must reach Entra ID whatever MSAL remembers: after Graph
+   * refused the token, after an outage (MSAL's throttling memory), or when MSAL's cache answered.
    */
   create(): TokenCredential;
+  /**
+   * Same for every target whose app, authority, credential and secret are the same, whatever
+   * the tenant: such targets share one credential object (see createMultiTenant).
+   */
+  readonly materialKey: string;
+  /**
+   * A credential object for every tenant of the app (`getToken(scope, { tenantId })`): one
+   * MSAL application, so the client objects are built once per app rather than once per token
+   * request, and MSAL keeps the authority's metadata instead of asking for it again each time.
+   * `httpClient` routes each request to the recorder of the tenant asking (IdentityHttpRouter).
+   */
+  createMultiTenant(httpClient: HttpClient): TokenCredential;
   readonly slot: SecretSlot;
   /** SHA-256 of the secret used, to notice a rotated secret file. */
   readonly secretHash?: string;
@@ -126,28 +138,44 @@ export function buildCredential(target: TokenTarget, slot: SecretSlot, ctx: Cred
     // deadline bounds the wait anyway.
     retryOptions: { maxRetries: 1, retryDelayInMs: 300, maxRetryDelayInMs: 2_000 },
   };
+  // Any tenant may be asked for: which one is the token provider's decision, per request.
+  const shared = (httpClient: HttpClient): ClientSecretCredentialOptions => ({ ...options, httpClient, additionallyAllowedTenants: ["*"] });
+  const key = (...material: readonly unknown[]): string =>
+    createHash("sha256")
+      .update(JSON.stringify([ctx.authorityHost.toLowerCase(), app.clientId.toLowerCase(), ...material]))
+      .digest("hex");
   const credential = app.credential;
   switch (credential.type) {
     case "secret": {
       const secret = readSecret(target, credential, slot, ctx.env);
+      const secretHash = hashSecret(secret);
       return {
         create: () => new ClientSecretCredential(tenantId, app.clientId, secret, options),
+        materialKey: key("secret", slot, secretHash),
+        createMultiTenant: (httpClient) => new ClientSecretCredential(tenantId, app.clientId, secret, shared(httpClient)),
         slot,
-        secretHash: hashSecret(secret),
+        secretHash,
       };
     }
     case "certificate": {
       const pem = readLocal(target, "certificateFile", () => readFileSync(credential.certificateFile, "utf8"));
-      const certificateOptions = { ...options, sendCertificateChain: credential.sendCertificateChain };
+      const sendCertificateChain = credential.sendCertificateChain;
       return {
-        create: () => new ClientCertificateCredential(tenantId, app.clientId, { certificate: pem }, certificateOptions),
+        create: () => new ClientCertificateCredential(tenantId, app.clientId, { certificate: pem }, { ...options, sendCertificateChain }),
+        materialKey: key("certificate", hashSecret(pem), sendCertificateChain === true),
+        createMultiTenant: (httpClient) => new ClientCertificateCredential(tenantId, app.clientId, { certificate: pem }, { ...shared(httpClient), sendCertificateChain }),
         slot: "primary",
       };
     }
     case "workloadIdentity": {
       const tokenFile = credential.tokenFile;
       const getAssertion = async (): Promise<string> => (await readFile(tokenFile, "utf8")).trim();
-      return { create: () => new ClientAssertionCredential(tenantId, app.clientId, getAssertion, options), slot: "primary" };
+      return {
+        create: () => new ClientAssertionCredential(tenantId, app.clientId, getAssertion, options),
+        materialKey: key("workloadIdentity", tokenFile),
+        createMultiTenant: (httpClient) => new ClientAssertionCredential(tenantId, app.clientId, getAssertion, shared(httpClient)),
+        slot: "primary",
+      };
     }
   }
 }

@@ -1,4 +1,4 @@
-import type { AccessToken } from "@azure/identity";
+import type { AccessToken, TokenCredential } from "@azure/identity";
 import type { Logger } from "pino";
 import { request, type Dispatcher } from "undici";
 import type { Config } from "../config/schema.js";
@@ -16,7 +16,7 @@ import {
   type BuiltCredential,
   type CredentialBuildContext,
 } from "./credential-factory.js";
-import { IdentityHttpClient, aadstsFromBody, transportCode, type TokenExchange } from "./identity-http-client.js";
+import { IdentityHttpClient, IdentityHttpRouter, aadstsFromBody, transportCode, type TokenExchange } from "./identity-http-client.js";
 
 /** Seconds a caller is told to wait when Entra ID cannot be reached. */
 const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
@@ -79,13 +79,19 @@ interface CredentialEntry {
   /** After an outage answer: Entra is not asked again before this (epoch ms); callers get `outage`. */
   heldUntil: number;
   outage?: RelayError;
+  /**
+   * The next token must come from Entra ID, not from the shared credential's MSAL cache or
+   * throttling memory: set after Graph refused the token and after an outage.
+   */
+  fresh: boolean;
 }
 
 /**
- * Creates the TokenProvider on @azure/identity. One credential per (authority, tenant key,
- * tenant, app, credential config), built on first use and kept; the access token is kept in
- * front of MSAL's cache and refreshed in the background before it runs out, and concurrent
- * callers share one in-flight request (MSAL does not coalesce concurrent cache misses).
+ * Creates the TokenProvider on @azure/identity. One entry per (authority, tenant key, tenant,
+ * app, credential config), made on first use and kept; the access token is kept in front of
+ * MSAL's cache and refreshed in the background before it runs out, and concurrent callers share
+ * one in-flight request (MSAL does not coalesce concurrent cache misses). The credential object
+ * is shared by every tenant of an app (one per app, authority and secret), and asked per tenant.
  */
 export function createEntraTokenProvider(options: EntraTokenProviderOptions): EntraTokenProvider {
   return new EntraTokenProviderImpl(options);
@@ -93,6 +99,9 @@ export function createEntraTokenProvider(options: EntraTokenProviderOptions): En
 
 class EntraTokenProviderImpl implements EntraTokenProvider {
   private readonly entries = new Map<string, CredentialEntry>();
+  /** BuiltCredential.materialKey → the credential every tenant of that app credential uses. */
+  private readonly shared = new Map<string, TokenCredential>();
+  private readonly router: IdentityHttpRouter;
   private readonly keys = new WeakMap<TokenTarget, string>();
   private readonly authorityHost: string;
   private readonly scope: string;
@@ -114,6 +123,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     this.clock = options.clock ?? systemClock;
     this.observer = options.observer;
     this.logger = options.logger;
+    this.router = new IdentityHttpRouter(this.authorityHost, new IdentityHttpClient(this.dispatcher, () => undefined, this.timeoutMs, this.clock));
   }
 
   get size(): number {
@@ -150,7 +160,9 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     if (options.olderThanMs !== undefined && this.clock.now() - entry.obtainedAt < options.olderThanMs) return;
     entry.token = undefined;
     entry.refreshAt = 0;
-    // Start from freshly read credential material (each token request has a fresh MSAL application anyway).
+    // MSAL's cache still holds the refused token: the next request goes past it.
+    entry.fresh = true;
+    // Start from freshly read credential material.
     try {
       entry.built = this.build(entry.target, entry.built.slot, entry.http);
     } catch (err) {
@@ -170,6 +182,9 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
         dropped++;
       }
     }
+    // MSAL's cache in the shared credentials still holds the dropped tenants' tokens: start
+    // anew (each tenant's next renewal makes the credential again; tokens held here stay).
+    if (dropped > 0) this.shared.clear();
     return dropped;
   }
 
@@ -179,6 +194,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
 
   async close(): Promise<void> {
     this.entries.clear();
+    this.shared.clear();
     // Destroy, not close: a token request still waiting on Entra serves nobody once we stop.
     if (this.ownsDispatcher) await this.dispatcher.destroy();
   }
@@ -203,7 +219,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
       const tenantKey = target.tenantKey;
       const http = new IdentityHttpClient(this.dispatcher, (ex) => this.observer.tokenRequest(tenantKey, ex.outcome), this.timeoutMs, this.clock);
       // Reading an unreadable secret throws here, before the entry exists: the next call retries.
-      entry = { target, http, built: this.build(target, "primary", http), refreshAt: 0, obtainedAt: 0, heldUntil: 0 };
+      entry = { target, http, built: this.build(target, "primary", http), refreshAt: 0, obtainedAt: 0, heldUntil: 0, fresh: false };
       this.entries.set(key, entry);
     }
     return entry;
@@ -253,15 +269,17 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
 
   /**
    * After an outage (Entra answered 5xx/429/temporarily_unavailable, or could not be reached):
-   * MSAL now throttles this credential for 60 s (its ThrottlingUtils cache, filled on any 429 or
-   * 5xx and checked before every token request, without asking Entra), so sends would keep
-   * failing for a minute after Entra is back. Each token request has a fresh MSAL application
-   * (requestToken), so no such entry outlives it; the credential material is read again here too.
-   * Our own short hold keeps an outage from turning into a request per send.
+   * MSAL now throttles this tenant's requests for 60 s (its ThrottlingUtils cache, filled on any
+   * 429 or 5xx and checked before every token request, without asking Entra), so sends would
+   * keep failing for a minute after Entra is back. The next request therefore goes through a
+   * credential object of its own (`fresh`), which has no such memory; the credential material
+   * is read again here too. Our own short hold keeps an outage from turning into a request per
+   * send.
    */
   private holdAfterOutage(entry: CredentialEntry, problem: RelayError): void {
     entry.heldUntil = this.clock.now() + outageHoldMs(entry.http.lastExchange);
     entry.outage = problem;
+    entry.fresh = true;
     try {
       entry.built = this.build(entry.target, entry.built.slot, entry.http);
     } catch (err) {
@@ -270,14 +288,34 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     }
   }
 
+  /**
+   * A new token from Entra ID. Usually through the app's shared credential: MSAL's cache misses
+   * there, because the token is renewed at or after MSAL's own renewal point. When it does not
+   * (MSAL handed back the token held here), and when `fresh` is set, a credential object made
+   * for this request alone asks Entra.
+   */
   private async requestToken(entry: CredentialEntry): Promise<AccessToken> {
     entry.http.lastExchange = undefined;
-    // A credential object for this request only (see BuiltCredential.create): MSAL's cache would
-    // miss anyway (the token is renewed here at or after MSAL's own renewal point) and its
-    // throttling memory is what holdAfterOutage has to throw away.
-    const token = await entry.built.create().getToken(this.scope);
+    const { target, built } = entry;
+    let token: AccessToken | null;
+    if (entry.fresh) token = await built.create().getToken(this.scope);
+    else {
+      const shared = this.sharedCredential(built);
+      token = await this.router.run(target.tenantId, entry.http, () => shared.getToken(this.scope, { tenantId: target.tenantId }));
+      if (token !== null && token.token === entry.token?.token) token = await built.create().getToken(this.scope);
+    }
     if (token === null) throw new Error("the credential returned no token");
+    entry.fresh = false;
     return token;
+  }
+
+  private sharedCredential(built: BuiltCredential): TokenCredential {
+    let credential = this.shared.get(built.materialKey);
+    if (credential === undefined) {
+      credential = built.createMultiTenant(this.router);
+      this.shared.set(built.materialKey, credential);
+    }
+    return credential;
   }
 
   private store(entry: CredentialEntry, token: AccessToken): AccessToken {

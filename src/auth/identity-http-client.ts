@@ -33,8 +33,9 @@ export interface TokenExchange {
 /**
  * The HTTP client @azure/identity (through MSAL) uses for discovery and token requests:
  * undici on the shared keep-alive Agent, so `tls.caFile` is trusted and connections are reused.
- * One instance per credential, because it is also where real token requests are seen and
- * counted (MSAL cache hits never reach it).
+ * One instance per token provider entry (tenant), because it is also where real token requests
+ * are seen and counted (MSAL cache hits never reach it); the app's shared credential reaches it
+ * through IdentityHttpRouter.
  */
 export class IdentityHttpClient implements HttpClient {
   /** The last token request's result; reset by the token provider before each acquisition. */
@@ -100,6 +101,67 @@ export class IdentityHttpClient implements HttpClient {
   private record(exchange: TokenExchange): void {
     this.lastExchange = exchange;
     this.onTokenRequest(exchange);
+  }
+}
+
+/**
+ * The HTTP client of the credentials shared by every tenant of an app: it hands each request
+ * to the IdentityHttpClient of the tenant whose token is being asked for, so that outcomes are
+ * still recorded and counted per tenant. `run` lets one tenant's acquisition at a time through
+ * a shared credential (acquisitions of other tenants go on at the same time); the tenant is read
+ * from the request path, `{authority}/{tenant}/…`. A request for no running tenant (MSAL's
+ * instance discovery, `…/common/…`) goes through `fallback`, which records nothing.
+ */
+export class IdentityHttpRouter implements HttpClient {
+  private readonly running = new Map<string, IdentityHttpClient>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly authorityPath: string;
+
+  constructor(
+    authorityHost: string,
+    private readonly fallback: HttpClient,
+  ) {
+    this.authorityPath = new URL(authorityHost).pathname.replace(/\/+$/, "");
+  }
+
+  /** Runs `work` with the requests of `tenantId` going to `recorder`, after that tenant's earlier runs. */
+  run<T>(tenantId: string, recorder: IdentityHttpClient, work: () => Promise<T>): Promise<T> {
+    const key = tenantId.toLowerCase();
+    const turn = async (): Promise<T> => {
+      this.running.set(key, recorder);
+      try {
+        return await work();
+      } finally {
+        this.running.delete(key);
+      }
+    };
+    const before = this.queues.get(key);
+    const mine = before === undefined ? turn() : before.then(turn, turn);
+    const settled = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.queues.set(key, settled);
+    void settled.then(() => {
+      if (this.queues.get(key) === settled) this.queues.delete(key);
+    });
+    return mine;
+  }
+
+  sendRequest(req: PipelineRequest): Promise<PipelineResponse> {
+    return (this.running.get(this.tenantOf(req.url)) ?? this.fallback).sendRequest(req);
+  }
+
+  private tenantOf(url: string): string {
+    const path = new URL(url).pathname;
+    const rest = path.startsWith(`${this.authorityPath}/`) ? path.slice(this.authorityPath.length + 1) : path.slice(1);
+    const slash = rest.indexOf("/");
+    const segment = slash < 0 ? rest : rest.slice(0, slash);
+    try {
+      return decodeURIComponent(segment).toLowerCase();
+    } catch {
+      return segment.toLowerCase();
+    }
   }
 }
 

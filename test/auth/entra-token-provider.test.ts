@@ -154,6 +154,42 @@ describe("token caching", () => {
     }
   });
 
+  it("when tenants of one app ask, then one credential serves them all: the authority's metadata is fetched once, not per tenant or per token", async () => {
+    const { config, provider } = makeProvider({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso, fabrikam } });
+    await provider.getToken(targetOf(config, "contoso"));
+    await provider.getToken(targetOf(config, "fabrikam"));
+    provider.invalidate(targetOf(config, "fabrikam"));
+    await provider.getToken(targetOf(config, "fabrikam"));
+
+    expect(await h.tokenRequests()).toBe(3);
+    // The invalidated token is asked for past MSAL's cache, with a credential of its own (one more discovery).
+    expect(h.emulator.state.requests({ kind: "discovery" }).map((r) => r.tenant)).toHaveLength(2);
+  });
+
+  it("when the renewal point is reached while MSAL's cache still holds the token, then a new token is asked for anyway", async () => {
+    let skew = 0;
+    const config = h.config({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso } });
+    provider = createEntraTokenProvider({ config, observer: recordingObserver(), logger: capturingLogger().logger, clock: { now: () => Date.now() + skew } });
+    const target = targetOf(config, "contoso");
+    const first = await provider.getToken(target);
+    // Past the provider's renewal point (5 minutes before expiry); MSAL's real clock says fresh.
+    // Still valid for 199 s, so it is handed out once more while the renewal runs behind it.
+    skew = 3_400_000;
+    expect(await provider.getToken(target)).toBe(first);
+    await expect.poll(() => h.tokenRequests()).toBe(2);
+    await expect.poll(() => provider!.getToken(target)).not.toBe(first);
+  });
+
+  it("when two tenants of one app ask at once and Entra refuses one, then each gets its own outcome, counted for its own tenant", async () => {
+    // FOREIGN_APP has a service principal in fabrikam only: contoso refuses with AADSTS700016.
+    const { config, provider, observer } = makeProvider({ app: secretApp(FOREIGN_APP, GOOD_SECRET), tenants: { contoso, fabrikam } });
+    const [refused, token] = await Promise.all([rejection(provider.getToken(targetOf(config, "contoso"))), provider.getToken(targetOf(config, "fabrikam"))]);
+
+    expect(refused.extras.aadsts).toBe("700016");
+    expect(decodeJwt(token).tid).toBe(FABRIKAM);
+    expect(observer.of("tokenRequest").map((c) => `${c.tenant}:${c.outcome}`).sort()).toEqual(["contoso:credential_rejected", "fabrikam:success"]);
+  });
+
   it("when a token is invalidated, then the next call asks Entra for a new one", async () => {
     const { config, provider } = makeProvider({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso } });
     const target = targetOf(config, "contoso");

@@ -59,9 +59,11 @@ describe("RBAC for Applications tenants", () => {
     }
     expect(first.json.detail).toContain("management scope");
     expect(first.json.detail).not.toMatch(/admin consent|Mail\.Send \(Application\)/);
-    // The refusal did not throw the token away: the second send asked Entra for nothing.
-    expect(tokensAfterFirst).toBe(1);
-    expect(tokenRequests()).toBe(1);
+    // The refusal did not throw the token away: the second send asked Entra for nothing. (The
+    // first may have asked for nothing either: both tenant keys are this Entra tenant with the
+    // same app, whose shared credential already holds the tenant's token when a test before ran.)
+    expect(tokensAfterFirst).toBeLessThanOrEqual(1);
+    expect(tokenRequests()).toBe(tokensAfterFirst);
     expect(h.emulator.state.messages({ tenant: PROSEWARE.id })).toHaveLength(0);
   });
 });
