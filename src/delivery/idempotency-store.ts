@@ -1,4 +1,4 @@
-import { createHash, type Hash } from "node:crypto";
+import { createHash, hash, type Hash } from "node:crypto";
 import { abortReason } from "../core/abort.js";
 import type { FieldError } from "../core/problems.js";
 import { systemClock, type Clock } from "../core/ports.js";
@@ -244,7 +244,7 @@ function entryBytes(valueLength: number): number {
 }
 
 function digest16(text: string): string {
-  return createHash("sha256").update(text).digest().toString("latin1", 0, DIGEST_BYTES);
+  return hash("sha256", text, "buffer").toString("latin1", 0, DIGEST_BYTES);
 }
 
 function packEntry(expiresAt: number, shortFingerprint: string, answerJson: string): string {
