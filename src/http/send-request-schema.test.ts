@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { addressProblem, isStrictBase64, senderLookAlikeProblem } from "./send-request-schema.js";
+import { MAX_RECIPIENTS, addressProblem, isStrictBase64, parseSendRequest, parseWithSchema, senderLookAlikeProblem, validSimpleRequest } from "./send-request-schema.js";
 
 /** The definition isStrictBase64 must match: Node's decoder gives the string back unchanged. */
 function roundTrips(value: string): boolean {
@@ -129,5 +129,106 @@ describe("senderLookAlikeProblem", () => {
     expect(senderLookAlikeProblem("noreply@conto\u017fo.com")).toMatch(/U\+017F.*"s"/);
     expect(senderLookAlikeProblem("NoReply@Contoso.com")).toBeUndefined();
     expect(senderLookAlikeProblem("zoë@bücher.de")).toBeUndefined();
+  });
+});
+
+describe("validSimpleRequest (the shortcut past the schema)", () => {
+  const random = rng(20261203);
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
+  const maybe = (p: number): boolean => random() < p;
+  /** Mostly one of the first `valid` entries: bodies with one odd field among good ones find the edges. */
+  const mostly = <T>(list: readonly T[], valid: number): T => (maybe(0.85) ? list[Math.floor(random() * valid)]! : pick(list));
+  const ADDRESSES: readonly unknown[] = [
+    "a@example.com",
+    "Customer.1+tag@sub.example.org",
+    "user@xn--bcher-kva.example",
+    "user@m\u00fcnchen.de",
+    // A valid recipient, refused as the sender (a compatibility character: senderLookAlikeProblem).
+    "\ufb01le@example.com",
+    "user@mu\u0308nchen.de",
+    "\u212aelvin@example.com",
+    "no-at-sign",
+    "a@",
+    "@example.com",
+    "a b@example.com",
+    "a@example..com",
+    "a@exa\u200bmple.com",
+    "a\n@example.com",
+    `${"l".repeat(65)}@example.com`,
+    `a@${"d".repeat(250)}.com`,
+    "",
+    5,
+    null,
+  ];
+  const NAMES: readonly unknown[] = ["Ann", "", "x".repeat(255), "x".repeat(256), "A\nB", "A\tB", "A\u202eB", "A\u200bB", "\ud800", "Zo\u00eb", 7];
+  const TEXTS: readonly unknown[] = ["Hello", "", "\ud800x", "ok \ud83d\ude00", "line\nbreaks\r\nare fine", 3, null];
+  const SUBJECTS: readonly unknown[] = ["Hi", "", "x".repeat(255), "x".repeat(256), "a\tb", "a\nb", "a\u0007b", "\u202eevil", "caf\u00e9", 1];
+  const recipient = (): unknown =>
+    pick([
+      () => mostly(ADDRESSES, 4),
+      () => mostly(ADDRESSES, 4),
+      () => ({ address: mostly(ADDRESSES, 4) }),
+      () => ({ address: mostly(ADDRESSES, 4), name: mostly(NAMES, 3) }),
+      () => ({ address: pick(ADDRESSES), name: "N", extra: 1 }),
+      () => ({ name: "No address" }),
+      () => [],
+      () => null,
+    ])();
+  const list = (): unknown => {
+    if (maybe(0.03)) return Array.from({ length: MAX_RECIPIENTS + 1 }, (_, i) => `r${i}@example.com`);
+    if (maybe(0.05)) return "a@example.com";
+    return Array.from({ length: Math.floor(random() * 3) }, () => (maybe(0.8) ? mostly(ADDRESSES, 4) : recipient()));
+  };
+  function body(): Record<string, unknown> {
+    const b: Record<string, unknown> = {};
+    if (maybe(0.95)) b.tenant = mostly(["acme", "a", "x".repeat(64), "ok.key_1", "x".repeat(65), "-bad", "", 5, "\u00fcml"], 4);
+    if (maybe(0.9)) b.to = list();
+    if (maybe(0.2)) b.cc = list();
+    if (maybe(0.15)) b.bcc = list();
+    if (maybe(0.15)) b.replyTo = list();
+    if (maybe(0.95)) b.subject = mostly(SUBJECTS, 1);
+    if (maybe(0.8)) b.text = mostly(TEXTS, 1);
+    if (maybe(0.3)) b.html = mostly(TEXTS, 1);
+    if (maybe(0.15)) b.importance = pick(["low", "normal", "high", "urgent", 1]);
+    if (maybe(0.15)) b.saveToSentItems = pick([true, false, "true", 0]);
+    if (maybe(0.1)) b.dryRun = pick([true, false, "yes"]);
+    if (maybe(0.15)) b.from = mostly(ADDRESSES, 4);
+    if (maybe(0.05)) b.headers = { "X-Order": "1" };
+    if (maybe(0.05)) b.attachments = [];
+    if (maybe(0.05)) b[pick(["unknown", "__proto__", "To"])] = 1;
+    return b;
+  }
+
+  it("when 20,000 generated bodies are checked, then it accepts exactly the simple ones the schema accepts, as they are, and refuses none itself", () => {
+    let accepted = 0;
+    let refused = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const b = JSON.parse(JSON.stringify(body())) as Record<string, unknown>;
+      const fast = validSimpleRequest(b);
+      const full = parseWithSchema(b);
+      const simple = b.headers === undefined && b.attachments === undefined && Object.keys(b).every((k) => !["unknown", "__proto__", "To"].includes(k));
+      const context = JSON.stringify(b).slice(0, 300);
+      if (fast !== undefined) {
+        expect(full, context).toMatchObject({ ok: true });
+        expect((full as { value: unknown }).value, context).toEqual(b);
+        expect(fast, context).toBe(b);
+        accepted++;
+      } else {
+        if (simple) expect(full.ok, `the schema accepts this simple body: ${context}`).toBe(false);
+        refused++;
+      }
+      // parseSendRequest answers as the schema does, shortcut or not.
+      expect(parseSendRequest(b), context).toEqual(full);
+    }
+    // Neither side may be (nearly) empty, or the comparison proves nothing.
+    expect(accepted).toBeGreaterThan(1_000);
+    expect(refused).toBeGreaterThan(1_000);
+  });
+
+  it("when a body has attachments or headers, then the schema decides even when the rest is valid", () => {
+    const base = { tenant: "acme", to: ["a@example.com"], subject: "Hi", text: "Hello" };
+    expect(validSimpleRequest(base)).toBe(base);
+    expect(validSimpleRequest({ ...base, headers: { "X-A": "1" } })).toBeUndefined();
+    expect(validSimpleRequest({ ...base, attachments: [] })).toBeUndefined();
   });
 });

@@ -28,6 +28,13 @@ export const MAX_ATTACHMENTS = 100;
 export const SEND_BODY_SHAPE: JsonShapeLimits = Object.freeze({ maxDepth: 64, maxMembers: 64, maxItems: 1000 });
 
 const NO_LINE_BREAK = /^[^\r\n]*$/;
+const TENANT_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** Display names and file names: no line breaks (their own rule), no tab. */
+const NAME_TEXT: PlainTextOptions = Object.freeze({ lineBreaks: true });
+/** Subject and header values: a tab is allowed. */
+const LINE_TEXT: PlainTextOptions = Object.freeze({ tab: true, lineBreaks: true });
+/** replyTo's own limit; to, cc and bcc have MAX_RECIPIENTS. */
+const MAX_REPLY_TO = 100;
 const HEADER_NAME = /^[Xx]-[!-9;-~]+$/;
 // Parameters in printable ASCII (a tab allowed as white space): RFC 2045 has nothing else.
 const MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(?:[ \t]*;[\t -~]*)?$/;
@@ -108,7 +115,7 @@ const displayName = z
   .string()
   .max(255)
   .regex(NO_LINE_BREAK, "must not contain line breaks")
-  .superRefine(plainText({ lineBreaks: true }, 255))
+  .superRefine(plainText(NAME_TEXT, 255))
   .describe("Display name shown with the address: text without line breaks, tabs, control, bidirectional-formatting or invisible characters.");
 
 const recipient = z
@@ -132,7 +139,7 @@ const attachment = z
       .min(1)
       .max(255)
       .regex(NO_LINE_BREAK, "must not contain line breaks")
-      .superRefine(plainText({ lineBreaks: true }, 255))
+      .superRefine(plainText(NAME_TEXT, 255))
       .describe("File name shown to the recipient: text without line breaks, tabs, control, bidirectional-formatting or invisible characters."),
     contentType: z
       .string()
@@ -163,18 +170,18 @@ export const sendRequestSchema = z
   .strictObject({
     tenant: z
       .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "must be a tenant key (letters, digits, . _ -)")
+      .regex(TENANT_KEY, "must be a tenant key (letters, digits, . _ -)")
       .describe("The tenant key from the service's config; the message is sent from that tenant's configured sender."),
     to: recipients("Primary recipients.", MAX_RECIPIENTS),
     cc: recipients("Carbon-copy recipients.", MAX_RECIPIENTS),
     bcc: recipients("Blind carbon-copy recipients.", MAX_RECIPIENTS),
-    replyTo: recipients("Addresses replies should go to.", 100),
+    replyTo: recipients("Addresses replies should go to.", MAX_REPLY_TO),
     subject: z
       .string()
       .min(1, "must not be empty")
       .max(MAX_SUBJECT)
       .regex(NO_LINE_BREAK, "must not contain line breaks")
-      .superRefine(plainText({ tab: true, lineBreaks: true }, MAX_SUBJECT))
+      .superRefine(plainText(LINE_TEXT, MAX_SUBJECT))
       .describe("Subject line: text without line breaks, control, bidirectional-formatting or invisible characters (a tab is allowed)."),
     text: z.string().refine(wellFormed, UNPAIRED_MESSAGE).optional().describe("Plain-text body. Used when html is absent."),
     html: z.string().refine(wellFormed, UNPAIRED_MESSAGE).optional().describe("HTML body. Wins over text when both are given."),
@@ -186,7 +193,7 @@ export const sendRequestSchema = z
           .string()
           .max(998)
           .regex(NO_LINE_BREAK, "must not contain line breaks")
-          .superRefine(plainText({ tab: true, lineBreaks: true }, 998))
+          .superRefine(plainText(LINE_TEXT, 998))
           .describe("Header value: text without line breaks, control, bidirectional-formatting or invisible characters (a tab is allowed)."),
       )
       .optional()
@@ -293,14 +300,100 @@ function unknownFields(body: unknown): { errors: FieldError[]; omitted: number }
   return count > MAX_LISTED_ERRORS ? { errors, omitted: count - errors.length } : undefined;
 }
 
-/** Validates a parsed JSON body: shape first, then the rules that span fields. */
+/**
+ * Validates a parsed JSON body: shape first, then the rules that span fields. The usual request
+ * (recipients, subject, text or html, no attachments or headers) is recognised as valid by
+ * validSimpleRequest without zod; anything else, and every refusal, is zod's.
+ */
 export function parseSendRequest(body: unknown): SendRequestCheck {
+  const simple = validSimpleRequest(body);
+  if (simple !== undefined) return { ok: true, value: simple };
+  return parseWithSchema(body);
+}
+
+/** parseSendRequest without the shortcut: the schema and checkSendRequest decide. */
+export function parseWithSchema(body: unknown): SendRequestCheck {
   const early = unknownFields(body);
   if (early !== undefined) return { ok: false, ...early };
   const result = sendRequestSchema.safeParse(body, { error: errorMap });
   if (!result.success) return { ok: false, errors: issueErrors(result.error.issues) };
   const errors = checkSendRequest(result.data);
   return errors.length > 0 ? { ok: false, errors } : { ok: true, value: result.data };
+}
+
+/**
+ * The body itself when it is a request without attachments or headers that the schema and
+ * checkSendRequest would accept as it is (the schema has no transforms, so what it returns then
+ * equals the body), checked with the same rules and limits in plain code; undefined when not
+ * sure, and the schema decides. It never refuses: a refusal's wording is the schema's alone. A
+ * test compares the two on generated bodies (send-request-schema.test.ts).
+ */
+export function validSimpleRequest(body: unknown): SendRequest | undefined {
+  if (!isRecord(body)) return undefined;
+  let recipients = 0;
+  for (const key of Object.keys(body)) {
+    const value = body[key];
+    switch (key) {
+      case "tenant":
+        if (typeof value !== "string" || !TENANT_KEY.test(value)) return undefined;
+        break;
+      case "to":
+      case "cc":
+      case "bcc": {
+        const n = validRecipients(value, MAX_RECIPIENTS);
+        if (n < 0) return undefined;
+        recipients += n;
+        break;
+      }
+      case "replyTo":
+        if (validRecipients(value, MAX_REPLY_TO) < 0) return undefined;
+        break;
+      case "subject":
+        if (typeof value !== "string" || value.length === 0 || value.length > MAX_SUBJECT || !NO_LINE_BREAK.test(value) || plainTextProblem(value, LINE_TEXT) !== undefined) return undefined;
+        break;
+      case "text":
+      case "html":
+        if (typeof value !== "string" || !wellFormed(value)) return undefined;
+        break;
+      case "importance":
+        if (value !== "low" && value !== "normal" && value !== "high") return undefined;
+        break;
+      case "saveToSentItems":
+      case "dryRun":
+        if (typeof value !== "boolean") return undefined;
+        break;
+      case "from":
+        if (!validAddress(value) || senderLookAlikeProblem(value) !== undefined) return undefined;
+        break;
+      default:
+        // attachments, headers, unknown fields: the schema's.
+        return undefined;
+    }
+  }
+  if (body.tenant === undefined || body.subject === undefined) return undefined;
+  if (recipients === 0 || recipients > MAX_RECIPIENTS) return undefined;
+  if (body.text === undefined && body.html === undefined) return undefined;
+  return body as SendRequest;
+}
+
+function validAddress(value: unknown): value is string {
+  return typeof value === "string" && value.length <= MAX_ADDRESS && addressProblem(value) === undefined;
+}
+
+/** How many recipients the list holds when the schema would accept it (at most `max`), else -1. */
+function validRecipients(list: unknown, max: number): number {
+  if (!Array.isArray(list) || list.length > max) return -1;
+  for (const r of list) {
+    if (validAddress(r)) continue;
+    if (!isRecord(r) || !validAddress(r.address)) return -1;
+    for (const key of Object.keys(r)) {
+      if (key === "address") continue;
+      if (key !== "name") return -1;
+      const name = r.name;
+      if (typeof name !== "string" || name.length > 255 || !NO_LINE_BREAK.test(name) || plainTextProblem(name, NAME_TEXT) !== undefined) return -1;
+    }
+  }
+  return list.length;
 }
 
 /** Rules across fields, each reported at the path a caller would fix. */
