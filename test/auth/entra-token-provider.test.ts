@@ -286,6 +286,16 @@ describe("Entra refusals", () => {
     expect(err.message).not.toContain("endpoints_resolution_error");
   });
 
+  it("when the tenant does not exist and the app's credential already knows the authority (another tenant sent first), then still AADSTS90002", async () => {
+    const nowhere = { tenantId: NOWHERE, sender: "a@nowhere.example" };
+    const { config, provider } = makeProvider({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso, nowhere } });
+    await provider.getToken(targetOf(config, "contoso"));
+    const err = await rejection(provider.getToken(targetOf(config, "nowhere")));
+    expect(err.code).toBe("credential_rejected");
+    expect(err.extras.aadsts).toBe("90002");
+    expect(err.message).toContain("Check tenantId");
+  });
+
   it("when the app is disabled in the tenant, then credential_rejected with AADSTS7000112", async () => {
     const { config, provider } = makeProvider({ app: secretApp(DISABLED_APP, GOOD_SECRET), tenants: { contoso } });
     const err = await rejection(provider.getToken(targetOf(config, "contoso")));
