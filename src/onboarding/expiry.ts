@@ -43,24 +43,31 @@ export function expiryStatus(expiresAt: Date | undefined, now: number, warnDays 
   return "ok";
 }
 
-/** One row per tenant: the credential it uses (its own app, else the top-level app). */
+/**
+ * One row per tenant: the credential it uses (its own app, else the top-level app), sorted by
+ * tenant key. With `only`, just the rows of those statuses (the start-up check of 10,000
+ * tenants then sorts the few it warns about, not all of them).
+ */
 export function listCredentialExpiry(
   config: Pick<Config, "app" | "tenants">,
   now: number,
   warnDays = EXPIRY_WARNING_DAYS,
+  only?: ReadonlySet<ExpiryStatus>,
 ): CredentialExpiry[] {
   const rows: CredentialExpiry[] = [];
   for (const [tenantKey, tenant] of Object.entries(config.tenants)) {
     const app = tenant.app ?? config.app;
     if (!app) continue; // the schema refuses this; nothing to report
     const expiresAt = app.credential.expiresAt;
+    const status = expiryStatus(expiresAt, now, warnDays);
+    if (only !== undefined && !only.has(status)) continue;
     rows.push({
       tenantKey,
       credential: app.credential.type,
       source: tenant.app ? "tenant" : "shared",
       clientId: app.clientId,
       ...(expiresAt ? { expiresAt, daysLeft: daysLeft(expiresAt, now) } : {}),
-      status: expiryStatus(expiresAt, now, warnDays),
+      status,
     });
   }
   return rows.sort((a, b) => a.tenantKey.localeCompare(b.tenantKey));
@@ -82,6 +89,8 @@ export interface ExpiryWarningsOptions {
   readonly warnDays?: number;
 }
 
+const WARNED: ReadonlySet<ExpiryStatus> = new Set(["expiring", "expired"]);
+
 export interface ExpiryWarnings {
   /** Runs one check now and returns what it warned about. */
   check(): CredentialExpiry[];
@@ -100,11 +109,13 @@ export function startExpiryWarnings(options: ExpiryWarningsOptions): ExpiryWarni
 
   const check = (): CredentialExpiry[] => {
     const now = options.clock.now();
-    const rows = listCredentialExpiry(current(), now, warnDays).filter((r) => r.status === "expiring" || r.status === "expired");
+    const rows = listCredentialExpiry(current(), now, warnDays, WARNED);
     const groups = new Map<string, CredentialExpiry[]>();
     for (const row of rows) {
       const k = `${row.clientId}|${row.credential}|${row.expiresAt?.toISOString()}`;
-      groups.set(k, [...(groups.get(k) ?? []), row]);
+      const group = groups.get(k);
+      if (group === undefined) groups.set(k, [row]);
+      else group.push(row);
     }
     for (const group of groups.values()) {
       const first = group[0]!;
