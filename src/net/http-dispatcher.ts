@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext, rootCertificates } from "node:tls";
-import { Agent, type buildConnector } from "undici";
+import { Agent, buildConnector } from "undici";
 import type { Config } from "../config/schema.js";
 
 /** How the outgoing HTTPS connections to Entra ID and Graph are pooled. */
@@ -16,15 +16,22 @@ export interface HttpsAgentOptions {
 /**
  * An undici Agent with keep-alive that trusts the public roots plus `tls.caFile`.
  *
- * The CA is read here, once, and baked into one SecureContext: passing `ca` per connection
- * would make Node parse ~150 root certificates on every TLS handshake. NODE_EXTRA_CA_CERTS is
- * deliberately not used so that trust is part of the config, not of the process environment.
+ * The CA is read here, once (an unreadable file fails now), and baked into one SecureContext:
+ * passing `ca` per connection would make Node parse ~150 root certificates on every TLS
+ * handshake. That parse (~30 ms) waits for the first connection, so start-up does not pay it.
+ * NODE_EXTRA_CA_CERTS is deliberately not used so that trust is part of the config, not of the
+ * process environment.
  */
 export function createHttpsAgent(tls: Config["tls"], options: HttpsAgentOptions = {}): Agent {
-  const connect: buildConnector.BuildOptions = { timeout: options.connectTimeoutMs ?? 10_000 };
+  const timeout = options.connectTimeoutMs ?? 10_000;
+  let connect: buildConnector.BuildOptions | buildConnector.connector = { timeout };
   if (tls.caFile !== undefined) {
     const extra = readFileSync(tls.caFile, "utf8");
-    connect.secureContext = createSecureContext({ ca: [...rootCertificates, extra] });
+    let connector: buildConnector.connector | undefined;
+    connect = (opts, callback) => {
+      connector ??= buildConnector({ timeout, secureContext: createSecureContext({ ca: [...rootCertificates, extra] }) });
+      return connector(opts, callback);
+    };
   }
   return new Agent({
     connections: options.connections ?? 256,
