@@ -26,8 +26,12 @@ export interface Tenant {
   readonly credentialExpiries: readonly CredentialExpiry[];
   /** Whether the tenant uses its own app registration rather than the top-level one. */
   readonly ownApp: boolean;
-  /** JSON of the tenant's own config; with `appFingerprint`, decides whether a reload keeps the object. */
-  readonly fingerprint: string;
+  /**
+   * The tenant's own config as loaded; with `appFingerprint`, decides whether a reload keeps the
+   * object (compared as JSON then: a reload is rare, and 10,000 tenants' JSON kept in memory for
+   * it was ~2.5 MB).
+   */
+  readonly config: TenantConfig;
   /** JSON of its app registration and the cloud/TLS settings; one string shared by all tenants on that app. */
   readonly appFingerprint: string;
 }
@@ -77,15 +81,14 @@ export function buildTenantDirectory(config: Config, previous?: TenantDirectory)
     if (app === undefined) throw new Error(`tenant ${key} has no app registration`);
     let appFingerprint = appFingerprints.get(app);
     if (appFingerprint === undefined) appFingerprints.set(app, (appFingerprint = JSON.stringify([app, config.cloud, config.tls])));
-    const fingerprint = JSON.stringify(tc);
     const old = previous?.get(key);
-    const same = old !== undefined && old.fingerprint === fingerprint && old.appFingerprint === appFingerprint;
-    tenants.push(same ? old : resolveTenant(key, tc, app, fingerprint, appFingerprint));
+    const same = old !== undefined && old.appFingerprint === appFingerprint && (old.config === tc || JSON.stringify(old.config) === JSON.stringify(tc));
+    tenants.push(same ? old : resolveTenant(key, tc, app, appFingerprint));
   }
   return new TenantDirectory(tenants);
 }
 
-function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprint: string, appFingerprint: string): Tenant {
+function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, appFingerprint: string): Tenant {
   const sender = tc.sender;
   const at = sender.lastIndexOf("@");
   return Object.freeze({
@@ -102,7 +105,7 @@ function resolveTenant(key: string, tc: TenantConfig, app: AppConfig, fingerprin
     mailboxKey: mailboxKey(sender),
     credentialExpiries: credentialExpiries(key, app),
     ownApp: tc.app !== undefined,
-    fingerprint,
+    config: tc,
     appFingerprint,
   });
 }
