@@ -32,6 +32,14 @@ const MIN_REMAINING_LIFETIME_MS = 60_000;
  */
 const OUTAGE_HOLD_MS = UNAVAILABLE_RETRY_AFTER_SECONDS * 1000;
 const MAX_OUTAGE_HOLD_MS = 60_000;
+/**
+ * @azure/identity's HTTP layer keeps an AbortController for every request a credential object
+ * makes and never lets it go (Azure/azure-sdk-for-js#26161, open): ~0.3 KB per token request
+ * for as long as the object lives. A shared credential object is therefore replaced after this
+ * many token requests, which bounds that to ~150 KB; the new one reads the authority's metadata
+ * once more.
+ */
+const SHARED_CREDENTIAL_REQUESTS = 500;
 /** AADSTS codes after which a secret credential may try its other secret. */
 const SECRET_REJECTED = new Set(["7000215", "7000222"]);
 
@@ -46,6 +54,8 @@ export interface EntraTokenProviderOptions {
   /** Limit for one HTTP request to Entra ID (ms); default 10 s. */
   readonly requestTimeoutMs?: number;
   readonly clock?: Clock;
+  /** Token requests one shared credential object serves before a new one replaces it; default 500 (see SHARED_CREDENTIAL_REQUESTS). */
+  readonly sharedCredentialRequests?: number;
 }
 
 /** The Entra ID adapter: the port plus the lifecycle operations the app and config reload need. */
@@ -100,7 +110,8 @@ export function createEntraTokenProvider(options: EntraTokenProviderOptions): En
 class EntraTokenProviderImpl implements EntraTokenProvider {
   private readonly entries = new Map<string, CredentialEntry>();
   /** BuiltCredential.materialKey → the credential every tenant of that app credential uses. */
-  private readonly shared = new Map<string, TokenCredential>();
+  private readonly shared = new Map<string, { readonly credential: TokenCredential; requests: number }>();
+  private readonly sharedCredentialRequests: number;
   private readonly router: IdentityHttpRouter;
   private readonly keys = new WeakMap<TokenTarget, string>();
   private readonly authorityHost: string;
@@ -123,6 +134,7 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     this.clock = options.clock ?? systemClock;
     this.observer = options.observer;
     this.logger = options.logger;
+    this.sharedCredentialRequests = options.sharedCredentialRequests ?? SHARED_CREDENTIAL_REQUESTS;
     this.router = new IdentityHttpRouter(this.authorityHost, new IdentityHttpClient(this.dispatcher, () => undefined, this.timeoutMs, this.clock));
   }
 
@@ -309,13 +321,16 @@ class EntraTokenProviderImpl implements EntraTokenProvider {
     return token;
   }
 
+  /** The app credential's shared object, replaced once it has served sharedCredentialRequests token requests. */
   private sharedCredential(built: BuiltCredential): TokenCredential {
-    let credential = this.shared.get(built.materialKey);
-    if (credential === undefined) {
-      credential = built.createMultiTenant(this.router);
-      this.shared.set(built.materialKey, credential);
+    let shared = this.shared.get(built.materialKey);
+    if (shared === undefined || shared.requests >= this.sharedCredentialRequests) {
+      // Acquisitions still running on the old object finish on it; it is collected after them.
+      shared = { credential: built.createMultiTenant(this.router), requests: 0 };
+      this.shared.set(built.materialKey, shared);
     }
-    return credential;
+    shared.requests++;
+    return shared.credential;
   }
 
   private store(entry: CredentialEntry, token: AccessToken): AccessToken {

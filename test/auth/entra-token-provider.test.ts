@@ -166,6 +166,18 @@ describe("token caching", () => {
     expect(h.emulator.state.requests({ kind: "discovery" }).map((r) => r.tenant)).toHaveLength(2);
   });
 
+  it("when the shared credential has served its number of token requests, then a new one replaces it (the identity library keeps a little per request)", async () => {
+    const config = h.config({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso, fabrikam, "contoso-billing": { tenantId: CONTOSO, sender: "billing@contoso.com" } } });
+    provider = createEntraTokenProvider({ config, observer: recordingObserver(), logger: capturingLogger().logger, sharedCredentialRequests: 2 });
+    await provider.getToken(targetOf(config, "contoso"));
+    await provider.getToken(targetOf(config, "fabrikam"));
+    // The old object would answer from MSAL's cache (contoso's token); the new one asks Entra.
+    await provider.getToken(targetOf(config, "contoso-billing"));
+
+    expect(await h.tokenRequests()).toBe(3);
+    expect(h.emulator.state.requests({ kind: "discovery" })).toHaveLength(2);
+  });
+
   it("when the renewal point is reached while MSAL's cache still holds the token, then a new token is asked for anyway", async () => {
     let skew = 0;
     const config = h.config({ app: secretApp(APP, GOOD_SECRET), tenants: { contoso } });
