@@ -33,13 +33,13 @@ const MIN_REMAINING_LIFETIME_MS = 60_000;
 const OUTAGE_HOLD_MS = UNAVAILABLE_RETRY_AFTER_SECONDS * 1000;
 const MAX_OUTAGE_HOLD_MS = 60_000;
 /**
- * @azure/identity's HTTP layer keeps an AbortController for every request a credential object
- * makes and never lets it go (Azure/azure-sdk-for-js#26161, open): ~0.3 KB per token request
- * for as long as the object lives. A shared credential object is therefore replaced after this
- * many token requests, which bounds that to ~150 KB; the new one reads the authority's metadata
- * once more.
+ * A shared credential object is replaced after this many token requests, because it keeps two
+ * things per request for as long as it lives: @azure/identity's HTTP layer an AbortController
+ * (Azure/azure-sdk-for-js#26161, open; ~0.3 KB), and MSAL's cache the token (~2 KB with its
+ * cache entry), one per tenant next to the one kept here. Both stay bounded to this many; the
+ * new object reads the authority's metadata once more (one request per this many tokens).
  */
-const SHARED_CREDENTIAL_REQUESTS = 500;
+const SHARED_CREDENTIAL_REQUESTS = 100;
 /** AADSTS codes after which a secret credential may try its other secret. */
 const SECRET_REJECTED = new Set(["7000215", "7000222"]);
 
@@ -54,7 +54,7 @@ export interface EntraTokenProviderOptions {
   /** Limit for one HTTP request to Entra ID (ms); default 10 s. */
   readonly requestTimeoutMs?: number;
   readonly clock?: Clock;
-  /** Token requests one shared credential object serves before a new one replaces it; default 500 (see SHARED_CREDENTIAL_REQUESTS). */
+  /** Token requests one shared credential object serves before a new one replaces it; default 100 (see SHARED_CREDENTIAL_REQUESTS). */
   readonly sharedCredentialRequests?: number;
 }
 
