@@ -72,9 +72,8 @@ export function createGraphMailSender(options: GraphMailSenderOptions): GraphMai
 class GraphMailSenderImpl implements GraphMailSender {
   /** The Graph client and its ResponseType.RAW, once the package is loaded (see loadGraphClient). */
   private graph: { readonly client: GraphSdk.Client; readonly raw: GraphSdk.ResponseType } | undefined;
-  private readonly middleware: [TokenAuthMiddleware, UndiciTransport];
-  private readonly baseOrigin: string;
-  private readonly customHosts: Set<string>;
+  /** What the client is made with once the package is loaded: our middleware chain on Graph's origin. */
+  private readonly clientOptions: GraphSdk.ClientOptions;
   private readonly graphHost: string;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
@@ -101,10 +100,13 @@ class GraphMailSenderImpl implements GraphMailSender {
     this.tokens = options.tokenProvider;
     this.observer = options.observer;
     this.logger = options.logger;
-    this.baseOrigin = base.origin;
-    // Hostname only: the SDK compares it with URL.hostname when deciding where tokens may go.
-    this.customHosts = new Set([base.hostname]);
-    this.middleware = [new TokenAuthMiddleware(options.tokenProvider, base.origin), new UndiciTransport(this.dispatcher, "noreply-relay", base.origin)];
+    this.clientOptions = {
+      baseUrl: base.origin,
+      defaultVersion: "v1.0",
+      // Hostname only: the SDK compares it with URL.hostname when deciding where tokens may go.
+      customHosts: new Set([base.hostname]),
+      middleware: [new TokenAuthMiddleware(options.tokenProvider, base.origin), new UndiciTransport(this.dispatcher, "noreply-relay", base.origin)],
+    };
   }
 
   async send(request: GraphSendRequest): Promise<GraphSendResult> {
@@ -262,12 +264,7 @@ class GraphMailSenderImpl implements GraphMailSender {
   private async graphClient(): Promise<{ readonly client: GraphSdk.Client; readonly raw: GraphSdk.ResponseType }> {
     const sdk = await loadGraphClient();
     this.graph ??= {
-      client: sdk.Client.initWithMiddleware({
-        baseUrl: this.baseOrigin,
-        defaultVersion: "v1.0",
-        customHosts: this.customHosts,
-        middleware: this.middleware,
-      }),
+      client: sdk.Client.initWithMiddleware(this.clientOptions),
       // The response as the middleware left it (none: the sender reads the attempt's result).
       raw: sdk.ResponseType.RAW,
     };

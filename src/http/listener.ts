@@ -112,8 +112,9 @@ export function createListener(handler: RequestListener, options: ListenerOption
  * everything a request allocates survive V8's young-generation collections (0.02 → 2.1 MB per
  * scavenge), to be promoted and collected later by full GCs. In the whole service (BENCHMARKS.md)
  * it was a fifth of the CPU per send and a third of what survived each scavenge. Born with
- * express's prototypes, the same objects die young. They are still IncomingMessage and ServerResponse instances
- * (constructed by Node's own constructors, `instanceof` holds); express and Node see no difference.
+ * express's prototypes, the same objects die young. They are still IncomingMessage and
+ * ServerResponse instances (constructed by Node's own constructors, `instanceof` holds); express
+ * and Node see no difference.
  */
 function bornWith(prototypes: { readonly request: object; readonly response: object }): { IncomingMessage: typeof IncomingMessage; ServerResponse: typeof ServerResponse } {
   // Node's http classes are ES5 constructors, callable on an object made by `new` of another function.
