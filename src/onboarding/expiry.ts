@@ -91,6 +91,13 @@ export interface ExpiryWarningsOptions {
 
 const WARNED: ReadonlySet<ExpiryStatus> = new Set(["expiring", "expired"]);
 
+/**
+ * Most tenant keys one warning line lists. A shared app's line once listed all its tenants:
+ * ~200 KB at 10,000, more than log pipelines keep in one record (Docker's json-file log splits
+ * lines at 16 KB). The line counts them all; `noreply-relay tenants` lists them all.
+ */
+export const EXPIRY_LINE_MAX_TENANTS = 20;
+
 export interface ExpiryWarnings {
   /** Runs one check now and returns what it warned about. */
   check(): CredentialExpiry[];
@@ -100,7 +107,8 @@ export interface ExpiryWarnings {
 /**
  * Logs one warning line per credential that expires within `warnDays` or has expired: at
  * start (synchronously, before this returns) and then every `intervalMs`. A credential
- * shared by several tenants gives one line listing them. The timer is unref()ed so it never
+ * shared by several tenants gives one line: how many, and the first EXPIRY_LINE_MAX_TENANTS
+ * keys (sorted). The timer is unref()ed so it never
  * keeps the process alive.
  */
 export function startExpiryWarnings(options: ExpiryWarningsOptions): ExpiryWarnings {
@@ -119,12 +127,16 @@ export function startExpiryWarnings(options: ExpiryWarningsOptions): ExpiryWarni
     }
     for (const group of groups.values()) {
       const first = group[0]!;
-      const tenants = group.map((r) => r.tenantKey);
+      const listed = group.slice(0, EXPIRY_LINE_MAX_TENANTS).map((r) => r.tenantKey);
+      const omitted = group.length - listed.length;
+      const named = omitted === 0 ? listed.join(", ") : `${listed.join(", ")} and ${omitted} more (noreply-relay tenants lists them)`;
       options.logger.warn(
         {
           event: "credential_expiry",
-          tenant: tenants.length === 1 ? tenants[0] : undefined,
-          tenants,
+          tenant: group.length === 1 ? listed[0] : undefined,
+          tenants: listed,
+          tenantCount: group.length,
+          ...(omitted > 0 ? { tenantsOmitted: omitted } : {}),
           credential: first.credential,
           clientId: first.clientId,
           expiresAt: first.expiresAt?.toISOString(),
@@ -132,8 +144,8 @@ export function startExpiryWarnings(options: ExpiryWarningsOptions): ExpiryWarni
           status: first.status,
         },
         first.status === "expired"
-          ? `credential of app ${first.clientId} (${first.credential}) EXPIRED ${first.expiresAt ? daysAgo(first.expiresAt, now) : 0} day(s) ago: tenants ${tenants.join(", ")} cannot send until it is renewed`
-          : `credential of app ${first.clientId} (${first.credential}) expires in ${first.daysLeft} day(s): renew it and update expiresAt (tenants ${tenants.join(", ")})`,
+          ? `credential of app ${first.clientId} (${first.credential}) EXPIRED ${first.expiresAt ? daysAgo(first.expiresAt, now) : 0} day(s) ago: ${group.length === 1 ? "tenant" : `${group.length} tenants`} ${named} cannot send until it is renewed`
+          : `credential of app ${first.clientId} (${first.credential}) expires in ${first.daysLeft} day(s): renew it and update expiresAt (${group.length === 1 ? "tenant" : `${group.length} tenants`} ${named})`,
       );
     }
     return rows;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { parseConfig } from "../../src/config/load-config.js";
-import { daysLeft, listCredentialExpiry, startExpiryWarnings } from "../../src/onboarding/expiry.js";
+import { daysLeft, EXPIRY_LINE_MAX_TENANTS, listCredentialExpiry, startExpiryWarnings } from "../../src/onboarding/expiry.js";
 import { APP_ID, CONTOSO_TID, OWN_APP_ID } from "./fixtures.js";
 
 const now = Date.parse("2026-03-01T00:00:00Z");
@@ -64,12 +64,39 @@ describe("startExpiryWarnings", () => {
     w.stop();
     expect(lines).toHaveLength(2);
     const shared = lines.find((l) => l.obj.clientId === APP_ID)!;
-    expect(shared.obj).toMatchObject({ event: "credential_expiry", tenants: ["contoso", "litware"], credential: "secret", daysLeft: 5, status: "expiring" });
+    expect(shared.obj).toMatchObject({ event: "credential_expiry", tenants: ["contoso", "litware"], tenantCount: 2, credential: "secret", daysLeft: 5, status: "expiring" });
     expect(shared.msg).toMatch(/expires in 5 day\(s\)/);
     const own = lines.find((l) => l.obj.clientId === OWN_APP_ID)!;
     expect(own.obj).toMatchObject({ tenant: "fabrikam", tenants: ["fabrikam"], credential: "certificate", status: "expired" });
     expect(own.msg).toMatch(/EXPIRED 1 day\(s\) ago/);
     expect(JSON.stringify(lines)).not.toMatch(/secretEnv|"S"/);
+  });
+
+  it("when 10,000 tenants share the expiring app, then its one line counts them and lists only the first few", () => {
+    const base = config(now + 5 * day, undefined);
+    const many = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`t${String(i).padStart(5, "0")}`, base.tenants.contoso!]));
+    const { lines, logger } = recorder();
+    startExpiryWarnings({ config: { app: base.app, tenants: many }, logger, clock: { now: () => now } }).stop();
+    expect(lines).toHaveLength(1);
+    const [line] = lines;
+    expect(line!.obj).toMatchObject({ tenantCount: 10_000, tenantsOmitted: 10_000 - EXPIRY_LINE_MAX_TENANTS, daysLeft: 5, status: "expiring" });
+    expect(line!.obj.tenant).toBeUndefined();
+    expect(line!.obj.tenants).toEqual(Array.from({ length: EXPIRY_LINE_MAX_TENANTS }, (_, i) => `t${String(i).padStart(5, "0")}`));
+    expect(line!.msg).toContain(`10000 tenants t00000, t00001,`);
+    expect(line!.msg).toContain(`and ${10_000 - EXPIRY_LINE_MAX_TENANTS} more (noreply-relay tenants lists them)`);
+    // Well under the 16 KB at which Docker's json-file driver splits a line.
+    expect(JSON.stringify(line).length).toBeLessThan(2_000);
+  });
+
+  it("when exactly the most tenants a line lists share it, then none is left out", () => {
+    const base = config(now - day, undefined);
+    const some = Object.fromEntries(Array.from({ length: EXPIRY_LINE_MAX_TENANTS }, (_, i) => [`t${i}`, base.tenants.contoso!]));
+    const { lines, logger } = recorder();
+    startExpiryWarnings({ config: { app: base.app, tenants: some }, logger, clock: { now: () => now } }).stop();
+    expect(lines[0]!.obj).toMatchObject({ tenantCount: EXPIRY_LINE_MAX_TENANTS, status: "expired" });
+    expect(lines[0]!.obj).not.toHaveProperty("tenantsOmitted");
+    expect(lines[0]!.obj.tenants).toHaveLength(EXPIRY_LINE_MAX_TENANTS);
+    expect(lines[0]!.msg).not.toContain("more");
   });
 
   it("when nothing expires within 30 days, then it logs nothing", () => {
