@@ -1,5 +1,5 @@
 import { isRelayError, PROBLEM_TYPE_BASE, PROBLEMS, RelayError, toRelayError, type FieldError } from "../core/problems.js";
-import { MAX_FIELD_PATH, shorten } from "./field-path.js";
+import { MAX_FIELD_PATH, shorten } from "../core/field-path.js";
 
 /** The RFC 9457 body of every refusal the service gives. */
 export interface ProblemBody {

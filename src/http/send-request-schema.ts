@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { FieldError } from "../core/problems.js";
-import { formatFieldPath } from "./field-path.js";
-import type { JsonShapeLimits } from "./json-body.js";
+import { formatFieldPath } from "../core/field-path.js";
+import type { JsonShapeLimits } from "../core/json-text.js";
 import { MAX_ADDRESS, MAX_RECIPIENTS, addressProblem, senderLookAlikeProblem } from "../mail/addresses.js";
 import { plainTextProblem, type PlainTextOptions } from "../mail/plain-text.js";
 
