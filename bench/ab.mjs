@@ -6,27 +6,26 @@
 // noisy machine where the full bench's single service cannot tell 10 % apart.
 //
 //   node bench/ab.mjs [--rounds 5] [--duration 4] [--connections 64] [--mix 0.2] [--gc]
-//                     [--perf SECONDS] [--log-level info] [--node-options=...] <build> [<build> …]
+//                     [--perf SECONDS] [--log-level info] [--node-options=...] [--lean-node-options=...]
+//                     <build> [<build> …]
 //
 // <build> is `dir`, `dir::node options` or `dir::node options::ENV=value …` (one process each).
 // --gc: V8's --trace-gc-nvp in each build; prints scavenges, pauses and what survived them.
 // --perf S: before the rounds, `perf record -g` of each target for S s under load (node runs with
 // --perf-basic-prof so JavaScript frames have names); prints where the perf.data files are.
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import { benchTenants, buildConfig, buildRotation, buildScenario, SEND_HEADERS, writeJson } from "./lib/fixtures.mjs";
+import { APP_SECRET, benchTenants, buildConfig, buildRotation, SEND_HEADERS, writeJson } from "./lib/fixtures.mjs";
 import { throughput } from "./lib/load.mjs";
-import { cpuTimes, firstJsonLine, freePort, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
+import { cpuTimes, stop } from "./lib/procs.mjs";
+import { startBaseline, startEmulator, startService } from "./lib/starters.mjs";
 
-const here = fileURLToPath(new URL(".", import.meta.url));
-const root = resolve(here, "..");
 const { values: o, positionals: builds } = parseArgs({
   allowPositionals: true,
-  options: { rounds: { type: "string", default: "5" }, duration: { type: "string", default: "4" }, connections: { type: "string", default: "64" }, mix: { type: "string", default: "0" }, "log-level": { type: "string", default: "info" }, perf: { type: "string" }, gc: { type: "boolean", default: false }, "node-options": { type: "string", default: "" } },
+  options: { rounds: { type: "string", default: "5" }, duration: { type: "string", default: "4" }, connections: { type: "string", default: "64" }, mix: { type: "string", default: "0" }, "log-level": { type: "string", default: "info" }, perf: { type: "string" }, gc: { type: "boolean", default: false }, "node-options": { type: "string", default: "" }, "lean-node-options": { type: "string", default: "" } },
 });
 if (builds.length === 0) builds.push("dist");
 const tmp = mkdtempSync(join(os.tmpdir(), "noreply-relay-ab-"));
@@ -34,32 +33,20 @@ const procs = [];
 console.error(`logs in ${tmp}`);
 const tenants = benchTenants(10);
 try {
-  const scenario = writeJson(tmp, "scenario.json", buildScenario(tenants, { latencyMs: 1 }));
-  const caOut = join(tmp, "ca.pem");
-  const emu = spawnNode("emulator", ["--import", "tsx", join(root, "src/emulator/cli.ts"), "--port", "0", "--host", "127.0.0.1", "--ca-out", caOut, "--scenario", scenario, "--no-throttling", "--latency-ms", "1", "--no-raw"], { logDir: tmp, stdoutPipe: true, env: { NODE_ENV: "production" } });
-  procs.push(emu);
-  const info = await firstJsonLine(emu, 30_000);
+  const emu = await startEmulator({ logDir: tmp, tenants, latencyMs: 1, track: (p) => procs.push(p) });
   const secretFile = join(tmp, "secret");
-  const { writeFileSync } = await import("node:fs");
-  const { APP_SECRET } = await import("./lib/fixtures.mjs");
   writeFileSync(secretFile, APP_SECRET, { mode: 0o600 });
-  const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: String(info.url).replace(/\/+$/, ""), caFile: info.caFile ?? caOut, secretFile, raiseLimits: true }));
+  const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile, raiseLimits: true }));
   const targets = [];
-  const leanPort = await freePort();
-  const lean = spawnNode("lean", [join(here, "lean-baseline.mjs")], { logDir: tmp, stdoutPipe: true, env: { BENCH_CONFIG: configFile, PORT: String(leanPort), HOST: "127.0.0.1", NODE_ENV: "production" } });
-  procs.push(lean);
-  targets.push({ name: "lean", proc: lean, url: (await firstJsonLine(lean, 10_000)).url });
+  const lean = await startBaseline({ name: "lean", script: "lean-baseline.mjs", logDir: tmp, configFile, nodeOptions: o["lean-node-options"].split(/\s+/).filter(Boolean), track: (p) => procs.push(p) });
+  targets.push({ name: "lean", proc: lean.proc, url: lean.url });
   for (const spec of builds) {
     // "dir" or "dir::node options for this one"
     const [build, own = "", envText = ""] = spec.split("::");
     const ownEnv = Object.fromEntries(envText.split(/\s+/).filter(Boolean).map((kv) => kv.split("=")));
-    const port = await freePort();
     const nodeOptions = [...o["node-options"].split(/\s+/).filter(Boolean), ...own.split(/\s+/).filter(Boolean), ...(o.perf ? ["--perf-basic-prof"] : []), ...(o.gc ? ["--trace-gc-nvp"] : [])];
-    const proc = spawnNode(`svc-${spec.replace(/\W+/g, "_")}`, [join(resolve(build), "server.js")], { logDir: tmp, nodeOptions, env: { NOREPLY_RELAY_CONFIG: configFile, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: o["log-level"], NODE_ENV: "production", ...ownEnv } });
-    procs.push(proc);
-    const url = `http://127.0.0.1:${port}`;
-    await waitFor200(proc, `${url}/readyz`, { startNs: process.hrtime.bigint(), timeoutMs: 30_000 });
-    targets.push({ name: spec, proc, url, service: true });
+    const svc = await startService({ name: `svc-${spec.replace(/\W+/g, "_")}`, server: join(resolve(build), "server.js"), logDir: tmp, configFile, logLevel: o["log-level"], nodeOptions, env: ownEnv, track: (p) => procs.push(p) });
+    targets.push({ name: spec, proc: svc.proc, url: svc.url, service: true });
   }
   const rotation = buildRotation(tenants, { attachmentShare: Number(o.mix) });
   const runs = new Map(targets.map((t) => [t.name, []]));

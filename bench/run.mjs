@@ -28,6 +28,7 @@ import {
 import { createPacer, poolPaced, sequential, throughput } from "./lib/load.mjs";
 import { cpuTimes, firstJsonLine, freePort, getMetrics, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
 import { findRedisServer, startRedis } from "./lib/redis.mjs";
+import { DIST_SERVER, startBaseline as startBaselineProcess, startEmulator as startEmulatorProcess, startService as startServiceProcess } from "./lib/starters.mjs";
 import { TARGETS, formatReport, table, targetResults } from "./lib/report.mjs";
 import { analyseTrace, formatStoreReport, keyGenerator, perSend, storeMeter, sumStoreDeltas } from "./lib/store-bench.mjs";
 import { createSmtpClients, makeSmtpTls, smtpConfig, smtpPaced, smtpThroughput, summarise as summariseMs } from "./lib/smtp-bench.mjs";
@@ -35,12 +36,10 @@ import { formatProfileDiff, formatProfileSummary, summariseProfile } from "./sum
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
-const DIST_SERVER = join(root, "dist", "server.js");
 const RUNTIME_STATS = pathToFileURL(join(here, "lib", "runtime-stats.mjs")).href;
 const REDIS_TRACE = pathToFileURL(join(here, "lib", "redis-trace.mjs")).href;
 // The emulator is not part of the product build (dist/): it runs from source through tsx, as
-// `npm run emulator` does. BENCH_EMULATOR_CLI: another entry point with the same CLI.
-const EMULATOR_CLI = process.env.BENCH_EMULATOR_CLI ? resolve(process.env.BENCH_EMULATOR_CLI) : join(root, "src", "emulator", "cli.ts");
+// `npm run emulator` does (bench/lib/starters.mjs).
 
 class HarnessError extends Error {}
 
@@ -202,21 +201,10 @@ function machine() {
 // ---------------------------------------------------------------------------------------------
 // Emulator
 
-async function startEmulator(name, tenants) {
-  if (!existsSync(EMULATOR_CLI)) throw new HarnessError(`emulator entry point ${EMULATOR_CLI.slice(root.length + 1)} is missing`);
-  const scenarioFile = writeJson(tmp, `${name}.scenario.json`, buildScenario(tenants, { latencyMs: opts.latencyMs }));
-  const caOut = join(tmp, `${name}.ca.pem`);
-  const args = ["--port", "0", "--host", "127.0.0.1", "--ca-out", caOut, "--scenario", scenarioFile, "--no-throttling", "--latency-ms", String(opts.latencyMs), "--no-raw"];
-  const proc = spawnNode(name, [...(EMULATOR_CLI.endsWith(".ts") ? ["--import", "tsx"] : []), EMULATOR_CLI, ...args], {
-    logDir: tmp,
-    nice: opts.nice,
-    stdoutPipe: true,
-    env: { NODE_ENV: "production" },
+function startEmulator(name, tenants) {
+  return startEmulatorProcess({ name, logDir: tmp, tenants, latencyMs: opts.latencyMs, nice: opts.nice, track: (p) => procs.push(p) }).catch((err) => {
+    throw new HarnessError(err.message);
   });
-  procs.push(proc);
-  const info = await firstJsonLine(proc, 30_000);
-  const caFile = info.caFile ?? caOut;
-  return { proc, url: String(info.url).replace(/\/+$/, ""), caFile, ca: readFileSync(caFile, "utf8") };
 }
 
 function httpsGetJson(url, ca) {
@@ -293,28 +281,22 @@ const BASELINES = {
 
 async function startBaseline(kind, configFile, { cpuProfDir, stats = false } = {}) {
   const { script, name, label } = BASELINES[kind];
-  const port = await freePort();
   const statsFile = join(tmp, `${name}.runtime.json`);
-  const proc = spawnNode(name, [join(here, script)], {
+  const { proc, url } = await startBaselineProcess({
+    name,
+    script,
     logDir: tmp,
+    configFile,
     nodeOptions: [
       ...(argv["baseline-node-options"] ?? "").split(/\s+/).filter(Boolean),
       ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []),
       ...(stats ? ["--import", RUNTIME_STATS] : []),
     ],
     nice: opts.nice,
-    stdoutPipe: true,
-    env: {
-      BENCH_CONFIG: configFile,
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      NODE_ENV: "production",
-      ...(stats ? { BENCH_RUNTIME_STATS_FILE: statsFile } : {}),
-    },
+    env: stats ? { BENCH_RUNTIME_STATS_FILE: statsFile } : {},
+    track: (p) => procs.push(p),
   });
-  procs.push(proc);
-  const info = await firstJsonLine(proc, 10_000);
-  return { key: kind, name, label, proc, url: info.url, sent: 0, statsFile: stats ? statsFile : undefined };
+  return { key: kind, name, label, proc, url, sent: 0, statsFile: stats ? statsFile : undefined };
 }
 
 async function startService(name, configFile, { cpuProfDir, stats = false, nodeOptions: more = [], env = {} } = {}) {
@@ -323,28 +305,19 @@ async function startService(name, configFile, { cpuProfDir, stats = false, nodeO
       "service not built: dist/server.js is missing — src/server.ts (the entry point reading NOREPLY_RELAY_CONFIG/PORT/HOST/LOG_LEVEL) has not landed yet, or `npm run build` failed. Run with --baseline-only to measure the baseline alone.",
     );
   }
-  const port = await freePort();
   const extra = (argv["service-node-options"] ?? "").split(/\s+/).filter(Boolean);
   const nodeOptions = [...extra, ...more, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), ...(stats ? ["--import", RUNTIME_STATS] : [])];
   const statsFile = join(tmp, `${name}.runtime.json`);
-  const startNs = process.hrtime.bigint();
-  const proc = spawnNode(name, [DIST_SERVER], {
+  const { proc, url, readyMs } = await startServiceProcess({
+    name,
     logDir: tmp,
-    nice: opts.nice,
+    configFile,
+    logLevel: opts.logLevel,
     nodeOptions,
-    env: {
-      NOREPLY_RELAY_CONFIG: configFile,
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      LOG_LEVEL: opts.logLevel,
-      NODE_ENV: "production",
-      ...(stats ? { BENCH_RUNTIME_STATS_FILE: statsFile } : {}),
-      ...env,
-    },
+    nice: opts.nice,
+    env: { ...(stats ? { BENCH_RUNTIME_STATS_FILE: statsFile } : {}), ...env },
+    track: (p) => procs.push(p),
   });
-  procs.push(proc);
-  const url = `http://127.0.0.1:${port}`;
-  const readyMs = await waitFor200(proc, `${url}/readyz`, { startNs, timeoutMs: 30_000 });
   return { key: "service", name: "service", label: "service", proc, url, readyMs, sent: 0, statsFile: stats ? statsFile : undefined };
 }
 

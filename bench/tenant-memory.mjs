@@ -10,14 +10,12 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import { APP_SECRET, SEND_HEADERS, benchTenants, buildConfig, buildScenario, smallTextBody, writeJson } from "./lib/fixtures.mjs";
-import { firstJsonLine, freePort, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
-
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+import { APP_SECRET, SEND_HEADERS, benchTenants, buildConfig, smallTextBody, writeJson } from "./lib/fixtures.mjs";
+import { memory, stop } from "./lib/procs.mjs";
+import { startEmulator, startService } from "./lib/starters.mjs";
 const { values: argv } = parseArgs({
   options: {
     tenants: { type: "string", default: "10000" },
@@ -116,29 +114,18 @@ async function snapshot(proc, label) {
 
 try {
   const tenants = benchTenants(n);
-  const scenarioFile = writeJson(tmp, "scenario.json", buildScenario(tenants, { latencyMs: 1 }));
-  const caOut = join(tmp, "ca.pem");
-  const emu = spawnNode("emulator", ["--import", "tsx", join(root, "src", "emulator", "cli.ts"), "--port", "0", "--host", "127.0.0.1", "--ca-out", caOut, "--scenario", scenarioFile, "--no-throttling", "--latency-ms", "1", "--no-raw"], {
-    logDir: tmp,
-    stdoutPipe: true,
-    env: { NODE_ENV: "production" },
-  });
-  procs.push(emu);
-  const info = await firstJsonLine(emu, 60_000);
-  const emuUrl = String(info.url).replace(/\/+$/, "");
+  const emu = await startEmulator({ logDir: tmp, tenants, latencyMs: 1, timeoutMs: 60_000, track: (p) => procs.push(p) });
   const secretFile = join(tmp, "client-secret");
   writeFileSync(secretFile, APP_SECRET);
-  const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emuUrl, caFile: info.caFile ?? caOut, secretFile, raiseLimits: false }));
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const startNs = process.hrtime.bigint();
-  const svc = spawnNode("service", [argv.server ? resolve(argv.server) : join(root, "dist", "server.js")], {
+  const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile, raiseLimits: false }));
+  const { proc: svc, url, readyMs } = await startService({
+    ...(argv.server ? { server: resolve(argv.server) } : {}),
     logDir: tmp,
+    configFile,
     nodeOptions: [...argv["node-options"].split(/\s+/).filter(Boolean), ...(argv.snapshots ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${tmp}`] : [])],
-    env: { NOREPLY_RELAY_CONFIG: configFile, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info", NODE_ENV: "production" },
+    timeoutMs: 60_000,
+    track: (p) => procs.push(p),
   });
-  procs.push(svc);
-  const readyMs = await waitFor200(svc, `${url}/readyz`, { startNs, timeoutMs: 60_000 });
   await sleep(1500);
   const idle = { ...memory(svc.pid), ...(await heap(url)) };
   const snapIdle = argv.snapshots ? await snapshot(svc, "idle") : undefined;
