@@ -7,8 +7,10 @@
 //
 //   node bench/ab.mjs [--rounds 5] [--duration 4] [--connections 64] [--mix 0.2] [--gc]
 //                     [--perf SECONDS] [--log-level info] [--node-options=...] [--lean-node-options=...]
-//                     <build> [<build> …]
+//                     [--also stack-floor.mjs …] <build> [<build> …]
 //
+// --also SCRIPT[::ENV=value …]: one more reference from bench/ (e.g. stack-floor.mjs), in the rounds
+// like the lean one.
 // <build> is `dir`, `dir::node options` or `dir::node options::ENV=value …` (one process each).
 // --gc: V8's --trace-gc-nvp in each build; prints scavenges, pauses and what survived them.
 // --perf S: before the rounds, `perf record -g` of each target for S s under load (node runs with
@@ -25,7 +27,7 @@ import { startBaseline, startEmulator, startService } from "./lib/starters.mjs";
 
 const { values: o, positionals: builds } = parseArgs({
   allowPositionals: true,
-  options: { rounds: { type: "string", default: "5" }, duration: { type: "string", default: "4" }, connections: { type: "string", default: "64" }, mix: { type: "string", default: "0" }, "log-level": { type: "string", default: "info" }, perf: { type: "string" }, gc: { type: "boolean", default: false }, "node-options": { type: "string", default: "" }, "lean-node-options": { type: "string", default: "" } },
+  options: { rounds: { type: "string", default: "5" }, duration: { type: "string", default: "4" }, connections: { type: "string", default: "64" }, mix: { type: "string", default: "0" }, "log-level": { type: "string", default: "info" }, perf: { type: "string" }, gc: { type: "boolean", default: false }, "node-options": { type: "string", default: "" }, "lean-node-options": { type: "string", default: "" }, also: { type: "string", multiple: true, default: [] } },
 });
 if (builds.length === 0) builds.push("dist");
 const tmp = mkdtempSync(join(os.tmpdir(), "noreply-relay-ab-"));
@@ -40,6 +42,13 @@ try {
   const targets = [];
   const lean = await startBaseline({ name: "lean", script: "lean-baseline.mjs", logDir: tmp, configFile, nodeOptions: o["lean-node-options"].split(/\s+/).filter(Boolean), track: (p) => procs.push(p) });
   targets.push({ name: "lean", proc: lean.proc, url: lean.url });
+  for (const spec of o.also) {
+    const [script, envText = ""] = spec.split("::");
+    const name = spec.replace(/\.mjs/, "").replace(/\W+/g, "_");
+    const env = Object.fromEntries(envText.split(/\s+/).filter(Boolean).map((kv) => kv.split("=")));
+    const other = await startBaseline({ name, script, logDir: tmp, configFile, env, track: (p) => procs.push(p) });
+    targets.push({ name: spec, proc: other.proc, url: other.url });
+  }
   for (const spec of builds) {
     // "dir" or "dir::node options for this one"
     const [build, own = "", envText = ""] = spec.split("::");

@@ -277,7 +277,10 @@ function watchTokens(emu) {
 const BASELINES = {
   lean: { script: "lean-baseline.mjs", name: "lean", label: "lean baseline (node:http + undici)" },
   httpsAgent: { script: "baseline.mjs", name: "https-agent", label: "https.Agent baseline" },
+  // Not a pass-through to beat but the least the project's fixed stack costs (bench/stack-floor.mjs).
+  stackFloor: { script: "stack-floor.mjs", name: "stack-floor", label: "stack floor (lean + express, zod, Graph client, pino, prom-client)" },
 };
+const BASELINE_KEYS = Object.keys(BASELINES);
 
 async function startBaseline(kind, configFile, { cpuProfDir, stats = false } = {}) {
   const { script, name, label } = BASELINES[kind];
@@ -1071,7 +1074,7 @@ async function withThroughputLatency(emu, fn) {
 
 /** Medians over rounds; `x` of a target is read per round, ratios and differences are per round first. */
 function summarise(R, service) {
-  const keys = ["lean", "httpsAgent", ...(service ? ["service"] : [])];
+  const keys = [...BASELINE_KEYS, ...(service ? ["service"] : [])];
   const S = { workloads: {}, paced: {}, added: {} };
   for (const wl of ["small", "mix"]) {
     if (!R[0]?.[wl]) continue;
@@ -1085,7 +1088,7 @@ function summarise(R, service) {
       };
     }
     if (service) {
-      for (const b of ["lean", "httpsAgent"]) {
+      for (const b of BASELINE_KEYS) {
         W[`ratio_${b}`] = median(R.map((r) => r[wl].service.rps / r[wl][b].rps));
         W[`cpuRatio_${b}`] = median(R.map((r) => r[wl].service.cpu.targetUsPerReq / r[wl][b].cpu.targetUsPerReq));
       }
@@ -1100,7 +1103,7 @@ function summarise(R, service) {
     S.paced[k].cpuUsPerSend = median(R.map((r) => r.paced[k].cpu.targetUsPerReq));
   }
   if (service) {
-    for (const b of ["lean", "httpsAgent"]) {
+    for (const b of BASELINE_KEYS) {
       const added = (kind, q) => median(R.map((r) => (kind === "all" ? r.paced.service.latency[q] - r.paced[b].latency[q] : r.paced.service.latencyByKind[kind]?.[q] - r.paced[b].latencyByKind[kind]?.[q])));
       S.added[b] = {};
       for (const kind of ["all", "small", "attachment"]) S.added[b][kind] = { p50Ms: added(kind, "p50"), p90Ms: added(kind, "p90"), p99Ms: added(kind, "p99") };
@@ -1127,9 +1130,12 @@ function result(d, tokenRequests) {
   return {
     ratioLean: svc ? r2(small.ratio_lean, 3) : null,
     ratioHttpsAgent: svc ? r2(small.ratio_httpsAgent, 3) : null,
+    ratioStackFloor: svc ? r2(small.ratio_stackFloor, 3) : null,
     cpuUsPerSend: svc ? r2(small.service.cpuUsPerSend, 0) : null,
     cpuUsPerSendLean: r2(small.lean.cpuUsPerSend, 0),
     cpuUsPerSendHttpsAgent: r2(small.httpsAgent.cpuUsPerSend, 0),
+    cpuUsPerSendStackFloor: r2(small.stackFloor.cpuUsPerSend, 0),
+    cpuRatioStackFloor: svc ? r2(small.cpuRatio_stackFloor, 3) : null,
     cpuRatioLean: svc ? r2(small.cpuRatio_lean, 3) : null,
     p99AddedMsSmall: svc ? r2(S.added.lean.small.p99Ms) : null,
     p99AddedMsMix: svc ? r2(S.added.lean.all.p99Ms) : null,
@@ -1145,7 +1151,8 @@ function result(d, tokenRequests) {
     service: svc ? target("service") : null,
     lean: target("lean"),
     httpsAgent: target("httpsAgent"),
-    ...(S.workloads.mix && svc ? { mix: { ratioLean: r2(S.workloads.mix.ratio_lean, 3), ratioHttpsAgent: r2(S.workloads.mix.ratio_httpsAgent, 3), cpuUsPerSend: r2(S.workloads.mix.service.cpuUsPerSend, 0), cpuUsPerSendLean: r2(S.workloads.mix.lean.cpuUsPerSend, 0), cpuUsPerSendHttpsAgent: r2(S.workloads.mix.httpsAgent.cpuUsPerSend, 0) } } : {}),
+    stackFloor: target("stackFloor"),
+    ...(S.workloads.mix && svc ? { mix: { ratioLean: r2(S.workloads.mix.ratio_lean, 3), ratioHttpsAgent: r2(S.workloads.mix.ratio_httpsAgent, 3), ratioStackFloor: r2(S.workloads.mix.ratio_stackFloor, 3), cpuUsPerSend: r2(S.workloads.mix.service.cpuUsPerSend, 0), cpuUsPerSendLean: r2(S.workloads.mix.lean.cpuUsPerSend, 0), cpuUsPerSendHttpsAgent: r2(S.workloads.mix.httpsAgent.cpuUsPerSend, 0) } } : {}),
     tokenRequests,
     tenants: opts.tenants,
     rssMb: svc ? r2(d.service.rssMb, 1) : null,

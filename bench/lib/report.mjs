@@ -51,7 +51,7 @@ export function table(rows) {
   return [line(rows[0]), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)].join("\n");
 }
 
-const NAMES = { lean: "lean baseline", httpsAgent: "https.Agent baseline", service: "service" };
+const NAMES = { lean: "lean baseline", httpsAgent: "https.Agent baseline", stackFloor: "stack floor", service: "service" };
 
 /** Multi-line human-readable report. */
 export function formatReport(d) {
@@ -89,7 +89,7 @@ export function formatReport(d) {
   }
   const S = d.summary;
   if (d.service) {
-    for (const b of ["lean", "httpsAgent"]) {
+    for (const b of Object.keys(S.added)) {
       for (const kind of ["all", "small", "attachment"]) {
         const a = S.added[b][kind];
         prow.push([`added: service − ${NAMES[b]}, ${kind === "all" ? "whole mix" : `${kind} mails`}${R.length > 1 ? " (median)" : ""}`, "", signed(a.p50Ms), signed(a.p90Ms), signed(a.p99Ms), "", "", "", ""]);
