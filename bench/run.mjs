@@ -117,7 +117,7 @@ if (argv.help) {
   --idem-keys N           keys of the idempotency-store memory run (default 200000)
   --idem-max-bytes B      maxBytes of its second run, below what the keys need (default 33554432)
   --skip-idempotency      skip the idempotency-store memory run
-  --baseline-only         measure only the two baselines (e.g. before the service exists)
+  --baseline-only         measure only the references: lean, https.Agent, stack floor (e.g. before the service exists)
   --store MODE            auto (default): the normal run, then a short shared-store phase (the service
                           with store.type redis against the same service with the memory store) when
                           redis-server is on PATH (or BENCH_REDIS_SERVER); memory: no such phase;
@@ -127,7 +127,7 @@ if (argv.help) {
   --runtime-stats         event-loop delay and GC pauses of baseline and service during the fixed-rate phase
   --log-level L           service LOG_LEVEL (default info, as in production)
   --service-node-options "…"   extra node flags for the service (e.g. "--max-semi-space-size=32")
-  --baseline-node-options "…"  extra node flags for the baseline (e.g. "--trace-gc")
+  --baseline-node-options "…"  extra node flags for the references (e.g. "--trace-gc")
   --out FILE              also write every measurement as JSON to FILE
   --json-only             print only the final JSON line on stdout
   --keep                  keep the temp dir (configs, child logs)`);
