@@ -1,6 +1,7 @@
 import { readFileSync, realpathSync } from "node:fs";
 import type { Server } from "node:http";
 import { pathToFileURL } from "node:url";
+import { setFlagsFromString } from "node:v8";
 import { pino, type Logger } from "pino";
 import { Registry } from "prom-client";
 import { createApp, type RelayApp } from "./app.js";
@@ -313,11 +314,36 @@ export function listenSettings(env: NodeJS.ProcessEnv): { port: number; host: st
   return { port, host: env.HOST ?? "0.0.0.0", logLevel };
 }
 
+/**
+ * V8 flags the process sets for itself before it serves, from NOREPLY_RELAY_V8_PRETENURING
+ * (docs/configuration.md#environment): `off` (the default) turns off V8's allocation-site
+ * pretenuring, `on` keeps V8's default.
+ *
+ * Why: under load V8 starts allocating some per-request objects directly in the old generation
+ * (pretenuring, decided from how many survived while requests overlapped). They still die with
+ * their request, but only a mark-compact collects them, and until then every young string they
+ * point to, a 137 KB request body or attachment included, counts as alive at each scavenge and
+ * is promoted. At 200 req/s with 20 % attachment mails that promoted 5.5–7.3 MB per scavenge and
+ * made a mark-compact every few seconds; without pretenuring 0.4–0.6 MB, with the same CPU per
+ * send (BENCHMARKS.md, docs/benchmarks-log.md "Fifth pass").
+ */
+export function v8Flags(env: NodeJS.ProcessEnv): string[] {
+  // Unset or empty (as a chart may render it): the default.
+  const value = env.NOREPLY_RELAY_V8_PRETENURING || "off";
+  if (value === "on") return [];
+  if (value === "off") return ["--no-allocation-site-pretenuring"];
+  throw new ConfigError("from the environment", [`NOREPLY_RELAY_V8_PRETENURING: must be on or off, got "${value.slice(0, 40)}"`]);
+}
+
 async function main(): Promise<void> {
   let settings: ReturnType<typeof listenSettings>;
   let config: Config;
   let path: string | undefined;
+  let flags: string[];
   try {
+    flags = v8Flags(process.env);
+    // Before the config is read: V8 takes its pretenuring decisions at every GC from then on.
+    for (const flag of flags) setFlagsFromString(flag);
     settings = listenSettings(process.env);
     path = process.env.NOREPLY_RELAY_CONFIG;
     if (path === undefined || path === "") throw new ConfigError("from the environment", ["NOREPLY_RELAY_CONFIG: set it to the path of the YAML or JSON config file"]);
@@ -330,6 +356,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = pino({ level: settings.logLevel, base: { service: "noreply-relay" } });
+  if (flags.length > 0) logger.info({ v8Flags: flags }, "V8 tuning applied (NOREPLY_RELAY_V8_PRETENURING=on keeps V8's defaults)");
   // Secret and key files others can read: a warning per file (it starts anyway).
   warnOpenSecretFiles(config, logger);
   const server = await startServer({ config, logger, port: settings.port, host: settings.host, configPath: path });

@@ -3,7 +3,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError } from "../../src/config/load-config.js";
 import { startEmulator, type Emulator } from "../../src/emulator/start-emulator.js";
+import { v8Flags } from "../../src/server.js";
 import { spawnServer } from "../support/child-server.js";
 import { CONTOSO, message, standardScenario } from "../support/fixtures.js";
 import { http, metricValue, standardConfig, writeStandardFiles } from "../support/harness.js";
@@ -17,6 +19,20 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe("v8Flags (NOREPLY_RELAY_V8_PRETENURING)", () => {
+  it("when the variable is unset, empty or off, then allocation-site pretenuring is turned off; when on, no flag is set", () => {
+    expect(v8Flags({})).toEqual(["--no-allocation-site-pretenuring"]);
+    expect(v8Flags({ NOREPLY_RELAY_V8_PRETENURING: "" })).toEqual(["--no-allocation-site-pretenuring"]);
+    expect(v8Flags({ NOREPLY_RELAY_V8_PRETENURING: "off" })).toEqual(["--no-allocation-site-pretenuring"]);
+    expect(v8Flags({ NOREPLY_RELAY_V8_PRETENURING: "on" })).toEqual([]);
+  });
+
+  it("when the variable has another value, then it is a ConfigError naming it", () => {
+    expect(() => v8Flags({ NOREPLY_RELAY_V8_PRETENURING: "ON" })).toThrow(ConfigError);
+    expect(() => v8Flags({ NOREPLY_RELAY_V8_PRETENURING: "false" })).toThrow(/NOREPLY_RELAY_V8_PRETENURING: must be on or off, got "false"/);
+  });
+});
 
 describe("the server process (src/server.ts)", () => {
   let dir: string;
@@ -53,6 +69,12 @@ describe("the server process (src/server.ts)", () => {
     const server = spawnServer({});
     expect(await server.exited).toBe(1);
     expect(server.stderr.join("")).toContain("NOREPLY_RELAY_CONFIG");
+  });
+
+  it.concurrent("when NOREPLY_RELAY_V8_PRETENURING is neither on nor off, then it exits 1 and names the variable", async () => {
+    const server = spawnServer({ NOREPLY_RELAY_CONFIG: join(dir, "never-read.yaml"), NOREPLY_RELAY_V8_PRETENURING: "yes" });
+    expect(await server.exited).toBe(1);
+    expect(server.stderr.join("")).toContain('NOREPLY_RELAY_V8_PRETENURING: must be on or off, got "yes"');
   });
 
   describe("graceful shutdown", () => {
@@ -106,6 +128,8 @@ describe("the server process (src/server.ts)", () => {
       expect(await server.exited).toBe(0);
       expect(emulator.state.messages({ tenant: CONTOSO.id })).toHaveLength(50);
       const logs = server.stdout.join("\n");
+      // The default V8 tuning (src/server.ts v8Flags) was applied before the service started.
+      expect(server.stdout.map((l) => JSON.parse(l) as { v8Flags?: string[] }).find((l) => l.v8Flags !== undefined)?.v8Flags).toEqual(["--no-allocation-site-pretenuring"]);
       for (const s of [...secrets, keys.ops]) expect(logs).not.toContain(s);
       expect(logs).toContain('"msg":"stopped"');
       // Each send counted once: the start line names the 50 sends, not 100.
