@@ -129,7 +129,7 @@ export function startExpiryWarnings(options: ExpiryWarningsOptions): ExpiryWarni
       const first = group[0]!;
       const listed = group.slice(0, EXPIRY_LINE_MAX_TENANTS).map((r) => r.tenantKey);
       const omitted = group.length - listed.length;
-      const named = omitted === 0 ? listed.join(", ") : `${listed.join(", ")} and ${omitted} more (noreply-relay tenants lists them)`;
+      const named = `${group.length === 1 ? "tenant" : `${group.length} tenants`} ${listed.join(", ")}${omitted === 0 ? "" : ` and ${omitted} more (noreply-relay tenants lists them)`}`;
       options.logger.warn(
         {
           event: "credential_expiry",
@@ -144,8 +144,8 @@ export function startExpiryWarnings(options: ExpiryWarningsOptions): ExpiryWarni
           status: first.status,
         },
         first.status === "expired"
-          ? `credential of app ${first.clientId} (${first.credential}) EXPIRED ${first.expiresAt ? daysAgo(first.expiresAt, now) : 0} day(s) ago: ${group.length === 1 ? "tenant" : `${group.length} tenants`} ${named} cannot send until it is renewed`
-          : `credential of app ${first.clientId} (${first.credential}) expires in ${first.daysLeft} day(s): renew it and update expiresAt (${group.length === 1 ? "tenant" : `${group.length} tenants`} ${named})`,
+          ? `credential of app ${first.clientId} (${first.credential}) EXPIRED ${first.expiresAt ? daysAgo(first.expiresAt, now) : 0} day(s) ago: ${named} cannot send until it is renewed`
+          : `credential of app ${first.clientId} (${first.credential}) expires in ${first.daysLeft} day(s): renew it and update expiresAt (${named})`,
       );
     }
     return rows;
