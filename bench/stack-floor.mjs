@@ -90,28 +90,25 @@ const auth = {
     this.next = next;
   },
 };
+/** One request on the Graph pool; its status (and Graph's answer, when not 202) left in the target. */
+async function exchange(t, request) {
+  const g = await graphPool.request(request);
+  t.status = g.statusCode;
+  if (g.statusCode === 202) await g.body.dump();
+  else t.detail = (await g.body.text()).slice(0, 500);
+}
 const transport = {
   async execute(context) {
     const t = targetOf(context);
-    const g = await graphPool.request({ method: context.options.method, path: context.request.slice(graphOrigin.length), headers: context.options.headers, body: context.options.body });
-    t.status = g.statusCode;
-    if (g.statusCode === 202) await g.body.dump();
-    else t.detail = (await g.body.text()).slice(0, 500);
+    await exchange(t, { method: context.options.method, path: context.request.slice(graphOrigin.length), headers: context.options.headers, body: context.options.body });
     context.response = t;
   },
 };
 auth.setNext(transport);
 /** The same request without the Graph client (BENCH_FLOOR_WITHOUT=graph-client), as the lean baseline sends it. */
 async function direct(t, payload) {
-  const g = await graphPool.request({
-    method: "POST",
-    path: t.tenant.path,
-    headers: { "content-type": "application/json", authorization: `Bearer ${await token(t.tenantKey, t.tenant.tenantId)}`, "client-request-id": t.requestId },
-    body: payload,
-  });
-  t.status = g.statusCode;
-  if (g.statusCode === 202) await g.body.dump();
-  else t.detail = (await g.body.text()).slice(0, 500);
+  const headers = { "content-type": "application/json", authorization: `Bearer ${await token(t.tenantKey, t.tenant.tenantId)}`, "client-request-id": t.requestId };
+  await exchange(t, { method: "POST", path: t.tenant.path, headers, body: payload });
 }
 const client = Client.initWithMiddleware({ middleware: auth, baseUrl: graph.href.replace(/\/+$/, ""), defaultVersion: "v1.0", customHosts: new Set([graph.hostname]) });
 
@@ -134,10 +131,14 @@ const problem = (res, status, code, extra) => res.status(status).type("applicati
 app.get(["/readyz", "/healthz"], (req, res) => res.json({ status: "ok" }));
 app.post(
   "/send",
-  (req, res, next) => (callerOf(req.headers.authorization) === undefined ? problem(res, 401, "unauthorized") : next()),
+  (req, res, next) => {
+    // The key is checked once, before the body is read; the handler reads what it allows.
+    res.locals.allowed = callerOf(req.headers.authorization);
+    return res.locals.allowed === undefined ? problem(res, 401, "unauthorized") : next();
+  },
   express.json({ limit: "10mb" }),
   async (req, res) => {
-    const allowed = callerOf(req.headers.authorization);
+    const { allowed } = res.locals;
     const parsed = without.has("zod") ? { success: true, data: req.body } : sendRequest.safeParse(req.body);
     if (!parsed.success) return problem(res, 400, "validation_failed", { errors: parsed.error.issues.slice(0, 20).map((i) => ({ path: i.path.join("."), message: i.message })) });
     const body = parsed.data;
