@@ -1,5 +1,6 @@
 import { readFileSync, realpathSync } from "node:fs";
 import type { Server } from "node:http";
+import { totalmem } from "node:os";
 import { pathToFileURL } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { pino, type Logger } from "pino";
@@ -335,6 +336,48 @@ export function v8Flags(env: NodeJS.ProcessEnv): string[] {
   throw new ConfigError("from the environment", [`NOREPLY_RELAY_V8_PRETENURING: must be on or off, got "${value.slice(0, 40)}"`]);
 }
 
+/** The young generation every figure in BENCHMARKS.md was measured with (MiB per semi-space). */
+export const SEMI_SPACE_MIB = 16;
+/** What the image (`NODE_OPTIONS`) and the Helm chart (`nodeOptions`) pass to node. */
+export const SEMI_SPACE_FLAG = `--max-semi-space-size=${SEMI_SPACE_MIB}`;
+/** Below this much memory V8 gives Node 20 semi-spaces smaller than SEMI_SPACE_MIB. */
+const FULL_YOUNG_GENERATION_BYTES = 4 * 1024 ** 3;
+
+export interface HeapSetup {
+  /** `process.execArgv`. */
+  readonly execArgv: readonly string[];
+  /** `NODE_OPTIONS`. */
+  readonly nodeOptions: string | undefined;
+  /** `process.constrainedMemory()`: the cgroup limit; 0 or more than the machine when there is none. */
+  readonly constrainedMemory: number;
+  /** `os.totalmem()`. */
+  readonly totalMemory: number;
+}
+
+/**
+ * A warning when V8 chose the young generation from a small memory limit: node was started
+ * without `--max-semi-space-size` and has less than 4 GiB (container limit or machine). V8
+ * sizes the semi-spaces from the memory it may use: 16 MiB from 4 GiB up, 8 at 2 GiB, 4 at
+ * 1 GiB, 1 at 512 MiB (the chart's limit). At 1 MiB the service scavenged ten times as often,
+ * promoted request data into mark-compacts, and spent ~2.2× the CPU per send
+ * (docs/benchmarks-log.md "Sixth pass"). The flag cannot be set from inside the process: V8
+ * sizes the heap before any JavaScript runs.
+ */
+export function youngGenerationWarning(setup: HeapSetup): { memoryMiB: number; msg: string } | undefined {
+  const given = [...setup.execArgv, setup.nodeOptions ?? ""].join(" ");
+  if (/(^|\s)--max[-_]semi[-_]space[-_]size([=\s]|$)/.test(given)) return undefined;
+  const limit = setup.constrainedMemory > 0 && setup.constrainedMemory < setup.totalMemory ? setup.constrainedMemory : setup.totalMemory;
+  if (limit >= FULL_YOUNG_GENERATION_BYTES) return undefined;
+  const memoryMiB = Math.round(limit / 1024 ** 2);
+  return {
+    memoryMiB,
+    msg:
+      `node has ${memoryMiB} MiB of memory and no --max-semi-space-size: V8 sizes its young generation from that memory, ` +
+      `smaller than the ${SEMI_SPACE_MIB} MiB semi-spaces the service is measured with (1 MiB at 512 MiB: about twice the CPU per send). ` +
+      `Start node with NODE_OPTIONS=${SEMI_SPACE_FLAG}, as the image and the Helm chart do (docs/operations.md#heap)`,
+  };
+}
+
 async function main(): Promise<void> {
   let settings: ReturnType<typeof listenSettings>;
   let config: Config;
@@ -357,6 +400,8 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: settings.logLevel, base: { service: "noreply-relay" } });
   if (flags.length > 0) logger.info({ v8Flags: flags }, "V8 tuning applied (NOREPLY_RELAY_V8_PRETENURING=on keeps V8's defaults)");
+  const young = youngGenerationWarning({ execArgv: process.execArgv, nodeOptions: process.env.NODE_OPTIONS, constrainedMemory: process.constrainedMemory(), totalMemory: totalmem() });
+  if (young) logger.warn({ memoryMiB: young.memoryMiB }, young.msg);
   // Secret and key files others can read: a warning per file (it starts anyway).
   warnOpenSecretFiles(config, logger);
   const server = await startServer({ config, logger, port: settings.port, host: settings.host, configPath: path });

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/config/load-config.js";
 import { startEmulator, type Emulator } from "../../src/emulator/start-emulator.js";
-import { v8Flags } from "../../src/server.js";
+import { SEMI_SPACE_FLAG, v8Flags, youngGenerationWarning } from "../../src/server.js";
 import { spawnServer } from "../support/child-server.js";
 import { CONTOSO, message, standardScenario } from "../support/fixtures.js";
 import { http, metricValue, standardConfig, writeStandardFiles } from "../support/harness.js";
@@ -31,6 +31,42 @@ describe("v8Flags (NOREPLY_RELAY_V8_PRETENURING)", () => {
   it("when the variable has another value, then it is a ConfigError naming it", () => {
     expect(() => v8Flags({ NOREPLY_RELAY_V8_PRETENURING: "ON" })).toThrow(ConfigError);
     expect(() => v8Flags({ NOREPLY_RELAY_V8_PRETENURING: "false" })).toThrow(/NOREPLY_RELAY_V8_PRETENURING: must be on or off, got "false"/);
+  });
+});
+
+describe("youngGenerationWarning (node started without --max-semi-space-size)", () => {
+  const GiB = 1024 ** 3;
+  const bare = { execArgv: [], nodeOptions: undefined, constrainedMemory: 0, totalMemory: 23 * GiB };
+
+  it("when the pod's limit is 512 MiB and no flag is given, then it warns with the memory and the flag to set", () => {
+    const w = youngGenerationWarning({ ...bare, constrainedMemory: 512 * 1024 ** 2 });
+    expect(w?.memoryMiB).toBe(512);
+    expect(w?.msg).toContain(`NODE_OPTIONS=${SEMI_SPACE_FLAG}`);
+    expect(w?.msg).toContain("docs/operations.md#heap");
+  });
+
+  it("when there is no container limit, then the machine's memory decides (cgroup v1 reports no limit as a huge number)", () => {
+    expect(youngGenerationWarning({ ...bare, constrainedMemory: 2 ** 64 })).toBeUndefined();
+    expect(youngGenerationWarning({ ...bare, constrainedMemory: 2 ** 64, totalMemory: 2 * GiB })?.memoryMiB).toBe(2048);
+    expect(youngGenerationWarning({ ...bare, totalMemory: 2 * GiB })?.memoryMiB).toBe(2048);
+  });
+
+  it("when the memory is 4 GiB or more, then V8's own young generation is the full one and nothing is said", () => {
+    expect(youngGenerationWarning({ ...bare, constrainedMemory: 4 * GiB })).toBeUndefined();
+    expect(youngGenerationWarning({ ...bare, constrainedMemory: 4 * GiB - 1 })).toBeDefined();
+  });
+
+  it.each([
+    { where: "NODE_OPTIONS", setup: { nodeOptions: "--max-old-space-size=200 --max-semi-space-size=8" } },
+    { where: "NODE_OPTIONS, V8's underscore spelling", setup: { nodeOptions: "--max_semi_space_size=4" } },
+    { where: "NODE_OPTIONS, value after a space", setup: { nodeOptions: "--max-semi-space-size 4" } },
+    { where: "node's command line", setup: { execArgv: ["--max-semi-space-size=2"] } },
+  ])("when the size is chosen in $where, then it is left to the operator", ({ setup }) => {
+    expect(youngGenerationWarning({ ...bare, constrainedMemory: 512 * 1024 ** 2, ...setup })).toBeUndefined();
+  });
+
+  it("when another flag only resembles it, then it still warns", () => {
+    expect(youngGenerationWarning({ ...bare, constrainedMemory: GiB, nodeOptions: "--min-semi-space-size=16 --max-semi-space-sizes" })).toBeDefined();
   });
 });
 
