@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { run as dockerfilelint } from "dockerfilelint";
+import { SEMI_SPACE_FLAG } from "../../src/server.js";
 import { repoRoot } from "./chart.js";
 
 /**
@@ -106,6 +107,11 @@ describe("Dockerfile", () => {
     const user = users.at(-1) as string;
     expect(user).not.toMatch(/^(root|0)(:|$)/);
     expect(byKeyword(final, "ENV").map((e) => e.args).join(" ")).toMatch(/\bNODE_ENV=production\b/);
+  });
+
+  it("when the final stage runs, then NODE_OPTIONS gives V8 the young generation the service is measured with, whatever the pod's memory limit", () => {
+    const env = byKeyword(final, "ENV").map((e) => e.args).join(" ");
+    expect(env).toContain(`NODE_OPTIONS=${SEMI_SPACE_FLAG}`);
   });
 
   it("when the container starts, then node runs dist/server.js in exec form so SIGTERM reaches it", () => {

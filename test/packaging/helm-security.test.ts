@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/load-config.js";
-import { ciValuesFiles, configTextOf, deploymentOf, only, prepareHelm, render, type K8sObject } from "./chart.js";
+import { SEMI_SPACE_FLAG } from "../../src/server.js";
+import { ciValuesFiles, configTextOf, deploymentOf, only, prepareHelm, render, templateRaw, type K8sObject } from "./chart.js";
 
 beforeAll(() => {
   prepareHelm();
@@ -201,5 +202,33 @@ describe("helm chart: network policy", () => {
 
   it("when networkPolicy.enabled is false, then no NetworkPolicy is rendered", () => {
     expect(render({ values: { networkPolicy: { enabled: false } } }).map((o) => o.kind)).not.toContain("NetworkPolicy");
+  });
+});
+
+describe("helm chart: node's options (the young generation)", () => {
+  function envOf(values?: Record<string, unknown>, ciFiles?: string[]): Array<{ name: string; value?: string }> {
+    return deploymentOf(render({ ...(values ? { values } : {}), ...(ciFiles ? { ciFiles } : {}) })).spec.template.spec.containers[0]?.env ?? [];
+  }
+  const nodeOptionsOf = (env: Array<{ name: string; value?: string }>) => env.filter((e) => e.name === "NODE_OPTIONS").map((e) => e.value);
+
+  it("when rendered with the defaults, then NODE_OPTIONS gives V8 the semi-spaces the service is measured with (a 512Mi limit alone gives 1 MiB)", () => {
+    expect(nodeOptionsOf(envOf())).toEqual([SEMI_SPACE_FLAG]);
+  });
+
+  it("when extraEnv also sets NODE_OPTIONS (the full values do), then there is one NODE_OPTIONS with nodeOptions first and the extra flags after, so they win", () => {
+    const env = envOf(undefined, ["full-values.yaml"]);
+    expect(nodeOptionsOf(env)).toEqual([`${SEMI_SPACE_FLAG} --max-old-space-size=512`]);
+    expect(env.map((e) => e.name)).toContain("CONSENT_STATE_SECRET");
+    expect(new Set(env.map((e) => e.name)).size).toBe(env.length);
+  });
+
+  it("when nodeOptions is emptied and nothing else sets it, then no NODE_OPTIONS is rendered (the image's own applies)", () => {
+    expect(nodeOptionsOf(envOf({ nodeOptions: "" }))).toEqual([]);
+  });
+
+  it("when extraEnv takes NODE_OPTIONS from a Secret or ConfigMap, then rendering fails and says where node's flags go", () => {
+    const r = templateRaw({ values: { extraEnv: [{ name: "NODE_OPTIONS", valueFrom: { configMapKeyRef: { name: "x", key: "y" } } }] } });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("put node's flags in nodeOptions");
   });
 });

@@ -422,3 +422,25 @@ the Prometheus Operator cannot read the token Secret from the release namespace.
 {{- $_ := set $out "tls" (dict "certFile" (printf "%s/tls.crt" $dir) "keyFile" (printf "%s/tls.key" $dir)) }}
 {{- toYaml $out }}
 {{- end }}
+
+{{/*
+extraEnv without NODE_OPTIONS, and NODE_OPTIONS: nodeOptions followed by the value of a
+NODE_OPTIONS in extraEnv (later flags win in node), so a NODE_OPTIONS given the old way keeps
+working and the young generation's flag stays unless it is overridden. As YAML:
+{nodeOptions: string, extraEnv: list}.
+*/}}
+{{- define "noreply-relay.extraEnv" -}}
+{{- $nodeOptions := .Values.nodeOptions | default "" }}
+{{- $rest := list }}
+{{- range .Values.extraEnv }}
+{{- if eq .name "NODE_OPTIONS" }}
+{{- if hasKey . "valueFrom" }}
+{{- fail "extraEnv: NODE_OPTIONS from valueFrom cannot be joined with nodeOptions; put node's flags in nodeOptions" }}
+{{- end }}
+{{- $nodeOptions = trim (printf "%s %s" $nodeOptions (.value | default "")) }}
+{{- else }}
+{{- $rest = append $rest . }}
+{{- end }}
+{{- end }}
+{{- dict "nodeOptions" $nodeOptions "extraEnv" $rest | toYaml }}
+{{- end }}
