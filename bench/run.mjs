@@ -28,7 +28,7 @@ import {
 import { createPacer, poolPaced, sequential, throughput } from "./lib/load.mjs";
 import { cpuTimes, firstJsonLine, freePort, getMetrics, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
 import { findRedisServer, startRedis } from "./lib/redis.mjs";
-import { DIST_SERVER, startBaseline as startBaselineProcess, startEmulator as startEmulatorProcess, startService as startServiceProcess } from "./lib/starters.mjs";
+import { DIST_SERVER, IMAGE_NODE_OPTIONS, startBaseline as startBaselineProcess, startEmulator as startEmulatorProcess, startService as startServiceProcess } from "./lib/starters.mjs";
 import { TARGETS, formatReport, table, targetResults } from "./lib/report.mjs";
 import { analyseTrace, formatStoreReport, keyGenerator, perSend, storeMeter, sumStoreDeltas } from "./lib/store-bench.mjs";
 import { createSmtpClients, makeSmtpTls, smtpConfig, smtpPaced, smtpThroughput, summarise as summariseMs } from "./lib/smtp-bench.mjs";
@@ -65,6 +65,7 @@ const { values: argv } = parseArgs({
     "baseline-only": { type: "boolean", default: false },
     "throughput-mix": { type: "string" },
     "throughput-latency-ms": { type: "string" },
+    "pod-memory-mib": { type: "string" },
     "rss-tenants-used": { type: "string" },
     "idem-keys": { type: "string" },
     "idem-max-bytes": { type: "string" },
@@ -108,6 +109,9 @@ if (argv.help) {
   --startup-tenants N     tenants of the start-up/RSS run (default 10000)
   --startup-runs N        start-up repetitions, median reported (default 5, quick 3)
   --rss-tenants-used N    tenants of the start-up run that get a send before RSS is read (default 1000)
+  --pod-memory-mib M      then the same sends in a pod with this memory limit: V8's old generation as
+                          node sizes it there (M/2, measured up to 4096), the image's NODE_OPTIONS
+                          (default 512, the chart's limit; 0: skip)
   --skip-startup          skip the 10,000-tenant start-up run
   --smtp on|off           also compare the SMTP door with POST /send of the same service on the same
                           emulator: messages/s (closed loop) and the latency SMTP adds at --rate
@@ -149,6 +153,7 @@ const opts = {
   startupTenants: num(argv["startup-tenants"], 10_000),
   startupRuns: Math.max(1, num(argv["startup-runs"], quick ? 3 : 5)),
   rssTenantsUsed: num(argv["rss-tenants-used"], 1000),
+  podMemoryMib: num(argv["pod-memory-mib"], 512),
   throughputMix: (argv["throughput-mix"] ?? (quick ? "off" : "on")) === "on",
   smtp: argv["smtp-only"] || (argv.smtp ?? (quick ? "off" : "on")) === "on",
   // Closed-loop runs are CPU-bound (issue 15): with 20 ms per Graph call, 64 connections cap
@@ -513,6 +518,12 @@ async function bareNodeStartMs() {
   }
 }
 
+/** The start-up run's pod figures for the JSON line. */
+function podRss(pod) {
+  const mb = (x) => Math.round(x * 10) / 10;
+  return pod ? { memoryMib: pod.memoryMib, rssMb10kTenants1kUsed: mb(pod.rssMb), rssMb10kTenantsIdle: mb(pod.rssIdleMb) } : null;
+}
+
 async function startupPhase(emu) {
   const n = opts.startupTenants;
   const used = Math.min(opts.rssTenantsUsed, n);
@@ -532,40 +543,55 @@ async function startupPhase(emu) {
   let sendMs = NaN;
   let failed = 0;
   let heap;
+  // `used` tenants spread evenly over the directory, sent to in a shuffled order (fixed seed),
+  // 16 at a time: each gets its per-tenant state (token, mailbox limiter, recipient count,
+  // status, metrics labels) as in production, where many tenants send a little.
+  const step = Math.max(1, Math.floor(n / used));
+  const picked = Array.from({ length: used }, (_, k) => tenants[k * step]);
+  const rnd = prng(15);
+  for (let k = picked.length - 1; k > 0; k--) {
+    const j = Math.floor(rnd() * (k + 1));
+    [picked[k], picked[j]] = [picked[j], picked[k]];
+  }
+  const sendToPicked = async (svc, label) => {
+    const t0 = Date.now();
+    for (let k = 0; k < picked.length; k += 16) {
+      const rs = await Promise.all(picked.slice(k, k + 16).map((t, j) => postSend(svc.url, JSON.stringify(smallTextBody(t, k + j)))));
+      for (const r of rs) {
+        if (r.status === 202) continue;
+        if (failed++ === 0) warnings.push(`${label}: a send answered ${r.status} ${r.text.slice(0, 200)}`);
+      }
+    }
+    svc.sent += picked.length;
+    return Date.now() - t0;
+  };
   for (let i = 0; i < opts.startupRuns; i++) {
     const svc = await startService(`service-startup-${i}`, configFile);
     runsMs.push(svc.readyMs);
     if (i === opts.startupRuns - 1) {
       await sleep(1000);
       rssIdleMb = memory(svc.proc.pid).rssMb;
-      // `used` tenants spread evenly over the directory, sent to in a shuffled order (fixed
-      // seed), 16 at a time: each gets its per-tenant state (token, mailbox limiter, recipient
-      // count, status, metrics labels) as in production, where many tenants send a little.
-      const step = Math.max(1, Math.floor(n / used));
-      const picked = Array.from({ length: used }, (_, k) => tenants[k * step]);
-      const rnd = prng(15);
-      for (let k = picked.length - 1; k > 0; k--) {
-        const j = Math.floor(rnd() * (k + 1));
-        [picked[k], picked[j]] = [picked[j], picked[k]];
-      }
-      const t0 = Date.now();
-      for (let k = 0; k < picked.length; k += 16) {
-        const rs = await Promise.all(picked.slice(k, k + 16).map((t, j) => postSend(svc.url, JSON.stringify(smallTextBody(t, k + j)))));
-        for (const r of rs) {
-          if (r.status === 202) continue;
-          if (failed++ === 0) warnings.push(`start-up run: a send answered ${r.status} ${r.text.slice(0, 200)}`);
-        }
-      }
-      sendMs = Date.now() - t0;
-      svc.sent += picked.length;
+      sendMs = await sendToPicked(svc, "start-up run");
       await sleep(1000);
       ({ rssMb, hwmMb } = memory(svc.proc.pid));
       heap = await readHeapMetrics(svc.url).catch((err) => ({ error: err.message }));
     }
     await stop(svc.proc, 25_000);
   }
-  if (failed > 0) warnings.push(`start-up run: ${failed} of ${used} sends were not accepted`);
-  return { tenants: n, runsMs, startupMs: median(runsMs), bareNodeMs: median(bare), rssIdleMb, rssMb, hwmMb, heap, touched: used, failed, sendMs, configBytes: readFileSync(configFile).length };
+  // The same in the chart's pod: node sizes V8's old generation from the memory limit (half of
+  // it), the image's NODE_OPTIONS keeps the young generation (docs/operations.md#heap).
+  let pod;
+  if (opts.podMemoryMib > 0) {
+    const svc = await startService("service-pod", configFile, { nodeOptions: [`--max-old-space-size=${Math.floor(opts.podMemoryMib / 2)}`] });
+    await sleep(1000);
+    const idle = memory(svc.proc.pid).rssMb;
+    await sendToPicked(svc, `pod of ${opts.podMemoryMib} MiB`);
+    await sleep(1000);
+    pod = { memoryMib: opts.podMemoryMib, rssIdleMb: idle, rssMb: memory(svc.proc.pid).rssMb };
+    await stop(svc.proc, 25_000);
+  }
+  if (failed > 0) warnings.push(`start-up run: ${failed} sends were not accepted`);
+  return { tenants: n, runsMs, startupMs: median(runsMs), bareNodeMs: median(bare), rssIdleMb, rssMb, hwmMb, heap, pod, touched: used, failed, sendMs, configBytes: readFileSync(configFile).length };
 }
 
 /** The service's V8 heap from its /metrics (prom-client's default metrics), in MB. */
@@ -583,7 +609,7 @@ async function readHeapMetrics(url) {
  */
 async function idempotencyPhase() {
   const run = async (name, extra) => {
-    const proc = spawnNode(name, ["--expose-gc", join(here, "idempotency-memory.mjs"), "--keys", String(opts.idemKeys), ...extra], { logDir: tmp, nice: opts.nice, stdoutPipe: true });
+    const proc = spawnNode(name, [...IMAGE_NODE_OPTIONS, "--expose-gc", join(here, "idempotency-memory.mjs"), "--keys", String(opts.idemKeys), ...extra], { logDir: tmp, nice: opts.nice, stdoutPipe: true });
     procs.push(proc);
     const timeoutMs = 60_000 + opts.idemKeys * 0.5;
     try {
@@ -911,7 +937,7 @@ async function main() {
     const st = await startupPhase(emu);
     await stop(emu.proc);
     const { runsMs, startupMs, bareNodeMs, rssIdleMb, rssMb, hwmMb, heap, touched, failed } = st;
-    console.log(JSON.stringify({ startupMs10kTenants: r2(startupMs, 0), runsMs: runsMs.map((x) => r2(x, 0)), bareNodeMs: r2(bareNodeMs, 0), rssMb10kTenants1kUsed: r2(rssMb, 1), rssMb10kTenantsIdle: r2(rssIdleMb, 1), hwmMb: r2(hwmMb, 1), heap, touched, failed, tenants: st.tenants, warnings }));
+    console.log(JSON.stringify({ startupMs10kTenants: r2(startupMs, 0), runsMs: runsMs.map((x) => r2(x, 0)), bareNodeMs: r2(bareNodeMs, 0), rssMb10kTenants1kUsed: r2(rssMb, 1), rssMb10kTenantsIdle: r2(rssIdleMb, 1), hwmMb: r2(hwmMb, 1), heap, podRss: podRss(st.pod), touched, failed, tenants: st.tenants, warnings }));
     return 0;
   }
   const configFile = writeJson(tmp, "config.json", buildConfig(tenants, { emulatorUrl: emu.url, caFile: emu.caFile, secretFile: join(tmp, "client-secret"), raiseLimits: true }));
@@ -1141,6 +1167,7 @@ function result(d, tokenRequests) {
     p99AddedMsMix: svc ? r2(S.added.lean.all.p99Ms) : null,
     p50AddedMsMix: svc ? r2(S.added.lean.all.p50Ms) : null,
     rssMb10kTenants1kUsed: d.startup ? r2(d.startup.rssMb, 1) : null,
+    podRss: d.startup ? podRss(d.startup.pod) : null,
     heapMb10kTenants1kUsed: d.startup ? r2(d.startup.heap?.heapUsedMb, 1) : null,
     bytesPerIdempotencyKey: idem?.unbounded ? r2(idem.unbounded.perKey.rss, 0) : null,
     heapBytesPerIdempotencyKey: idem?.unbounded ? r2(idem.unbounded.perKey.heapUsed, 0) : null,

@@ -16,6 +16,17 @@ export const EMULATOR_CLI = process.env.BENCH_EMULATOR_CLI ? resolve(process.env
 export const DIST_SERVER = join(root, "dist", "server.js");
 
 /**
+ * The node options of the image's runtime stage (its `NODE_OPTIONS`, read from the Dockerfile):
+ * every baseline and service process runs with them, before any given for one run, so the bench
+ * measures the heap users run with (docs/operations.md#heap), on any machine's memory.
+ */
+export const IMAGE_NODE_OPTIONS = (() => {
+  const m = /^\s*(?:ENV\s+)?NODE_OPTIONS=(?:"([^"]*)"|(\S+))/m.exec(readFileSync(join(root, "Dockerfile"), "utf8"));
+  if (!m) throw new Error("Dockerfile: no NODE_OPTIONS in an ENV of the runtime stage");
+  return (m[1] ?? m[2]).split(/\s+/).filter(Boolean);
+})();
+
+/**
  * The emulator with `tenants` (bench/lib/fixtures.mjs benchTenants), throttling off and a fixed
  * Graph latency; its scenario and CA are written to `logDir` under `name`.
  * Resolves `{ proc, url, caFile, ca }`.
@@ -45,7 +56,7 @@ export async function startBaseline({ name, script, logDir, configFile, nodeOpti
   const port = await freePort();
   const proc = spawnNode(name, [join(root, "bench", script)], {
     logDir,
-    nodeOptions,
+    nodeOptions: [...IMAGE_NODE_OPTIONS, ...nodeOptions],
     nice,
     stdoutPipe: true,
     env: { BENCH_CONFIG: configFile, PORT: String(port), HOST: "127.0.0.1", NODE_ENV: "production", ...env },
@@ -67,7 +78,7 @@ export async function startService({ name = "service", server = DIST_SERVER, log
   const proc = spawnNode(name, [server], {
     logDir,
     nice,
-    nodeOptions,
+    nodeOptions: [...IMAGE_NODE_OPTIONS, ...nodeOptions],
     env: { NOREPLY_RELAY_CONFIG: configFile, PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: logLevel, NODE_ENV: "production", ...env },
   });
   track(proc);
