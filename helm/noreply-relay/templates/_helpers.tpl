@@ -437,7 +437,7 @@ working and the young generation's flag stays unless it is overridden. As YAML:
 {{- if hasKey . "valueFrom" }}
 {{- fail "extraEnv: NODE_OPTIONS from valueFrom cannot be joined with nodeOptions; put node's flags in nodeOptions" }}
 {{- end }}
-{{- $nodeOptions = trim (printf "%s %s" $nodeOptions (.value | default "")) }}
+{{- $nodeOptions = trim (printf "%s %s" $nodeOptions (.value | default "" | toString)) }}
 {{- else }}
 {{- $rest = append $rest . }}
 {{- end }}
