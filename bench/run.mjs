@@ -520,8 +520,7 @@ async function bareNodeStartMs() {
 
 /** The start-up run's pod figures for the JSON line. */
 function podRss(pod) {
-  const mb = (x) => Math.round(x * 10) / 10;
-  return pod ? { memoryMib: pod.memoryMib, rssMb10kTenants1kUsed: mb(pod.rssMb), rssMb10kTenantsIdle: mb(pod.rssIdleMb) } : null;
+  return pod ? { memoryMib: pod.memoryMib, rssMb10kTenants1kUsed: r2(pod.rssMb, 1), rssMb10kTenantsIdle: r2(pod.rssIdleMb, 1) } : null;
 }
 
 async function startupPhase(emu) {
@@ -870,7 +869,6 @@ function happyPath(a) {
 function redisResult(r) {
   if (!r || r.skipped) return null;
   const S = r.summary;
-  const r2 = (x, k = 2) => (x === null || x === undefined || Number.isNaN(x) ? null : Number(x.toFixed(k)));
   return {
     // Against the lean baseline (issue 15's table in Redis mode), throughput with small text.
     ratio: r2(S.keyless.ratioLean, 3),
