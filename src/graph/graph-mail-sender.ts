@@ -300,8 +300,16 @@ let graphModule: Promise<typeof GraphSdk> | undefined;
  * waits for it itself.
  */
 export function loadGraphClient(): Promise<typeof GraphSdk> {
-  graphModule ??= import("@microsoft/microsoft-graph-client");
+  graphModule ??= import("@microsoft/microsoft-graph-client").then(commonJsExports);
   return graphModule;
+}
+
+/**
+ * The package is CommonJS. node's import() lists its exports by name; the bundle of the service
+ * (scripts/bundle-server.mjs) gives them only as `default`, as bundlers do for CommonJS.
+ */
+function commonJsExports(m: typeof GraphSdk): typeof GraphSdk {
+  return "Client" in m ? m : (m as { default?: typeof GraphSdk }).default ?? m;
 }
 
 /** The request body: the MIME form's base64, or the JSON form as the use case made it (or made here). */
