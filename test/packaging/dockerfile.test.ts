@@ -83,6 +83,10 @@ describe("Dockerfile", () => {
     const runs = byKeyword(build, "RUN").map((r) => r.args);
     expect(runs.some((r) => /npm ci\b/.test(r) && !r.includes("--omit=dev"))).toBe(true);
     expect(runs.some((r) => r.includes("npm run build"))).toBe(true);
+    // npm run build bundles the service with scripts/bundle-server.mjs: the stage has it.
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { scripts: Record<string, string> };
+    expect(pkg.scripts.build).toContain("node scripts/bundle-server.mjs");
+    expect(byKeyword(build, "COPY").map((c) => c.args.split(/\s+/)[0])).toContain("scripts/bundle-server.mjs");
   });
 
   it("when the deps stage installs, then it omits dev dependencies and runs no install scripts", () => {

@@ -14,8 +14,13 @@ export interface ChildServer {
   listening(): Promise<string>;
 }
 
-export function spawnServer(env: Record<string, string>): ChildServer {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], {
+/**
+ * Starts the service in a child process with `env` (and PATH, HOST=127.0.0.1, PORT=0 unless given).
+ * `script`: a built entry point to run with node instead, such as a bundle of the service.
+ */
+export function spawnServer(env: Record<string, string>, options: { script?: string } = {}): ChildServer {
+  const args = options.script === undefined ? ["--import", "tsx", "src/server.ts"] : [options.script];
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],

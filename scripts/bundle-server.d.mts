@@ -1,0 +1,8 @@
+/** What bundleServer wrote: its outdir, the files (relative to it) and the npm packages bundled in. */
+export interface ServerBundle {
+  readonly outdir: string;
+  readonly files: string[];
+  readonly packages: string[];
+}
+/** Bundles src/server.ts and its dependencies into outdir (default dist/): server.js, its map, chunks/. */
+export function bundleServer(options?: { outdir?: string }): Promise<ServerBundle>;
