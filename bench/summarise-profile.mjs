@@ -3,9 +3,10 @@
 //
 //   node bench/summarise-profile.mjs <file.cpuprofile | dir> [--top 30] [--json] [--requests N]
 // With --requests (requests the process served while profiled) every line also shows µs/request.
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { SourceMap } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 
 const SPECIAL = new Set(["(idle)", "(program)", "(garbage collector)", "(root)"]);
@@ -20,7 +21,48 @@ export function shortUrl(url) {
   if (dist >= 0) return u.slice(dist + 1);
   const bench = u.lastIndexOf("/bench/");
   if (bench >= 0) return u.slice(bench + 1);
+  const src = u.lastIndexOf("/src/");
+  if (src >= 0) return u.slice(src + 1);
   return u;
+}
+
+const sourceMaps = new Map();
+
+/** The source map next to a script (the service bundle's server.js.map), or null. */
+function sourceMapOf(url) {
+  if (!url.startsWith("file://")) return null;
+  if (!sourceMaps.has(url)) {
+    let map = null;
+    try {
+      const file = `${fileURLToPath(url)}.map`;
+      if (existsSync(file)) {
+        const payload = JSON.parse(readFileSync(file, "utf8"));
+        map = { map: new SourceMap(payload), dir: dirname(file) };
+      }
+    } catch {
+      map = null;
+    }
+    sourceMaps.set(url, map);
+  }
+  return sourceMaps.get(url);
+}
+
+/**
+ * Frames of a bundle (dist/server.js and its chunks) moved to the file and line they come from
+ * (src/… or node_modules/…) through the bundle's source map, so the summary names packages and
+ * the app's layers as it did before the service was bundled. Changes the profile's nodes.
+ */
+export function mapToSources(profile) {
+  for (const n of profile.nodes) {
+    const cf = n.callFrame;
+    const m = cf.url ? sourceMapOf(cf.url) : null;
+    if (!m) continue;
+    const e = m.map.findEntry(cf.lineNumber, cf.columnNumber);
+    if (!e || !e.originalSource) continue;
+    const source = e.originalSource.startsWith("file://") ? e.originalSource : pathToFileURL(resolve(m.dir, e.originalSource)).href;
+    n.callFrame = { ...cf, url: source, lineNumber: e.originalLine, columnNumber: e.originalColumn };
+  }
+  return profile;
 }
 
 /** Which package or area a frame belongs to: a node_modules package, node: internals, the app. */
@@ -35,7 +77,9 @@ export function area(callFrame) {
     const parts = u.slice(5).split("/");
     return `node:${parts[0] === "internal" ? parts.slice(0, Math.min(parts.length - 1, 2)).join("/") || parts[0] : parts[0]}`;
   }
-  if (u.startsWith("dist/")) return `app: ${u.split("/").slice(0, -1).join("/") || "dist"}`;
+  // What the source map gives no source for in the bundle: esbuild's module wrappers.
+  if (u === "dist/server.js" || u.startsWith("dist/chunks/")) return "(bundle runtime)";
+  if (u.startsWith("dist/") || u.startsWith("src/")) return `app: ${u.split("/").slice(0, -1).join("/") || "dist"}`;
   return u;
 }
 
@@ -43,6 +87,7 @@ export function area(callFrame) {
  * @param {{nodes: any[], samples: number[], timeDeltas: number[], startTime: number, endTime: number}} profile
  */
 export function summariseProfile(profile, { top = 30, requests } = {}) {
+  mapToSources(profile);
   const byId = new Map();
   const parent = new Map();
   for (const n of profile.nodes) {
