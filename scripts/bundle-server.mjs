@@ -28,8 +28,8 @@ const BANNER = "import { createRequire as __noreplyRelayRequire } from 'node:mod
  * Bundles the service into `outdir` (its server.js, server.js.map and chunks/). Fails on any
  * esbuild warning: a dependency esbuild cannot follow would otherwise fail only at run time.
  * @param {{ outdir?: string }} [options]
- * @returns {Promise<{ outdir: string, files: string[], packages: string[] }>} the files written
- *   (relative to outdir) and the npm packages bundled in.
+ * @returns {Promise<{ outdir: string, files: string[], packages: string[], sources: string[] }>} the
+ *   files written (relative to outdir), the npm packages and the files of src/ bundled in.
  */
 export async function bundleServer({ outdir = join(ROOT, "dist") } = {}) {
   const result = await build({
@@ -47,11 +47,12 @@ export async function bundleServer({ outdir = join(ROOT, "dist") } = {}) {
     chunkNames: "chunks/[name]-[hash]",
     allowOverwrite: true,
     banner: { js: BANNER },
-    // Whitespace and syntax only: names stay, so stack traces and error types read as in the
-    // source; keepNames holds classes' .name where bundling renames a clash (Error types in logs).
+    // Whitespace and syntax only: names stay, so stack traces read as in the source. Not
+    // keepNames: it wraps every named closure in a call that sets its .name, ~15 % more CPU
+    // per send (BENCHMARKS.md). Without it, the few classes esbuild renames to avoid a clash keep
+    // the new name (the Graph client's GraphError2, in an error's type), nothing of src/.
     minifyWhitespace: true,
     minifySyntax: true,
-    keepNames: true,
     // Positions in stack traces map to src/ with node --enable-source-maps (docs/troubleshooting.md).
     sourcemap: "linked",
     sourcesContent: false,
@@ -66,11 +67,13 @@ export async function bundleServer({ outdir = join(ROOT, "dist") } = {}) {
   }
   const files = Object.keys(result.metafile.outputs).map((f) => relative(outdir, resolve(ROOT, f)));
   const packages = new Set();
+  const sources = [];
   for (const input of Object.keys(result.metafile.inputs)) {
     const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
     if (m) packages.add(m[1]);
+    else if (input.startsWith("src/")) sources.push(input);
   }
-  return { outdir, files, packages: [...packages].sort() };
+  return { outdir, files, packages: [...packages].sort(), sources: sources.sort() };
 }
 
 /**

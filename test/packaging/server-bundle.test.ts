@@ -83,6 +83,17 @@ describe("the service bundle (scripts/bundle-server.mjs, what npm run build writ
     expect(map.sourcesContent).toBeUndefined();
   });
 
+  it("when bundled, then the classes of src/ keep their names (error types in logs read as in the source)", () => {
+    const text = bundle.files.filter((f) => f.endsWith(".js")).map((f) => readFileSync(join(OUT, f), "utf8")).join("\n");
+    expect(bundle.sources).toContain("src/server.ts");
+    const classes = bundle.sources.flatMap((f) => [...readFileSync(join(ROOT, f), "utf8").matchAll(/^\s*(?:export\s+)?(?:abstract\s+)?class\s+(\w+)/gm)].map((m) => m[1]!));
+    expect(classes).toEqual(expect.arrayContaining(["ConfigError", "GraphMailSenderImpl", "StoreUnavailableError"]));
+    // esbuild writes `var X = class …` (the class's name is inferred from X) or keeps `class X`;
+    // a clash would make it X2.
+    const renamed = classes.filter((c) => !new RegExp(`(?:\\bclass ${c}\\b|\\b${c}=class\\b)`).test(text));
+    expect(renamed).toEqual([]);
+  });
+
   it("when run with node and a YAML config, then it sends through the real SDKs, maps Entra's and Graph's refusals, serves the docs, the spec, metrics and SMTP, and stops on SIGTERM", async () => {
     const keys = newKeys();
     const secrets = await writeStandardFiles(dir, emulator.caPem);
@@ -141,7 +152,6 @@ describe("the service bundle (scripts/bundle-server.mjs, what npm run build writ
     const logs = server.stdout.join("\n") + server.stderr.join("");
     expect(logs).toContain('"msg":"stopped"');
     for (const s of [...secrets, keys.ops]) expect(logs).not.toContain(s);
-    // Error types in the logs keep their names in the bundle (keepNames).
     expect(server.stderr.join("")).toBe("");
   });
 });
