@@ -74,6 +74,8 @@ export interface MultiReplicaSoakOptions {
   readonly leaseSeconds?: number;
   /** Share of the messages started before one replica is killed; default 0.4; 0 = no kill. */
   readonly killAfter?: number;
+  /** A built entry point the replicas run with node (`--server dist/server.js`: the bundle the image runs); default src/ through tsx. */
+  readonly script?: string;
   /** Progress lines. */
   readonly progress?: (line: string) => void;
 }
@@ -211,6 +213,7 @@ export async function runMultiReplicaSoak(options: MultiReplicaSoakOptions): Pro
     const set = await startReplicas({
       count: replicaCount,
       emulator,
+      ...(options.script !== undefined ? { script: options.script } : {}),
       configure: (c) => {
         c.store =
           redis !== undefined ? { type: "redis", url: redis.url, keyPrefix: `soak-${run}:`, leaseSeconds } : { type: "memory" };

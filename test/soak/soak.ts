@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { CONTOSO, standardScenario } from "../support/fixtures.js";
 import { metricValue, startHarness, type HttpResult } from "../support/harness.js";
 import { runMultiReplicaSoak, type MultiReplicaSoakOptions } from "./multi-replica-soak.js";
@@ -40,7 +41,8 @@ import {
  *
  * `npm run soak` runs it big (flags: --messages --concurrency --fault-rate --seed) and exits 1 on
  * any violation; test/soak/soak.test.ts runs it small inside `npm test`. With `--replicas N`
- * (N > 1) it runs the multi-replica soak instead (multi-replica-soak.ts).
+ * (N > 1) it runs the multi-replica soak instead (multi-replica-soak.ts), whose replicas are
+ * processes: `--server dist/server.js` runs the build (the bundle the image runs) instead of src/.
  */
 
 export interface SoakOptions {
@@ -197,6 +199,7 @@ async function main(): Promise<void> {
     progress: (line: string) => console.error(line),
   };
   let report: { violations: readonly string[] };
+  if (flag(args, "server") !== undefined && replicas <= 1) throw new Error("--server needs --replicas N (N > 1): the single-replica soak runs the service in its own process");
   if (replicas > 1) {
     const store = flag(args, "store") ?? "redis";
     if (store !== "redis" && store !== "memory") throw new Error("--store must be redis or memory");
@@ -207,6 +210,7 @@ async function main(): Promise<void> {
       store: store,
       ...(flag(args, "lease-seconds") !== undefined ? { leaseSeconds: Number(flag(args, "lease-seconds")) } : {}),
       ...(flag(args, "kill-after") !== undefined ? { killAfter: Number(flag(args, "kill-after")) } : {}),
+      ...(flag(args, "server") !== undefined ? { script: resolve(flag(args, "server")!) } : {}),
     };
     report = await runMultiReplicaSoak(options);
   } else {

@@ -31,6 +31,8 @@ export interface ReplicaSetOptions {
   readonly configure?: (config: ConfigInput, dir: string) => void;
   /** LOG_LEVEL of every replica; default info (one line per request). */
   readonly logLevel?: string;
+  /** A built entry point each replica runs with node (the bundle, dist/server.js); default src/server.ts through tsx. */
+  readonly script?: string;
 }
 
 export interface ReplicaSet {
@@ -66,7 +68,7 @@ export async function startReplicas(options: ReplicaSetOptions): Promise<Replica
   const configPath = join(dir, "config.json");
   await writeFile(configPath, JSON.stringify(config, null, 2));
 
-  const processes = Array.from({ length: options.count }, () => spawnServer({ NOREPLY_RELAY_CONFIG: configPath, LOG_LEVEL: options.logLevel ?? "info" }));
+  const processes = Array.from({ length: options.count }, () => spawnServer({ NOREPLY_RELAY_CONFIG: configPath, LOG_LEVEL: options.logLevel ?? "info" }, options.script !== undefined ? { script: options.script } : {}));
   const stopAll = async (): Promise<void> => {
     await Promise.all(processes.map((p) => stop(p)));
     await rm(dir, { recursive: true, force: true });
