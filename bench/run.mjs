@@ -111,7 +111,8 @@ if (argv.help) {
   --rss-tenants-used N    tenants of the start-up run that get a send before RSS is read (default 1000)
   --pod-memory-mib M      then the same sends in a pod with this memory limit: V8's old generation as
                           node sizes it there (M/2, measured up to 4096), the image's NODE_OPTIONS
-                          (default 512, the chart's limit; 0: skip)
+                          (default 512, the chart's limit; 0: skip); then 10 s of the mix in closed
+                          loop for the peak RSS (podRss.hwmMbUnderLoad: the chart's memory request)
   --skip-startup          skip the 10,000-tenant start-up run
   --smtp on|off           also compare the SMTP door with POST /send of the same service on the same
                           emulator: messages/s (closed loop) and the latency SMTP adds at --rate
@@ -520,7 +521,7 @@ async function bareNodeStartMs() {
 
 /** The start-up run's pod figures for the JSON line. */
 function podRss(pod) {
-  return pod ? { memoryMib: pod.memoryMib, rssMb10kTenants1kUsed: r2(pod.rssMb, 1), rssMb10kTenantsIdle: r2(pod.rssIdleMb, 1) } : null;
+  return pod ? { memoryMib: pod.memoryMib, rssMb10kTenants1kUsed: r2(pod.rssMb, 1), rssMb10kTenantsIdle: r2(pod.rssIdleMb, 1), hwmMbUnderLoad: r2(pod.hwmMbUnderLoad, 1) } : null;
 }
 
 async function startupPhase(emu) {
@@ -587,6 +588,11 @@ async function startupPhase(emu) {
     await sendToPicked(svc, `pod of ${opts.podMemoryMib} MiB`);
     await sleep(1000);
     pod = { memoryMib: opts.podMemoryMib, rssIdleMb: idle, rssMb: memory(svc.proc.pid).rssMb };
+    // Then load, for the chart's memory request: the peak RSS (VmHWM) under the closed loop of
+    // the mix, over 100 of the tenants sent to (a mailbox rarely has two sends in flight).
+    const load = await throughput({ url: svc.url, connections: opts.connections, durationS: 10, rotation: buildRotation(picked, { attachmentShare: opts.attachmentShare }), headers: SEND_HEADERS });
+    pod.hwmMbUnderLoad = memory(svc.proc.pid).hwmMb;
+    if (load.non2xx > load.requests / 100) warnings.push(`pod of ${opts.podMemoryMib} MiB under load: ${load.non2xx} of ${load.requests} sends were not accepted`);
     await stop(svc.proc, 25_000);
   }
   if (failed > 0) warnings.push(`start-up run: ${failed} sends were not accepted`);

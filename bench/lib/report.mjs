@@ -150,7 +150,10 @@ export function formatReport(d) {
       `service RSS, ${st.tenants} tenants: idle → after a send to each of ${st.touched} (peak)`,
       `${f(st.rssIdleMb)} → ${f(st.rssMb)} MB (${f(st.hwmMb)} MB), V8 heap used ${f(st.heap?.heapUsedMb)} of ${f(st.heap?.heapTotalMb)} MB; ${st.touched - st.failed} accepted in ${f(st.sendMs / 1000, 1)} s`,
     ]);
-    if (st.pod) other.push([`the same in a ${st.pod.memoryMib} MiB pod (old generation ${st.pod.memoryMib / 2} MB, the image's NODE_OPTIONS)`, `${f(st.pod.rssIdleMb)} → ${f(st.pod.rssMb)} MB`]);
+    if (st.pod) {
+      other.push([`the same in a ${st.pod.memoryMib} MiB pod (old generation ${st.pod.memoryMib / 2} MB, the image's NODE_OPTIONS)`, `${f(st.pod.rssIdleMb)} → ${f(st.pod.rssMb)} MB`]);
+      if (st.pod.hwmMbUnderLoad !== undefined) other.push([`peak RSS in that pod, then 10 s of the mix in closed loop`, `${f(st.pod.hwmMbUnderLoad)} MB`]);
+    }
   }
   const idem = d.idempotency;
   if (idem?.unbounded) {
