@@ -19,7 +19,7 @@ import { apiKeyDigest } from "./tenants/caller-directory.js";
  * `npm run demo -- --keep`: the same, but the files go to .demo/ in the working directory and
  * stay, and the emulator listens on a fixed port (8443, or EMULATOR_PORT), so the config stays
  * valid across runs: a second instance of the service, or a build run with `npm start`, can use
- * .demo/config.yaml against the running emulator.
+ * .demo/config-second.yaml (its SMTP door on a free port) against the running emulator.
  *
  * The SMTP door listens too (SMTP_PORT, default 2525; 0 when PORT is 0), with STARTTLS and a
  * certificate made for this run; the banner prints a `node -e` with nodemailer that sends
@@ -100,20 +100,23 @@ async function main(): Promise<void> {
   await writeFile(join(dir, "smtp-cert.pem"), smtpTls.certPem);
   await writeFile(join(dir, "smtp-key.pem"), smtpTls.keyPem, { mode: 0o600 });
   const expiresAt = new Date(Date.now() + 365 * 86_400_000).toISOString().replace(/\.\d+Z$/, "Z");
-  await writeFile(
-    configPath,
-    toYaml({
-      cloud: { authorityHost: emulator.url, graphBaseUrl: emulator.url },
-      tls: { caFile: join(dir, "ca.pem") },
-      app: { clientId: APP_ID, credential: { type: "secret", secretFile: join(dir, "client-secret"), expiresAt } },
-      tenants: {
-        contoso: { tenantId: CONTOSO_ID, sender: "noreply@contoso.com", displayName: "Contoso" },
-        fabrikam: { tenantId: FABRIKAM_ID, sender: "noreply@fabrikam.com", displayName: "Fabrikam" },
-      },
-      callers: { demo: { keySha256: apiKeyDigest(apiKey), tenants: ["*"], admin: true } },
-      smtp: { enabled: true, port: smtpPort, tls: { certFile: join(dir, "smtp-cert.pem"), keyFile: join(dir, "smtp-key.pem") } },
-    }),
-  );
+  const configFor = (smtpListenPort: number) => ({
+    cloud: { authorityHost: emulator.url, graphBaseUrl: emulator.url },
+    tls: { caFile: join(dir, "ca.pem") },
+    app: { clientId: APP_ID, credential: { type: "secret", secretFile: join(dir, "client-secret"), expiresAt } },
+    tenants: {
+      contoso: { tenantId: CONTOSO_ID, sender: "noreply@contoso.com", displayName: "Contoso" },
+      fabrikam: { tenantId: FABRIKAM_ID, sender: "noreply@fabrikam.com", displayName: "Fabrikam" },
+    },
+    callers: { demo: { keySha256: apiKeyDigest(apiKey), tenants: ["*"], admin: true } },
+    smtp: { enabled: true, port: smtpListenPort, tls: { certFile: join(dir, "smtp-cert.pem"), keyFile: join(dir, "smtp-key.pem") } },
+  });
+  await writeFile(configPath, toYaml(configFor(smtpPort)));
+  // With --keep: the same for a second instance beside the demo (a build of your own). Its SMTP
+  // door takes a free port (it logs which): the demo's is taken, and the config file is the only
+  // place the port is set.
+  const secondConfigPath = join(dir, "config-second.yaml");
+  if (keep) await writeFile(secondConfigPath, toYaml(configFor(0)));
   const config = loadConfigFile(configPath);
   const logger = pino({ level: logLevel, base: { service: "noreply-relay" } });
 
@@ -168,7 +171,7 @@ async function main(): Promise<void> {
       ? [
           "",
           "  Another instance on the same emulator (a build of your own, for example):",
-          `    npm run build && PORT=8081 NOREPLY_RELAY_CONFIG=${configPath} node dist/server.js`,
+          `    npm run build && PORT=8081 NOREPLY_RELAY_CONFIG=${secondConfigPath} node dist/server.js`,
           "",
           "  Request log lines (JSON) follow below. Ctrl-C stops the demo; .demo/ stays for the next --keep run.",
         ]

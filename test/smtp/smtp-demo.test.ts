@@ -1,8 +1,14 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import { get } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../docs/markdown.js";
+import { spawnServer, type ChildServer } from "../support/child-server.js";
+import { freePort } from "../support/free-port.js";
 
 /*
  * `npm run demo` prints an SMTP example (a `node -e` with nodemailer); run exactly what it
@@ -14,10 +20,12 @@ interface Demo {
   readonly banner: string;
 }
 
-function startDemo(): Promise<Demo> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/demo.ts"], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", PORT: "0", SMTP_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "warn" },
+/** The demo from the repository; with `cwd` and `args` (`--keep`) elsewhere, tsx loaded by its path. */
+function startDemo(options: { cwd?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<Demo> {
+  const tsx = pathToFileURL(join(ROOT, "node_modules", "tsx", "dist", "loader.mjs")).href;
+  const child = spawn(process.execPath, ["--import", tsx, join(ROOT, "src", "demo.ts"), ...(options.args ?? [])], {
+    cwd: options.cwd ?? ROOT,
+    env: { PATH: process.env.PATH ?? "", PORT: "0", SMTP_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "warn", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output: string[] = [];
@@ -48,17 +56,19 @@ function getJson(url: string, ca: string): Promise<unknown> {
   });
 }
 
+async function stopDemo(d: Demo | undefined): Promise<void> {
+  if (d === undefined || d.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => d.child.once("exit", resolve));
+  d.child.kill("SIGTERM");
+  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+  if (d.child.exitCode === null) d.child.kill("SIGKILL");
+}
+
 let demo: Demo | undefined;
 beforeAll(async () => {
   demo = await startDemo();
 }, 40_000);
-afterAll(async () => {
-  if (demo === undefined || demo.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => demo!.child.once("exit", resolve));
-  demo.child.kill("SIGTERM");
-  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
-  if (demo.child.exitCode === null) demo.child.kill("SIGKILL");
-});
+afterAll(() => stopDemo(demo));
 
 describe("npm run demo: the SMTP example", () => {
   it("when a developer runs the printed node -e command, then it prints the 250 reply and the emulator holds the message", async () => {
@@ -81,4 +91,44 @@ describe("npm run demo: the SMTP example", () => {
     };
     expect(messages.value.map((m) => [m.subject, m.format, m.sender])).toEqual([["Hello over SMTP", "mime", "noreply@contoso.com"]]);
   });
+});
+
+describe("npm run demo -- --keep: a second instance beside the demo", () => {
+  let dir: string;
+  let kept: Demo | undefined;
+  let second: ChildServer | undefined;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "noreply-relay-demo-keep-"));
+  });
+  afterAll(async () => {
+    if (second !== undefined && second.child.exitCode === null) {
+      second.child.kill("SIGTERM");
+      await second.exited;
+    }
+    await stopDemo(kept);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("when a developer starts the printed second instance while the demo runs, then it starts (its SMTP door on another port) and sends through the demo's emulator", async () => {
+    // The demo's SMTP door on a fixed port, as with the default 2525: the second config must not ask for it too.
+    const smtpPort = await freePort();
+    kept = await startDemo({ cwd: dir, args: ["--keep"], env: { EMULATOR_PORT: "0", SMTP_PORT: String(smtpPort) } });
+    const printed = /NOREPLY_RELAY_CONFIG=(\S+) node dist\/server\.js/.exec(kept.banner);
+    expect(printed?.[1]).toBe(join(dir, ".demo", "config-second.yaml"));
+    const key = /^\s+Demo API key\s+(\S+)/m.exec(kept.banner)![1]!;
+
+    // The source, not `npm run build` (which would rewrite this repository's dist/).
+    second = spawnServer({ NOREPLY_RELAY_CONFIG: printed![1]! });
+    const url = await second.listening();
+    const door = second.stdout.map((l) => JSON.parse(l) as { msg?: string; submission?: number }).find((l) => l.msg === "SMTP door listening");
+    expect(door?.submission).toBeGreaterThan(0);
+    expect(door?.submission).not.toBe(smtpPort);
+    const res = await fetch(`${url}/send`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ tenant: "contoso", to: ["someone@example.com"], subject: "from the second instance", text: "It works." }),
+    });
+    expect(res.status).toBe(202);
+  }, 60_000);
 });
