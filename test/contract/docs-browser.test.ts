@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StoredMessage } from "../../src/emulator/inspection.js";
 import { createApiClient, type ApiClient } from "../support/api-client.js";
 import { specValidator } from "../support/checked-fetch.js";
+import { startDemo, stopDemo, type RunningDemo } from "../support/demo-process.js";
 import { describeWithTool } from "../support/external-tools.js";
 
 /*
@@ -37,60 +37,9 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-interface RunningDemo {
-  readonly child: ChildProcess;
-  readonly url: string;
-  readonly apiKey: string;
-  readonly emulatorUrl: string;
-  readonly caFile: string;
-  readonly output: string[];
-}
-
-/** Starts src/demo.ts on free ports and reads the service URL, the key and the emulator from its banner. */
-function startDemo(): Promise<RunningDemo> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/demo.ts"], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "warn" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const output: string[] = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the demo printed no banner within 20 s:\n${output.join("")}`)), 20_000);
-    const read = (chunk: string): void => {
-      output.push(chunk);
-      const text = output.join("");
-      if (!text.includes("Request log lines")) return;
-      const url = /^\s+Service\s+(http:\/\/\S+)/m.exec(text)?.[1];
-      const apiKey = /^\s+Demo API key\s+(\S+)/m.exec(text)?.[1];
-      const emulator = /^\s+M365 emulator\s+(https:\/\/\S+)\s+\(HTTPS, its own CA: ([^)]+)\)/m.exec(text);
-      clearTimeout(timer);
-      if (url === undefined || apiKey === undefined || emulator?.[1] === undefined || emulator[2] === undefined) {
-        reject(new Error(`cannot read the demo's banner:\n${text}`));
-        return;
-      }
-      resolve({ child, url, apiKey, emulatorUrl: emulator[1], caFile: emulator[2], output });
-    };
-    child.stdout.setEncoding("utf8").on("data", read);
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk));
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the demo exited (${code}) before it was ready:\n${output.join("")}`));
-    });
-  });
-}
-
-/** SIGTERM, as Ctrl-C would: the demo stops the service and the emulator and removes its temp files. */
-async function stopDemo(demo: RunningDemo | undefined): Promise<void> {
-  if (demo === undefined || demo.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => demo.child.once("exit", resolve));
-  demo.child.kill("SIGTERM");
-  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
-  if (demo.child.exitCode === null) demo.child.kill("SIGKILL");
-}
-
 let demo: RunningDemo | undefined;
 beforeAll(async () => {
-  demo = await startDemo();
+  demo = await startDemo({ timeoutMs: 20_000 });
 });
 afterAll(() => stopDemo(demo));
 

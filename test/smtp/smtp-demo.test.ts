@@ -1,50 +1,19 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { get } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../docs/markdown.js";
 import { spawnServer, type ChildServer } from "../support/child-server.js";
+import { startDemo, stopDemo, type RunningDemo } from "../support/demo-process.js";
 import { freePort } from "../support/free-port.js";
 
 /*
  * `npm run demo` prints an SMTP example (a `node -e` with nodemailer); run exactly what it
  * prints, in a shell, from the repository, and see the message at the emulator.
  */
-
-interface Demo {
-  readonly child: ChildProcess;
-  readonly banner: string;
-}
-
-/** The demo from the repository; with `cwd` and `args` (`--keep`) elsewhere, tsx loaded by its path. */
-function startDemo(options: { cwd?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<Demo> {
-  const tsx = pathToFileURL(join(ROOT, "node_modules", "tsx", "dist", "loader.mjs")).href;
-  const child = spawn(process.execPath, ["--import", tsx, join(ROOT, "src", "demo.ts"), ...(options.args ?? [])], {
-    cwd: options.cwd ?? ROOT,
-    env: { PATH: process.env.PATH ?? "", PORT: "0", SMTP_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "warn", ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const output: string[] = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the demo printed no banner within 30 s:\n${output.join("")}`)), 30_000);
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      output.push(chunk);
-      const text = output.join("");
-      if (!text.includes("Request log lines")) return;
-      clearTimeout(timer);
-      resolve({ child, banner: text });
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk));
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the demo exited (${code}) before it was ready:\n${output.join("")}`));
-    });
-  });
-}
 
 function getJson(url: string, ca: string): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -56,15 +25,7 @@ function getJson(url: string, ca: string): Promise<unknown> {
   });
 }
 
-async function stopDemo(d: Demo | undefined): Promise<void> {
-  if (d === undefined || d.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => d.child.once("exit", resolve));
-  d.child.kill("SIGTERM");
-  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
-  if (d.child.exitCode === null) d.child.kill("SIGKILL");
-}
-
-let demo: Demo | undefined;
+let demo: RunningDemo | undefined;
 beforeAll(async () => {
   demo = await startDemo();
 }, 40_000);
@@ -95,7 +56,7 @@ describe("npm run demo: the SMTP example", () => {
 
 describe("npm run demo -- --keep: a second instance beside the demo", () => {
   let dir: string;
-  let kept: Demo | undefined;
+  let kept: RunningDemo | undefined;
   let second: ChildServer | undefined;
 
   beforeAll(async () => {
@@ -116,7 +77,7 @@ describe("npm run demo -- --keep: a second instance beside the demo", () => {
     kept = await startDemo({ cwd: dir, args: ["--keep"], env: { EMULATOR_PORT: "0", SMTP_PORT: String(smtpPort) } });
     const printed = /NOREPLY_RELAY_CONFIG=(\S+) node dist\/server\.js/.exec(kept.banner);
     expect(printed?.[1]).toBe(join(dir, ".demo", "config-second.yaml"));
-    const key = /^\s+Demo API key\s+(\S+)/m.exec(kept.banner)![1]!;
+    const key = kept.apiKey;
 
     // The source, not `npm run build` (which would rewrite this repository's dist/).
     second = spawnServer({ NOREPLY_RELAY_CONFIG: printed![1]! });
