@@ -1,9 +1,10 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import nodemailer from "nodemailer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
@@ -92,6 +93,15 @@ describe("the service bundle (scripts/bundle-server.mjs, what npm run build writ
     // a clash would make it X2.
     const renamed = classes.filter((c) => !new RegExp(`(?:\\bclass ${c}\\b|\\b${c}=class\\b)`).test(text));
     expect(renamed).toEqual([]);
+  });
+
+  it("when node runs it with --enable-source-maps, then a stack trace names the file and line in src/ (without: the bundle)", () => {
+    const script = `const m = await import(${JSON.stringify(pathToFileURL(join(OUT, "server.js")).href)}); try { m.v8Flags({ NOREPLY_RELAY_V8_PRETENURING: "bad" }); } catch (e) { console.log(e.constructor.name, e.stack); }`;
+    const run = (flags: string[]) => execFileSync(process.execPath, [...flags, "--input-type=module", "-e", script], { encoding: "utf8", cwd: ROOT });
+    const mapped = run(["--enable-source-maps"]);
+    expect(mapped).toMatch(/^ConfigError /);
+    expect(mapped).toMatch(/at (?:Module\.)?v8Flags \(\S*src\/server\.ts:\d+:\d+\)/);
+    expect(run([])).toMatch(/at (?:Module\.)?v8Flags \(\S*\/server\.js:\d+:\d+\)/);
   });
 
   it("when run with node and a YAML config, then it sends through the real SDKs, maps Entra's and Graph's refusals, serves the docs, the spec, metrics and SMTP, and stops on SIGTERM", async () => {
