@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { APP_SECRET, SEND_HEADERS, benchTenants, buildConfig, buildRotation, writeJson } from "./lib/fixtures.mjs";
-import { createPacer, poolPaced, throughput } from "./lib/load.mjs";
+import { createPacer, median, poolPaced, throughput } from "./lib/load.mjs";
 import { cpuTimes, stop } from "./lib/procs.mjs";
 import { startEmulator, startService } from "./lib/starters.mjs";
 
@@ -133,10 +133,6 @@ try {
   move(free);
   pacer.close();
 
-  const median = (xs) => {
-    const v = [...xs].sort((a, b) => a - b);
-    return v.length === 0 ? NaN : v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-  };
   const r1 = (x) => Math.round(x * 10) / 10;
   const sumThrottle = (xs) => ({ periods: xs.reduce((a, x) => a + x.periods, 0), throttled: xs.reduce((a, x) => a + x.throttled, 0), throttledMs: r1(xs.reduce((a, x) => a + x.throttledMs, 0)) });
   const result = {

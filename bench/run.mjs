@@ -25,7 +25,7 @@ import {
   smallTextBody,
   writeJson,
 } from "./lib/fixtures.mjs";
-import { createPacer, poolPaced, sequential, throughput } from "./lib/load.mjs";
+import { createPacer, median, poolPaced, sequential, throughput } from "./lib/load.mjs";
 import { cpuTimes, firstJsonLine, freePort, getMetrics, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
 import { findRedisServer, startRedis } from "./lib/redis.mjs";
 import { DIST_SERVER, IMAGE_NODE_OPTIONS, startBaseline as startBaselineProcess, startEmulator as startEmulatorProcess, startService as startServiceProcess } from "./lib/starters.mjs";
@@ -858,11 +858,6 @@ function summariseRedis(out) {
     };
   }
   return S;
-}
-
-function median(xs) {
-  const v = xs.filter((x) => typeof x === "number" && !Number.isNaN(x)).sort((a, b) => a - b);
-  return v.length === 0 ? NaN : v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 }
 
 /** Round trips (before and after the answer) of the commonest traced send answered 202. */

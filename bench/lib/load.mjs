@@ -204,6 +204,12 @@ export function poolPaced(runs, { rate }) {
   };
 }
 
+/** The median of the numbers in `xs` (NaN and non-numbers ignored; NaN when none is left). */
+export function median(xs) {
+  const v = xs.filter((x) => typeof x === "number" && !Number.isNaN(x)).sort((a, b) => a - b);
+  return v.length === 0 ? NaN : v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
 /** Percentiles of a list of latencies in ms (nearest-rank). */
 export function summarise(values) {
   if (values.length === 0) return { count: 0, mean: NaN, p50: NaN, p90: NaN, p99: NaN, max: NaN };
