@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { bundleServer } from "../../scripts/bundle-server.mjs";
 import { startEmulator, type Emulator } from "../../src/emulator/start-emulator.js";
-import { spawnServer, type ChildServer } from "../support/child-server.js";
+import { spawnServer, stopServer } from "../support/child-server.js";
 import { describeWithTool } from "../support/external-tools.js";
 import { CONTOSO, FABRIKAM, message, standardScenario } from "../support/fixtures.js";
 import { http, metricValue, standardConfig, writeStandardFiles } from "../support/harness.js";
@@ -50,11 +50,6 @@ afterAll(async () => {
 });
 
 const newKeys = () => ({ ops: `ops-${randomBytes(16).toString("hex")}`, billing: `billing-${randomBytes(16).toString("hex")}` });
-
-async function stop(server: ChildServer): Promise<number | string> {
-  server.child.kill("SIGTERM");
-  return server.exited;
-}
 
 function send(url: string, key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) {
   return http(`${url}/send`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}`, ...headers }, body: JSON.stringify(body) });
@@ -157,7 +152,7 @@ describe("the service bundle (scripts/bundle-server.mjs, what npm run build writ
       }
       expect(emulator.state.messages({ tenant: CONTOSO.id }).map((m) => m.subject)).toContain("over SMTP, from the bundle");
     } finally {
-      expect(await stop(server)).toBe(0);
+      expect(await stopServer(server)).toBe(0);
     }
     const logs = server.stdout.join("\n") + server.stderr.join("");
     expect(logs).toContain('"msg":"stopped"');
@@ -198,7 +193,7 @@ describeWithTool("redis-server", "the service bundle on the Redis store (its chu
       expect(emulator.state.messages({ tenant: CONTOSO.id })).toHaveLength(1);
       expect(await redis.client.keys("bundle-test:*")).not.toEqual([]);
     } finally {
-      expect(await stop(server)).toBe(0);
+      expect(await stopServer(server)).toBe(0);
     }
   });
 });

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../docs/markdown.js";
-import { spawnServer, type ChildServer } from "../support/child-server.js";
+import { spawnServer, stopServer, type ChildServer } from "../support/child-server.js";
 import { startDemo, stopDemo, type RunningDemo } from "../support/demo-process.js";
 import { freePort } from "../support/free-port.js";
 
@@ -63,10 +63,7 @@ describe("npm run demo -- --keep: a second instance beside the demo", () => {
     dir = await mkdtemp(join(tmpdir(), "noreply-relay-demo-keep-"));
   });
   afterAll(async () => {
-    if (second !== undefined && second.child.exitCode === null) {
-      second.child.kill("SIGTERM");
-      await second.exited;
-    }
+    if (second !== undefined) await stopServer(second);
     await stopDemo(kept);
     await rm(dir, { recursive: true, force: true });
   });

@@ -66,3 +66,17 @@ export function spawnServer(env: Record<string, string>, options: { script?: str
           ]),
   };
 }
+
+/**
+ * SIGTERM, as a supervisor stops it (it drains), and SIGKILL if it has not exited after
+ * `graceMs`. Resolves with the exit code (or the signal name); at once if it had already exited.
+ */
+export async function stopServer(server: ChildServer, graceMs = 15_000): Promise<number | string> {
+  if (server.child.exitCode === null && server.child.signalCode === null) {
+    server.child.kill("SIGTERM");
+    const timer = setTimeout(() => server.child.kill("SIGKILL"), graceMs);
+    await server.exited;
+    clearTimeout(timer);
+  }
+  return server.exited;
+}

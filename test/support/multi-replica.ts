@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ConfigInput } from "../../src/config/schema.js";
 import type { Emulator } from "../../src/emulator/start-emulator.js";
-import { spawnServer, type ChildServer } from "./child-server.js";
+import { spawnServer, stopServer, type ChildServer } from "./child-server.js";
 import { http, standardConfig, writeStandardFiles, type HarnessKeys, type HttpResult } from "./harness.js";
 
 /*
@@ -70,7 +70,7 @@ export async function startReplicas(options: ReplicaSetOptions): Promise<Replica
 
   const processes = Array.from({ length: options.count }, () => spawnServer({ NOREPLY_RELAY_CONFIG: configPath, LOG_LEVEL: options.logLevel ?? "info" }, options.script !== undefined ? { script: options.script } : {}));
   const stopAll = async (): Promise<void> => {
-    await Promise.all(processes.map((p) => stop(p)));
+    await Promise.all(processes.map((p) => stopServer(p)));
     await rm(dir, { recursive: true, force: true });
   };
   let replicas: Replica[];
@@ -117,14 +117,6 @@ export async function startReplicas(options: ReplicaSetOptions): Promise<Replica
     },
     close: stopAll,
   };
-}
-
-async function stop(p: ChildServer): Promise<void> {
-  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-  p.child.kill("SIGTERM");
-  const timer = setTimeout(() => p.child.kill("SIGKILL"), 15_000);
-  await p.exited;
-  clearTimeout(timer);
 }
 
 /** Whether a request failed for want of a connection (refused, reset, closed), rather than with an answer. */
