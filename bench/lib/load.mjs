@@ -66,7 +66,7 @@ export function throughput({ url, connections, durationS, rotation, headers, tim
  * whatever happened to the previous ones. The keep-alive agent lives across runs, so a target
  * can be measured in several slices (alternating with another target) without reconnecting.
  */
-export function createPacer({ url, rotation, headers, maxSockets = 128, timeoutMs = 30_000, nextKey }) {
+export function createPacer({ url, rotation, headers, maxSockets = 128, timeoutMs = 30_000, nextKey, messageIds = false }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets });
   const target = new URL("/send", url);
   const bodies = rotation.map((r) => Buffer.from(r.body));
@@ -93,13 +93,17 @@ export function createPacer({ url, rotation, headers, maxSockets = 128, timeoutM
       const h = { ...headers, "content-length": body.length };
       if (nextKey) h["idempotency-key"] = nextKey();
       const req = http.request(target, { method: "POST", agent, timeout: timeoutMs, headers: h }, (res) => {
-        res.resume();
+        const chunks = [];
+        if (messageIds) res.on("data", (c) => chunks.push(c));
+        else res.resume();
         res.once("end", () => {
           inflight--;
           const ms = Number(process.hrtime.bigint() - start) / 1e6;
           if (n < warmupCount) return;
           statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
-          if (res.statusCode >= 200 && res.statusCode < 300) samples.push([ms, rotation[idx].kind]);
+          if (res.statusCode < 200 || res.statusCode >= 300) return;
+          // With messageIds, the answer's internetMessageId: the emulator's record of the same mail.
+          samples.push(messageIds ? [ms, rotation[idx].kind, messageIdOf(chunks)] : [ms, rotation[idx].kind]);
         });
       });
       req.once("timeout", () => req.destroy(new Error("timeout")));
@@ -129,6 +133,14 @@ export function createPacer({ url, rotation, headers, maxSockets = 128, timeoutM
   }
 
   return { run, close: () => agent.destroy() };
+}
+
+function messageIdOf(chunks) {
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")).internetMessageId;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -31,13 +31,14 @@ export const IMAGE_NODE_OPTIONS = (() => {
  * Graph latency; its scenario and CA are written to `logDir` under `name`.
  * Resolves `{ proc, url, caFile, ca }`.
  */
-export async function startEmulator({ name = "emulator", logDir, tenants, latencyMs, nice = 0, timeoutMs = 30_000, track = () => {} }) {
+export async function startEmulator({ name = "emulator", logDir, tenants, latencyMs, nice = 0, nodeOptions = [], timeoutMs = 30_000, track = () => {} }) {
   if (!existsSync(EMULATOR_CLI)) throw new Error(`emulator entry point ${EMULATOR_CLI.slice(root.length + 1)} is missing`);
   const scenarioFile = writeJson(logDir, `${name}.scenario.json`, buildScenario(tenants, { latencyMs }));
   const caOut = join(logDir, `${name}.ca.pem`);
   const args = ["--port", "0", "--host", "127.0.0.1", "--ca-out", caOut, "--scenario", scenarioFile, "--no-throttling", "--latency-ms", String(latencyMs), "--no-raw"];
   const proc = spawnNode(name, [...(EMULATOR_CLI.endsWith(".ts") ? ["--import", "tsx"] : []), EMULATOR_CLI, ...args], {
     logDir,
+    nodeOptions,
     nice,
     stdoutPipe: true,
     env: { NODE_ENV: "production" },
