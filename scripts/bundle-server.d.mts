@@ -3,6 +3,8 @@ export interface ServerBundle {
   readonly outdir: string;
   readonly files: string[];
   readonly packages: string[];
+  /** The installed copies they came from, as lockfile keys (node_modules/a/node_modules/b). */
+  readonly packageDirs: string[];
   /** The files of src/ in it. */
   readonly sources: string[];
 }

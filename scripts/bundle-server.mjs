@@ -28,12 +28,13 @@ const BANNER = "import { createRequire as __noreplyRelayRequire } from 'node:mod
  * Bundles the service into `outdir` (its server.js, server.js.map and chunks/). Fails on any
  * esbuild warning: a dependency esbuild cannot follow would otherwise fail only at run time.
  * @param {{ outdir?: string }} [options]
- * @returns {Promise<{ outdir: string, files: string[], packages: string[], sources: string[] }>} the
- *   files written (relative to outdir), the npm packages and the files of src/ bundled in.
+ * @returns {Promise<{ outdir: string, files: string[], packages: string[], packageDirs: string[], sources: string[] }>}
+ *   the files written (relative to outdir), the npm packages, the installed copies they came from
+ *   (lockfile keys, e.g. node_modules/accepts/node_modules/mime-db) and the files of src/ bundled in.
  */
 export async function bundleServer({ outdir = join(ROOT, "dist") } = {}) {
   const result = await build({
-    plugins: [leaveOutDevOnlyPackages()],
+    plugins: [leaveOutDevOnlyPackages(), oneCopyOfIdenticalPackages()],
     absWorkingDir: ROOT,
     entryPoints: { server: "src/server.ts" },
     tsconfig: "tsconfig.build.json",
@@ -67,13 +68,16 @@ export async function bundleServer({ outdir = join(ROOT, "dist") } = {}) {
   }
   const files = Object.keys(result.metafile.outputs).map((f) => relative(outdir, resolve(ROOT, f)));
   const packages = new Set();
+  const packageDirs = new Set();
   const sources = [];
   for (const input of Object.keys(result.metafile.inputs)) {
-    const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
-    if (m) packages.add(m[1]);
-    else if (input.startsWith("src/")) sources.push(input);
+    const m = /^(.*node_modules\/((?:@[^/]+\/)?[^/]+))\//.exec(input);
+    if (m) {
+      packages.add(m[2]);
+      packageDirs.add(m[1]);
+    } else if (input.startsWith("src/")) sources.push(input);
   }
-  return { outdir, files, packages: [...packages].sort(), sources: sources.sort() };
+  return { outdir, files, packages: [...packages].sort(), packageDirs: [...packageDirs].sort(), sources: sources.sort() };
 }
 
 /**
@@ -98,6 +102,88 @@ function leaveOutDevOnlyPackages() {
         const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(rel);
         if (m === null || packages[m[1]]?.dev !== true) return undefined;
         return { path: args.path, external: true };
+      });
+    },
+  };
+}
+
+/**
+ * npm installs a package once per place its version cannot be shared: express 5's mime-types 3
+ * sits in four node_modules folders (express, accepts, send, type-is) because a development
+ * dependency holds the top-level slot with mime-types 2, and each copy brings mime-db's ~150 KB
+ * table. Node would load all four; the bundle keeps one. Copies count as the same when the
+ * lockfile gives them the same name, version and integrity, and each of their dependencies, as
+ * node would resolve it from either place, is the same again (recursively). Every import of such
+ * a copy is pointed at the one with the shortest path.
+ * @returns {import("esbuild").Plugin}
+ */
+function oneCopyOfIdenticalPackages() {
+  const lock = JSON.parse(readFileSync(join(ROOT, "package-lock.json"), "utf8"));
+  const packages = lock.packages ?? {};
+  const nameOf = (dir) => dir.slice(dir.lastIndexOf("node_modules/") + "node_modules/".length);
+  /** Where node would find `name` from inside the package at `dir`, as a lockfile key. */
+  const resolveFrom = (dir, name) => {
+    for (let d = dir; ; ) {
+      const candidate = `${d === "" ? "" : `${d}/`}node_modules/${name}`;
+      if (packages[candidate] !== undefined) return candidate;
+      if (d === "") return undefined;
+      const i = d.lastIndexOf("/node_modules/");
+      d = i === -1 ? "" : d.slice(0, i);
+    }
+  };
+  /** @type {Map<string, boolean>} */
+  const same = new Map();
+  const equivalent = (a, b) => {
+    if (a === b) return true;
+    if (a === undefined || b === undefined) return false;
+    const key = a < b ? `${a}\n${b}` : `${b}\n${a}`;
+    const known = same.get(key);
+    if (known !== undefined) return known;
+    same.set(key, true); // a cycle counts as the same while it is being checked
+    const pa = packages[a];
+    const pb = packages[b];
+    const deps = (p) => Object.keys({ ...p.dependencies, ...p.optionalDependencies, ...p.peerDependencies });
+    const result =
+      nameOf(a) === nameOf(b) &&
+      pa.version === pb.version &&
+      pa.integrity !== undefined &&
+      pa.integrity === pb.integrity &&
+      pa.link !== true &&
+      pb.link !== true &&
+      deps(pa).every((name) => equivalent(resolveFrom(a, name), resolveFrom(b, name)));
+    same.set(key, result);
+    return result;
+  };
+  /** @type {Map<string, string[]>} */
+  const copies = new Map();
+  for (const [dir, p] of Object.entries(packages)) {
+    if (!dir.includes("node_modules/") || p.version === undefined) continue;
+    const id = `${nameOf(dir)}@${p.version}`;
+    copies.set(id, [...(copies.get(id) ?? []), dir]);
+  }
+  /** @type {Map<string, string>} */
+  const canonical = new Map();
+  const canonicalOf = (dir) => {
+    let c = canonical.get(dir);
+    if (c === undefined) {
+      const candidates = (copies.get(`${nameOf(dir)}@${packages[dir].version}`) ?? []).filter((other) => equivalent(dir, other));
+      c = candidates.sort((x, y) => x.length - y.length || (x < y ? -1 : 1))[0] ?? dir;
+      canonical.set(dir, c);
+    }
+    return c;
+  };
+  return {
+    name: "one-copy-of-identical-packages",
+    setup(b) {
+      b.onResolve({ filter: /^[^./]/ }, async (args) => {
+        if (args.pluginData === "resolving" || args.path.startsWith("node:")) return undefined;
+        const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "resolving" });
+        if (found.errors.length > 0 || found.external) return undefined;
+        const rel = relative(ROOT, found.path).split(sep).join("/");
+        const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(rel);
+        if (m === null || packages[m[1]] === undefined) return undefined;
+        const target = canonicalOf(m[1]);
+        return target === m[1] ? undefined : { path: join(ROOT, target, m[2]) };
       });
     },
   };

@@ -61,9 +61,19 @@ describe("the service bundle (scripts/bundle-server.mjs, what npm run build writ
       expect(bundle.packages).toContain(name);
     }
     // Only what the runtime image installs (npm ci --omit=dev): no package the lockfile marks dev-only.
-    const devOnly = bundle.packages.filter((name) => lock.packages[`node_modules/${name}`]?.dev === true);
+    // Decided per installed copy: node_modules/mime-db is a development one, express's copies are not.
+    const devOnly = bundle.packageDirs.filter((dir) => lock.packages[dir]?.dev === true);
     expect(devOnly).toEqual([]);
-    expect(bundle.packages.filter((name) => lock.packages[`node_modules/${name}`] === undefined)).toEqual([]);
+    expect(bundle.packageDirs.filter((dir) => lock.packages[dir] === undefined)).toEqual([]);
+    // One copy of each package version: express 5's mime-types and mime-db are installed four
+    // times (express, accepts, send, type-is), identical, and the bundle keeps one.
+    const byVersion = new Map<string, string[]>();
+    for (const dir of bundle.packageDirs) {
+      const id = `${dir.slice(dir.lastIndexOf("node_modules/") + "node_modules/".length)}@${(lock.packages[dir] as { version?: string } | undefined)?.version}`;
+      byVersion.set(id, [...(byVersion.get(id) ?? []), dir]);
+    }
+    expect([...byVersion].filter(([, dirs]) => dirs.length > 1)).toEqual([]);
+    expect(bundle.packageDirs.filter((d) => d.endsWith("node_modules/mime-db"))).toHaveLength(1);
     // Read from node_modules at run time, not bundled: the docs page's static files, and the YAML parser.
     expect(bundle.packages).not.toContain("swagger-ui-dist");
     expect(bundle.packages).not.toContain("yaml");
