@@ -81,6 +81,24 @@ export async function bundleServer({ outdir = join(ROOT, "dist") } = {}) {
 }
 
 /**
+ * Calls `decide` for every import of an installed package (a bare specifier, not node:), with
+ * where esbuild would take it from: the package's folder as a lockfile key and the file in it.
+ * What `decide` returns replaces esbuild's own resolution; undefined keeps it.
+ * @param {import("esbuild").PluginBuild} b
+ * @param {(where: { dir: string, file: string }, args: import("esbuild").OnResolveArgs) => import("esbuild").OnResolveResult | undefined} decide
+ */
+function onPackageImport(b, decide) {
+  // Bare specifiers only (esbuild's filters are Go regular expressions: no lookahead).
+  b.onResolve({ filter: /^[^./]/ }, async (args) => {
+    if (args.pluginData === "resolving" || args.path.startsWith("node:")) return undefined;
+    const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "resolving" });
+    if (found.errors.length > 0 || found.external) return undefined;
+    const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(relative(ROOT, found.path).split(sep).join("/"));
+    return m === null ? undefined : decide({ dir: m[1], file: m[2] }, args);
+  });
+}
+
+/**
  * A package only development needs is not in the image (npm ci --omit=dev), so the bundle leaves
  * it out too: an optional require of one (debug's of supports-color) fails at run time and falls
  * back, as it does without the bundle. Decided per installed copy, as the lockfile lists them
@@ -93,16 +111,7 @@ function leaveOutDevOnlyPackages() {
   return {
     name: "leave-out-dev-only-packages",
     setup(b) {
-      // Bare specifiers only (esbuild's filters are Go regular expressions: no lookahead).
-      b.onResolve({ filter: /^[^./]/ }, async (args) => {
-        if (args.pluginData === "resolving" || args.path.startsWith("node:")) return undefined;
-        const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "resolving" });
-        if (found.errors.length > 0 || found.external) return undefined;
-        const rel = relative(ROOT, found.path).split(sep).join("/");
-        const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(rel);
-        if (m === null || packages[m[1]]?.dev !== true) return undefined;
-        return { path: args.path, external: true };
-      });
+      onPackageImport(b, ({ dir }, args) => (packages[dir]?.dev === true ? { path: args.path, external: true } : undefined));
     },
   };
 }
@@ -175,15 +184,10 @@ function oneCopyOfIdenticalPackages() {
   return {
     name: "one-copy-of-identical-packages",
     setup(b) {
-      b.onResolve({ filter: /^[^./]/ }, async (args) => {
-        if (args.pluginData === "resolving" || args.path.startsWith("node:")) return undefined;
-        const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "resolving" });
-        if (found.errors.length > 0 || found.external) return undefined;
-        const rel = relative(ROOT, found.path).split(sep).join("/");
-        const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(rel);
-        if (m === null || packages[m[1]] === undefined) return undefined;
-        const target = canonicalOf(m[1]);
-        return target === m[1] ? undefined : { path: join(ROOT, target, m[2]) };
+      onPackageImport(b, ({ dir, file }) => {
+        if (packages[dir] === undefined) return undefined;
+        const target = canonicalOf(dir);
+        return target === dir ? undefined : { path: join(ROOT, target, file) };
       });
     },
   };
