@@ -16,13 +16,12 @@
 // emulator; --emulator-gc adds the emulator's GC pauses (from V8's --trace-gc) per target.
 // Prints a table and one JSON line last.
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import https from "node:https";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { APP_SECRET, SEND_HEADERS, benchTenants, buildConfig, buildRotation, writeJson } from "./lib/fixtures.mjs";
 import { createPacer, summarise } from "./lib/load.mjs";
-import { stop } from "./lib/procs.mjs";
+import { httpsJson, stop } from "./lib/procs.mjs";
 import { startBaseline, startEmulator, startService } from "./lib/starters.mjs";
 
 const { values: argv } = parseArgs({
@@ -52,22 +51,7 @@ const procs = [];
 const track = (p) => procs.push(p);
 const tenants = benchTenants(10);
 
-function emulatorJson(emu, method, path) {
-  return new Promise((resolve, reject) => {
-    https
-      .request(`${emu.url}${path}`, { method, ca: emu.ca, agent: false }, (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          if (res.statusCode !== 200) reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 200)}`));
-          else resolve(JSON.parse(text));
-        });
-      })
-      .on("error", reject)
-      .end();
-  });
-}
+const emulatorJson = (emu, method, path) => httpsJson(method, `${emu.url}${path}`, emu.ca);
 
 /** V8 --trace-gc pause lines of the emulator's stdout log from byte `from` on. */
 function gcPauses(file, from) {

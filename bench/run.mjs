@@ -6,7 +6,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import https from "node:https";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -26,7 +25,7 @@ import {
   writeJson,
 } from "./lib/fixtures.mjs";
 import { createPacer, median, poolPaced, sequential, throughput } from "./lib/load.mjs";
-import { cpuTimes, firstJsonLine, freePort, getMetrics, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
+import { cpuTimes, firstJsonLine, freePort, getMetrics, httpsJson as httpsJsonRequest, machineBusyMs, memory, spawnNode, stop, waitFor200 } from "./lib/procs.mjs";
 import { findRedisServer, startRedis } from "./lib/redis.mjs";
 import { DIST_SERVER, IMAGE_NODE_OPTIONS, startBaseline as startBaselineProcess, startEmulator as startEmulatorProcess, startService as startServiceProcess } from "./lib/starters.mjs";
 import { TARGETS, formatReport, table, targetResults } from "./lib/report.mjs";
@@ -218,26 +217,7 @@ function httpsGetJson(url, ca) {
 }
 
 function httpsJson(method, url, ca, body) {
-  return new Promise((resolvePromise, reject) => {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const headers = payload ? { "content-type": "application/json", "content-length": payload.length } : {};
-    https
-      .request(url, { method, ca, agent: false, headers }, (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          if (res.statusCode !== 200) return reject(new HarnessError(`${method} ${url}: ${res.statusCode} ${text.slice(0, 300)}`));
-          try {
-            resolvePromise(JSON.parse(text));
-          } catch (err) {
-            reject(err);
-          }
-        });
-      })
-      .on("error", reject)
-      .end(payload);
-  });
+  return httpsJsonRequest(method, url, ca, body, { statusError: (message) => new HarnessError(message) });
 }
 
 /**

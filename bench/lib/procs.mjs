@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, createWriteStream, openSync, readFileSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import os from "node:os";
 import { join } from "node:path";
@@ -122,10 +123,6 @@ export function probe(url, timeoutMs = 1000) {
   });
 }
 
-/**
- * Polls `url` every `intervalMs` until it answers 200; returns milliseconds since `startNs`
- * (a process.hrtime.bigint() taken just before spawn). Fails if the child exits first.
- */
 /** GET /metrics of a service: its status and text (no agent, 10 s timeout). */
 export function getMetrics(url) {
   return new Promise((resolve, reject) => {
@@ -142,6 +139,37 @@ export function getMetrics(url) {
   });
 }
 
+/**
+ * A JSON request to an HTTPS endpoint with its own CA (the emulator's control API): resolves the
+ * parsed answer of a 200, rejects with `statusError(message)` for any other status.
+ */
+export function httpsJson(method, url, ca, body, { statusError = (message) => new Error(message) } = {}) {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers = payload ? { "content-type": "application/json", "content-length": payload.length } : {};
+    https
+      .request(url, { method, ca, agent: false, headers }, (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          if (res.statusCode !== 200) return reject(statusError(`${method} ${url}: ${res.statusCode} ${text.slice(0, 300)}`));
+          try {
+            resolve(JSON.parse(text));
+          } catch (err) {
+            reject(err);
+          }
+        });
+      })
+      .on("error", reject)
+      .end(payload);
+  });
+}
+
+/**
+ * Polls `url` every `intervalMs` until it answers 200; returns milliseconds since `startNs`
+ * (a process.hrtime.bigint() taken just before spawn). Fails if the child exits first.
+ */
 export async function waitFor200(proc, url, { startNs, timeoutMs, intervalMs = 2 }) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
