@@ -34,7 +34,7 @@ const BANNER = "import { createRequire as __noreplyRelayRequire } from 'node:mod
  */
 export async function bundleServer({ outdir = join(ROOT, "dist") } = {}) {
   const result = await build({
-    plugins: [leaveOutDevOnlyPackages(), oneCopyOfIdenticalPackages()],
+    plugins: [installedPackages()],
     absWorkingDir: ROOT,
     entryPoints: { server: "src/server.ts" },
     tsconfig: "tsconfig.build.json",
@@ -71,7 +71,7 @@ export async function bundleServer({ outdir = join(ROOT, "dist") } = {}) {
   const packageDirs = new Set();
   const sources = [];
   for (const input of Object.keys(result.metafile.inputs)) {
-    const m = /^(.*node_modules\/((?:@[^/]+\/)?[^/]+))\//.exec(input);
+    const m = PACKAGE_PATH.exec(input);
     if (m) {
       packages.add(m[2]);
       packageDirs.add(m[1]);
@@ -80,55 +80,55 @@ export async function bundleServer({ outdir = join(ROOT, "dist") } = {}) {
   return { outdir, files, packages: [...packages].sort(), packageDirs: [...packageDirs].sort(), sources: sources.sort() };
 }
 
-/**
- * Calls `decide` for every import of an installed package (a bare specifier, not node:), with
- * where esbuild would take it from: the package's folder as a lockfile key and the file in it.
- * What `decide` returns replaces esbuild's own resolution; undefined keeps it.
- * @param {import("esbuild").PluginBuild} b
- * @param {(where: { dir: string, file: string }, args: import("esbuild").OnResolveArgs) => import("esbuild").OnResolveResult | undefined} decide
- */
-function onPackageImport(b, decide) {
-  // Bare specifiers only (esbuild's filters are Go regular expressions: no lookahead).
-  b.onResolve({ filter: /^[^./]/ }, async (args) => {
-    if (args.pluginData === "resolving" || args.path.startsWith("node:")) return undefined;
-    const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "resolving" });
-    if (found.errors.length > 0 || found.external) return undefined;
-    const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(relative(ROOT, found.path).split(sep).join("/"));
-    return m === null ? undefined : decide({ dir: m[1], file: m[2] }, args);
-  });
-}
+/** A path inside an installed package: its folder as a lockfile key (node_modules/a/node_modules/b), then the file. */
+const PACKAGE_PATH = /^(.*node_modules\/((?:@[^/]+\/)?[^/]+))\/(.*)$/;
 
 /**
- * A package only development needs is not in the image (npm ci --omit=dev), so the bundle leaves
- * it out too: an optional require of one (debug's of supports-color) fails at run time and falls
- * back, as it does without the bundle. Decided per installed copy, as the lockfile lists them
- * (node_modules/a and node_modules/b/node_modules/a may differ).
+ * Where each import of an installed package (a bare specifier, not node:) is taken from, decided
+ * per installed copy as the lockfile lists them (node_modules/a and node_modules/b/node_modules/a
+ * may differ):
+ *
+ * - A copy only development needs is not in the image (npm ci --omit=dev), so the bundle leaves
+ *   it out too: an optional require of one (debug's of supports-color) fails at run time and
+ *   falls back, as it does without the bundle.
+ * - npm installs a package once per place its version cannot be shared: express 5's mime-types 3
+ *   sits in four node_modules folders (express, accepts, send, type-is) because a development
+ *   dependency holds the top-level slot with mime-types 2, and each copy brings mime-db's ~150 KB
+ *   table. Node would load all four; the bundle keeps one. Copies count as the same when the
+ *   lockfile gives them the same name, version and integrity, and each of their dependencies, as
+ *   node would resolve it from either place, is the same again (recursively). Every import of
+ *   such a copy is pointed at the one with the shortest path.
  * @returns {import("esbuild").Plugin}
  */
-function leaveOutDevOnlyPackages() {
+function installedPackages() {
   const lock = JSON.parse(readFileSync(join(ROOT, "package-lock.json"), "utf8"));
   const packages = lock.packages ?? {};
+  const canonicalOf = identicalCopies(packages);
   return {
-    name: "leave-out-dev-only-packages",
+    name: "installed-packages",
     setup(b) {
-      onPackageImport(b, ({ dir }, args) => (packages[dir]?.dev === true ? { path: args.path, external: true } : undefined));
+      // Bare specifiers only (esbuild's filters are Go regular expressions: no lookahead).
+      b.onResolve({ filter: /^[^./]/ }, async (args) => {
+        if (args.pluginData === "resolving" || args.path.startsWith("node:")) return undefined;
+        const found = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "resolving" });
+        if (found.errors.length > 0 || found.external) return undefined;
+        const m = PACKAGE_PATH.exec(relative(ROOT, found.path).split(sep).join("/"));
+        if (m === null || packages[m[1]] === undefined) return undefined;
+        if (packages[m[1]].dev === true) return { path: args.path, external: true };
+        const target = canonicalOf(m[1]);
+        return target === m[1] ? undefined : { path: join(ROOT, target, m[3]) };
+      });
     },
   };
 }
 
 /**
- * npm installs a package once per place its version cannot be shared: express 5's mime-types 3
- * sits in four node_modules folders (express, accepts, send, type-is) because a development
- * dependency holds the top-level slot with mime-types 2, and each copy brings mime-db's ~150 KB
- * table. Node would load all four; the bundle keeps one. Copies count as the same when the
- * lockfile gives them the same name, version and integrity, and each of their dependencies, as
- * node would resolve it from either place, is the same again (recursively). Every import of such
- * a copy is pointed at the one with the shortest path.
- * @returns {import("esbuild").Plugin}
+ * For the lockfile's `packages`, a function from an installed copy's folder to the folder of the
+ * identical copy every import of it should use (itself when it has none): see installedPackages.
+ * @param {Record<string, { version?: string, integrity?: string, link?: boolean, dependencies?: object, optionalDependencies?: object, peerDependencies?: object }>} packages
+ * @returns {(dir: string) => string}
  */
-function oneCopyOfIdenticalPackages() {
-  const lock = JSON.parse(readFileSync(join(ROOT, "package-lock.json"), "utf8"));
-  const packages = lock.packages ?? {};
+function identicalCopies(packages) {
   const nameOf = (dir) => dir.slice(dir.lastIndexOf("node_modules/") + "node_modules/".length);
   /** Where node would find `name` from inside the package at `dir`, as a lockfile key. */
   const resolveFrom = (dir, name) => {
@@ -172,7 +172,7 @@ function oneCopyOfIdenticalPackages() {
   }
   /** @type {Map<string, string>} */
   const canonical = new Map();
-  const canonicalOf = (dir) => {
+  return (dir) => {
     let c = canonical.get(dir);
     if (c === undefined) {
       const candidates = (copies.get(`${nameOf(dir)}@${packages[dir].version}`) ?? []).filter((other) => equivalent(dir, other));
@@ -180,16 +180,6 @@ function oneCopyOfIdenticalPackages() {
       canonical.set(dir, c);
     }
     return c;
-  };
-  return {
-    name: "one-copy-of-identical-packages",
-    setup(b) {
-      onPackageImport(b, ({ dir, file }) => {
-        if (packages[dir] === undefined) return undefined;
-        const target = canonicalOf(dir);
-        return target === dir ? undefined : { path: join(ROOT, target, file) };
-      });
-    },
   };
 }
 
